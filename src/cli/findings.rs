@@ -1,0 +1,123 @@
+//! `accessdrift findings`, `ack` and `notify`.
+
+use super::{actor, render, DbArg};
+use crate::config::Config;
+use crate::domain::EventTime;
+use crate::engine::Status;
+use crate::notify::{Notifier, StdoutSink};
+use anyhow::bail;
+use std::process::ExitCode;
+
+/// Which findings to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusFilter {
+    /// Open and acknowledged findings.
+    Open,
+    /// Every finding, resolved and approved included.
+    All,
+}
+
+/// Arguments of `findings`.
+#[derive(Debug, clap::Args)]
+pub struct FindingsArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// Which findings.
+    #[arg(long, value_enum, default_value = "open")]
+    status: StatusFilter,
+    /// A JSON array for scripts instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(super) fn list(cfg: &Config, a: FindingsArgs) -> anyhow::Result<ExitCode> {
+    let mut store = a.db.open(cfg)?;
+    let findings = store.read()?.findings(a.status == StatusFilter::Open)?;
+    if a.json {
+        let arr: Vec<_> = findings.iter().map(render::finding_json).collect();
+        println!("{}", serde_json::to_string_pretty(&arr)?);
+    } else {
+        print!("{}", render::findings_table(&findings));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `ack`.
+#[derive(Debug, clap::Args)]
+pub struct AckArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// Who acknowledges (default: $USER).
+    #[arg(long)]
+    by: Option<String>,
+    /// Finding ids (or unique prefixes of at least 4 characters).
+    #[arg(required = true, value_name = "ID")]
+    ids: Vec<String>,
+}
+
+pub(super) fn ack(cfg: &Config, a: AckArgs) -> anyhow::Result<ExitCode> {
+    let mut store = a.db.open(cfg)?;
+    let by = actor(&a.by);
+    let now = EventTime::now();
+    let tx = store.tx()?;
+    for id in &a.ids {
+        let mut f = tx.find_finding(id)?;
+        if f.status != Status::Open {
+            bail!("finding {} is {}, not open: nothing to acknowledge", f.id, f.status.as_str());
+        }
+        f.status = Status::Acknowledged;
+        f.resolution = Some(format!("acknowledged by {by}"));
+        f.resolved_at = Some(now);
+        tx.put_finding(&f)?;
+        println!("acknowledged {} ({})", f.id, f.title);
+    }
+    tx.commit()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `notify`.
+#[derive(Debug, clap::Args)]
+pub struct NotifyArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// Drain what is due once and exit, instead of running until interrupted.
+    #[arg(long)]
+    once: bool,
+    /// Print alerts as JSON lines.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(super) fn notify(cfg: &Config, a: NotifyArgs) -> anyhow::Result<ExitCode> {
+    let mut store = a.db.open(cfg)?;
+    let mut notifier = Notifier::new(vec![Box::new(StdoutSink::new(std::io::stdout(), a.json))], cfg.notify.clone());
+    if a.once {
+        let r = notifier.drain(&mut store, EventTime::now().unix_seconds())?;
+        eprintln!("delivered {}, retrying {}, dead-lettered {}", r.delivered, r.retried, r.dead_lettered);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let on_signal = stop.clone();
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            on_signal.cancel();
+        });
+        let mut tick = tokio::time::interval(cfg.notify.poll_interval);
+        tracing::info!(interval = ?cfg.notify.poll_interval, "notifier running; Ctrl-C stops it");
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => {
+                    let r = notifier.drain(&mut store, EventTime::now().unix_seconds())?;
+                    if r.delivered + r.retried + r.dead_lettered > 0 {
+                        tracing::info!(delivered = r.delivered, retried = r.retried, dead = r.dead_lettered, "drained outbox");
+                    }
+                }
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,131 @@
+//! Text and JSON renderings of summaries and findings.
+
+use crate::engine::Finding;
+use crate::pipeline::replay::ReplaySummary;
+use serde_json::{json, Value};
+use std::fmt::Write;
+
+/// At most this many malformed records are listed in text output (all are counted).
+const MAX_MALFORMED_SHOWN: usize = 20;
+
+/// The replay summary for people.
+pub fn summary(s: &ReplaySummary, has_baseline: bool) -> String {
+    let st = &s.stats;
+    let skipped: u64 = st.skipped.values().sum();
+    let mut o = String::new();
+    let _ = writeln!(o, "replayed {} file(s): {} records", s.files.len(), s.records);
+    let _ = writeln!(o, "  applied     {:>8}  (state changes and activities)", st.applied);
+    let _ = writeln!(o, "  unchanged   {:>8}  (same access as stored: duplicates, metadata-only updates)", st.unchanged);
+    let _ = writeln!(o, "  skipped     {skipped:>8}");
+    for (reason, n) in &st.skipped {
+        let _ = writeln!(o, "    {:<22}{n:>8}", reason.as_str());
+    }
+    let _ = writeln!(o, "  malformed   {:>8}", s.malformed.len());
+    for m in s.malformed.iter().take(MAX_MALFORMED_SHOWN) {
+        let _ = writeln!(o, "    {} record {} (line {}): {}", m.input, m.index, m.line, m.problem);
+    }
+    if s.malformed.len() > MAX_MALFORMED_SHOWN {
+        let _ = writeln!(o, "    … and {} more (see the log)", s.malformed.len() - MAX_MALFORMED_SHOWN);
+    }
+    let _ = writeln!(o, "  operations waiting for a phase: {}", s.pending_operations);
+    let _ = writeln!(
+        o,
+        "findings: {} opened, {} reopened, {} resolved, {} severity changes; {} notifications queued",
+        st.opened, st.reopened, st.resolved, st.severity_changed, st.notifications
+    );
+    if !has_baseline {
+        let _ = writeln!(
+            o,
+            "no baseline yet: {} changed facts were stored but not judged. Approve the current state with\n  accessdrift baseline capture --db PATH",
+            st.awaiting_baseline
+        );
+    }
+    o
+}
+
+/// The replay summary for scripts.
+pub fn summary_json(s: &ReplaySummary) -> Value {
+    let st = &s.stats;
+    json!({
+        "files": s.files,
+        "records": s.records,
+        "applied": st.applied,
+        "unchanged": st.unchanged,
+        "skipped": st.skipped.iter().map(|(k, v)| (k.as_str().to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "malformed": s.malformed.iter().map(|m| json!({"input": m.input, "index": m.index, "line": m.line, "problem": m.problem})).collect::<Vec<_>>(),
+        "pending_operations": s.pending_operations,
+        "findings": {"opened": st.opened, "reopened": st.reopened, "resolved": st.resolved, "severity_changed": st.severity_changed},
+        "notifications": st.notifications,
+        "awaiting_baseline": st.awaiting_baseline,
+    })
+}
+
+/// One finding as the JSON contract names it.
+pub fn finding_json(f: &Finding) -> Value {
+    json!({
+        "id": f.id,
+        "kind": f.kind.as_str(),
+        "rule": f.rule,
+        "severity": f.severity.as_str(),
+        "status": f.status.as_str(),
+        "title": f.title,
+        "fact_kind": f.fact_kind.as_str(),
+        "fact_key": f.fact_key,
+        "change": f.change.map(|c| c.as_str()),
+        "expected": f.expected,
+        "actual": f.actual,
+        "diff": f.diff,
+        "actor": {
+            "upn": f.actor.upn,
+            "object_id": f.actor.object_id,
+            "app_id": f.actor.app_id,
+            "ip": f.actor.ip,
+        },
+        "correlation_id": f.correlation_id,
+        "first_seen": f.first_seen,
+        "last_seen": f.last_seen,
+        "resolved_at": f.resolved_at,
+        "resolution": f.resolution,
+        "occurrences": f.occurrences,
+        "evidence": f.evidence,
+    })
+}
+
+fn clip(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// The findings table for people.
+pub fn findings_table(findings: &[Finding]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{:<12}  {:<8}  {:<12}  {:<8}  {:<20}  {:<30}  TITLE",
+        "ID", "SEVERITY", "STATUS", "KIND", "LAST SEEN", "WHO"
+    );
+    for f in findings {
+        let who = f.actor.principal().unwrap_or("-");
+        let last = f.last_seen.to_string();
+        let _ = writeln!(
+            o,
+            "{:<12}  {:<8}  {:<12}  {:<8}  {:<20}  {:<30}  {}",
+            f.id,
+            f.severity.as_str(),
+            f.status.as_str(),
+            f.kind.as_str(),
+            last.get(..19).unwrap_or(&last).replace('T', " "),
+            clip(who, 30),
+            f.title
+        );
+    }
+    if findings.is_empty() {
+        let _ = writeln!(o, "(no findings)");
+    }
+    o
+}

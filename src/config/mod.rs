@@ -1,0 +1,288 @@
+//! Configuration: one TOML file, every field documented, defaults in one place.
+
+pub mod roles;
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Errors loading or validating configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not valid for the schema; the message names the key and line/column.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with position and key.
+        message: String,
+    },
+    /// A value parsed but is not usable.
+    #[error("invalid config value `{key}` in {path}: {problem}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The dotted key.
+        key: String,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where state lives.
+    pub store: StoreConfig,
+    /// How input is cut into transactions and how operation phases are joined.
+    pub pipeline: PipelineConfig,
+    /// Clusters this instance watches.
+    pub clusters: Vec<ClusterConfig>,
+    /// Severity choices.
+    pub severity: SeverityConfig,
+    /// Outbox delivery.
+    pub notify: NotifyConfig,
+    /// Display names of custom roles, by role definition GUID (built-ins are known already).
+    pub role_names: BTreeMap<String, String>,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// SQLite database file; `--db` on the command line wins.
+    pub path: PathBuf,
+}
+
+/// `[pipeline]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Input records per transaction (relevant or not). Larger is faster; smaller redoes
+    /// less work after a crash.
+    pub batch_size: usize,
+    /// How long a Start phase waits for its Success (event time) before it is dropped.
+    #[serde(with = "humantime_serde")]
+    pub pending_ttl: Duration,
+    /// Cluster name given to Kubernetes facts when `--cluster` is not passed.
+    pub default_cluster: String,
+}
+
+/// `[[clusters]]`: one watched AKS cluster.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Short name used to label Kubernetes facts (`--cluster`).
+    pub name: String,
+    /// ARM resource id of the managed cluster.
+    pub resource_id: String,
+}
+
+/// `[severity]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SeverityConfig {
+    /// Severity of drift on platform-managed Kubernetes objects (AKS upgrades change them).
+    pub platform_managed: crate::engine::Severity,
+}
+
+/// `[notify]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// Delivery attempts before an alert is dead-lettered.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt.
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// Upper bound of the retry delay.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// How often the daemon looks at the outbox.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+// Defaults: every one of them is here and nowhere else.
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            store: StoreConfig::default(),
+            pipeline: PipelineConfig::default(),
+            clusters: Vec::new(),
+            severity: SeverityConfig::default(),
+            notify: NotifyConfig::default(),
+            role_names: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: PathBuf::from("accessdrift.db"),
+        }
+    }
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            batch_size: 2000,
+            pending_ttl: Duration::from_secs(24 * 3600),
+            default_cluster: "local".to_string(),
+        }
+    }
+}
+
+impl Default for SeverityConfig {
+    fn default() -> Self {
+        SeverityConfig {
+            platform_managed: crate::engine::Severity::Low,
+        }
+    }
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            max_attempts: 8,
+            initial_backoff: Duration::from_secs(5),
+            max_backoff: Duration::from_secs(600),
+            poll_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Config {
+    /// Loads and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates TOML text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &str, problem: &str| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+            problem: problem.to_string(),
+        };
+        if self.pipeline.batch_size == 0 || self.pipeline.batch_size > 100_000 {
+            return Err(invalid("pipeline.batch_size", "must be between 1 and 100000"));
+        }
+        if self.pipeline.default_cluster.trim().is_empty() {
+            return Err(invalid("pipeline.default_cluster", "must not be empty"));
+        }
+        if self.notify.max_attempts == 0 {
+            return Err(invalid("notify.max_attempts", "must be at least 1"));
+        }
+        if self.notify.initial_backoff > self.notify.max_backoff {
+            return Err(invalid(
+                "notify.initial_backoff",
+                "must not exceed notify.max_backoff",
+            ));
+        }
+        for (i, c) in self.clusters.iter().enumerate() {
+            if c.name.trim().is_empty() || c.name.contains('/') {
+                return Err(invalid(
+                    &format!("clusters[{i}].name"),
+                    "must be a non-empty name without '/'",
+                ));
+            }
+            let id = crate::domain::canonical_id(&c.resource_id);
+            if !id.contains("/providers/microsoft.containerservice/managedclusters/") {
+                return Err(invalid(
+                    &format!("clusters[{i}].resource_id"),
+                    "must be an AKS resource id: /subscriptions/SUB/resourceGroups/RG/providers/Microsoft.ContainerService/managedClusters/NAME",
+                ));
+            }
+        }
+        for guid in self.role_names.keys() {
+            if guid.len() != 36 || guid.matches('-').count() != 4 {
+                return Err(invalid(
+                    &format!("role_names.{guid}"),
+                    "keys are role definition GUIDs like 0ab0b1a8-8aac-4efd-b8c2-3ee1fb270be8",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Display name of a role definition id or GUID: config names, then built-ins, else the GUID.
+    pub fn role_name(&self, role_definition_id: &str) -> String {
+        let guid = roles::role_guid(role_definition_id);
+        if let Some((_, n)) = self
+            .role_names
+            .iter()
+            .find(|(g, _)| g.eq_ignore_ascii_case(&guid))
+        {
+            return n.clone();
+        }
+        roles::builtin(&guid).map_or(guid, |r| r.name.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_position() {
+        let err = parse("[pipeline]\nbatch_size = 10\nbatchsize = 3\n").unwrap_err().to_string();
+        assert!(err.contains("batchsize"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("test.toml"), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_and_values_are_named() {
+        let err = parse("[pipeline]\npending_ttl = \"soon\"\n").unwrap_err().to_string();
+        assert!(err.contains("pending_ttl") || err.contains("line 2"), "{err}");
+        let err = parse("[pipeline]\nbatch_size = 0\n").unwrap_err().to_string();
+        assert!(err.contains("pipeline.batch_size"), "{err}");
+        let err = parse("[[clusters]]\nname = \"a\"\nresource_id = \"/subscriptions/x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("clusters[0].resource_id"), "{err}");
+    }
+
+    #[test]
+    fn role_names_prefer_config_then_builtins() {
+        let cfg = parse("[role_names]\n\"11111111-2222-3333-4444-555555555555\" = \"AKS Credential Reader\"\n").unwrap();
+        assert_eq!(cfg.role_name("/providers/Microsoft.Authorization/roleDefinitions/11111111-2222-3333-4444-555555555555"), "AKS Credential Reader");
+        assert_eq!(cfg.role_name("b24988ac-6180-42a0-ab88-20f7382dd24c"), "Contributor");
+        assert_eq!(cfg.role_name("/x/roleDefinitions/ABCD"), "abcd");
+    }
+}

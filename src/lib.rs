@@ -1,0 +1,14 @@
+//! accessdrift: detects drift of AKS identity and RBAC state from an approved baseline.
+//!
+//! Data flow (DESIGN §2): `sources` → `domain::Observation` → `pipeline` (one `store`
+//! transaction per batch, `engine` decides finding transitions) → outbox → `notify`.
+
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod engine;
+pub mod notify;
+pub mod pipeline;
+pub mod sources;
+pub mod store;
+pub mod telemetry;

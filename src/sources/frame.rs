@@ -1,0 +1,388 @@
+//! Framing: cuts JSON input into records without parsing them, so irrelevant records cost a scan.
+//!
+//! Accepts any sequence of top-level values (NDJSON, pretty-printed, concatenated), each an
+//! object or an array of objects. An object with a `records` array is an Event Hubs envelope
+//! and yields its elements. The depth-1 keys that tell Kubernetes input from Activity Log
+//! records are noted on the way, for free.
+
+use memchr::memchr2;
+
+/// What the depth-1 keys say a record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// Anything else: treated as an Activity Log record.
+    Record,
+    /// `{"type":…, "object":…}`: a Kubernetes watch event.
+    WatchEvent,
+    /// `{"apiVersion":…, "kind":…}`: a Kubernetes object or `kind: List`.
+    KubeObject,
+}
+
+/// One record: byte range in the input, shape, and 0-based index in the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame {
+    /// Start offset (inclusive).
+    pub start: usize,
+    /// End offset (exclusive).
+    pub end: usize,
+    /// What it looks like.
+    pub shape: Shape,
+}
+
+/// A structural error and where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameError {
+    /// Byte offset where the bad value starts.
+    pub offset: usize,
+    /// What is wrong.
+    pub problem: &'static str,
+}
+
+/// One item of framed input: a record, or a stretch that is not JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// A record to process.
+    Frame(Frame),
+    /// Input that could not be framed; scanning resumed at the next line starting with `{` or `[`.
+    Malformed(FrameError),
+}
+
+/// Iterator over the records of a JSON input.
+pub struct Frames<'a> {
+    b: &'a [u8],
+    pos: usize,
+    queue: std::collections::VecDeque<Item>,
+}
+
+impl<'a> Frames<'a> {
+    /// Starts framing `input`.
+    pub fn new(input: &'a [u8]) -> Self {
+        // A UTF-8 byte-order mark is legal at the start of files written on Windows.
+        let pos = if input.starts_with(&[0xEF, 0xBB, 0xBF]) { 3 } else { 0 };
+        Frames {
+            b: input,
+            pos,
+            queue: Default::default(),
+        }
+    }
+
+    fn fill(&mut self) {
+        let b = self.b;
+        self.pos = skip_ws(b, self.pos);
+        if self.pos >= b.len() {
+            return;
+        }
+        let start = self.pos;
+        let before = self.queue.len();
+        let res = match b[start] {
+            b'{' => self.object(start),
+            b'[' => self.array(start),
+            _ => Err(FrameError {
+                offset: start,
+                problem: "expected a JSON object or array",
+            }),
+        };
+        match res {
+            Ok(end) => self.pos = end,
+            Err(e) => {
+                self.queue.truncate(before);
+                self.queue.push_back(Item::Malformed(e));
+                self.pos = resync(b, start + 1);
+            }
+        }
+    }
+
+    /// A top-level or array-element object: an envelope yields its records, else itself.
+    fn object(&mut self, start: usize) -> Result<usize, FrameError> {
+        let (end, info) = scan_object(self.b, start)?;
+        match info.records {
+            Some(recs) => {
+                for (s, e) in recs {
+                    if self.b[s] == b'{' {
+                        // Envelope elements are Activity Log records by definition.
+                        self.queue.push_back(Item::Frame(Frame {
+                            start: s,
+                            end: e,
+                            shape: Shape::Record,
+                        }));
+                    } else {
+                        self.queue.push_back(Item::Malformed(FrameError {
+                            offset: s,
+                            problem: "an element of `records` is not an object",
+                        }));
+                    }
+                }
+            }
+            None => self.queue.push_back(Item::Frame(Frame {
+                start,
+                end,
+                shape: info.shape(),
+            })),
+        }
+        Ok(end)
+    }
+
+    fn array(&mut self, start: usize) -> Result<usize, FrameError> {
+        let b = self.b;
+        let mut i = skip_ws(b, start + 1);
+        if b.get(i) == Some(&b']') {
+            return Ok(i + 1);
+        }
+        loop {
+            i = skip_ws(b, i);
+            match b.get(i) {
+                Some(b'{') => i = self.object(i)?,
+                Some(_) => {
+                    let e = skip_value(b, i)?;
+                    self.queue.push_back(Item::Malformed(FrameError {
+                        offset: i,
+                        problem: "an array element is not an object",
+                    }));
+                    i = e;
+                }
+                None => return Err(err(start, "unterminated array")),
+            }
+            i = skip_ws(b, i);
+            match b.get(i) {
+                Some(b',') => i += 1,
+                Some(b']') => return Ok(i + 1),
+                _ => return Err(err(start, "expected `,` or `]` in array")),
+            }
+        }
+    }
+}
+
+impl Iterator for Frames<'_> {
+    type Item = Item;
+    fn next(&mut self) -> Option<Item> {
+        if self.queue.is_empty() {
+            self.fill();
+        }
+        self.queue.pop_front()
+    }
+}
+
+#[derive(Default)]
+struct ObjectInfo {
+    records: Option<Vec<(usize, usize)>>,
+    has_type: bool,
+    has_object: bool,
+    has_api_version: bool,
+    has_kind: bool,
+}
+
+impl ObjectInfo {
+    fn shape(&self) -> Shape {
+        if self.has_type && self.has_object {
+            Shape::WatchEvent
+        } else if self.has_api_version && self.has_kind {
+            Shape::KubeObject
+        } else {
+            Shape::Record
+        }
+    }
+}
+
+fn err(offset: usize, problem: &'static str) -> FrameError {
+    FrameError { offset, problem }
+}
+
+fn scan_object(b: &[u8], start: usize) -> Result<(usize, ObjectInfo), FrameError> {
+    let mut info = ObjectInfo::default();
+    let mut i = skip_ws(b, start + 1);
+    if b.get(i) == Some(&b'}') {
+        return Ok((i + 1, info));
+    }
+    loop {
+        i = skip_ws(b, i);
+        if b.get(i) != Some(&b'"') {
+            return Err(err(start, "expected a quoted key in object"));
+        }
+        let kend = skip_string(b, i).map_err(|_| err(start, "unterminated string"))?;
+        let key = &b[i + 1..kend - 1];
+        i = skip_ws(b, kend);
+        if b.get(i) != Some(&b':') {
+            return Err(err(start, "expected `:` after key"));
+        }
+        i = skip_ws(b, i + 1);
+        match key {
+            b"records" if b.get(i) == Some(&b'[') => {
+                let mut recs = Vec::new();
+                i = elements(b, i, &mut recs)?;
+                info.records = Some(recs);
+            }
+            _ => {
+                match key {
+                    b"type" => info.has_type = true,
+                    b"object" => info.has_object = true,
+                    b"apiVersion" => info.has_api_version = true,
+                    b"kind" => info.has_kind = true,
+                    _ => {}
+                }
+                i = skip_value(b, i)?;
+            }
+        }
+        i = skip_ws(b, i);
+        match b.get(i) {
+            Some(b',') => i += 1,
+            Some(b'}') => return Ok((i + 1, info)),
+            _ => return Err(err(start, "expected `,` or `}` in object")),
+        }
+    }
+}
+
+fn elements(b: &[u8], start: usize, out: &mut Vec<(usize, usize)>) -> Result<usize, FrameError> {
+    let mut i = skip_ws(b, start + 1);
+    if b.get(i) == Some(&b']') {
+        return Ok(i + 1);
+    }
+    loop {
+        i = skip_ws(b, i);
+        let e = skip_value(b, i)?;
+        out.push((i, e));
+        i = skip_ws(b, e);
+        match b.get(i) {
+            Some(b',') => i += 1,
+            Some(b']') => return Ok(i + 1),
+            _ => return Err(err(start, "expected `,` or `]` in records array")),
+        }
+    }
+}
+
+#[inline]
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while let Some(c) = b.get(i) {
+        if !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// `i` is at an opening quote; returns the offset just past the closing quote.
+#[inline]
+fn skip_string(b: &[u8], i: usize) -> Result<usize, ()> {
+    let mut j = i + 1;
+    loop {
+        let p = memchr2(b'"', b'\\', &b[j.min(b.len())..]).ok_or(())?;
+        j += p;
+        if b[j] == b'\\' {
+            j += 2;
+        } else {
+            return Ok(j + 1);
+        }
+    }
+}
+
+/// Skips one JSON value starting at `i`, checking bracket balance and string termination.
+fn skip_value(b: &[u8], i: usize) -> Result<usize, FrameError> {
+    match b.get(i) {
+        None => Err(err(i, "unexpected end of input")),
+        Some(b'"') => skip_string(b, i).map_err(|_| err(i, "unterminated string")),
+        Some(b'{' | b'[') => {
+            let mut stack: Vec<u8> = Vec::with_capacity(16);
+            let mut j = i;
+            while j < b.len() {
+                match b[j] {
+                    b'"' => {
+                        j = skip_string(b, j).map_err(|_| err(i, "unterminated string"))?;
+                        continue;
+                    }
+                    b'{' => stack.push(b'}'),
+                    b'[' => stack.push(b']'),
+                    c @ (b'}' | b']') => {
+                        if stack.pop() != Some(c) {
+                            return Err(err(i, "mismatched bracket"));
+                        }
+                        if stack.is_empty() {
+                            return Ok(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            Err(err(i, "unterminated object or array (truncated record?)"))
+        }
+        Some(_) => {
+            let mut j = i;
+            while j < b.len() && !matches!(b[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+                j += 1;
+            }
+            if j == i {
+                Err(err(i, "expected a value"))
+            } else {
+                Ok(j)
+            }
+        }
+    }
+}
+
+/// After an error, the next line that starts (in column 0) with `{` or `[`.
+fn resync(b: &[u8], from: usize) -> usize {
+    let mut i = from;
+    while let Some(nl) = memchr::memchr(b'\n', &b[i.min(b.len())..]) {
+        i += nl + 1;
+        if matches!(b.get(i), Some(b'{' | b'[')) {
+            return i;
+        }
+    }
+    b.len()
+}
+
+/// 1-based line number of a byte offset, for messages people act on.
+pub fn line_of(b: &[u8], offset: usize) -> usize {
+    memchr::memchr_iter(b'\n', &b[..offset.min(b.len())]).count() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(s: &str) -> Vec<Result<(String, Shape), &'static str>> {
+        Frames::new(s.as_bytes())
+            .map(|it| match it {
+                Item::Frame(f) => Ok((s[f.start..f.end].to_string(), f.shape)),
+                Item::Malformed(e) => Err(e.problem),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn shapes_table() {
+        use Shape::*;
+        let r = |s: &str, sh| Ok((s.to_string(), sh));
+        for (input, want) in [
+            (r#"{"a":1}"#, vec![r(r#"{"a":1}"#, Record)]),
+            ("{\"a\":1}\n{\"b\":[2]}\n", vec![r(r#"{"a":1}"#, Record), r(r#"{"b":[2]}"#, Record)]),
+            (r#"{"records":[{"x":"}"},{"y":2}]}"#, vec![r(r#"{"x":"}"}"#, Record), r(r#"{"y":2}"#, Record)]),
+            (r#"[{"a":1},{"records":[{"b":2}]}]"#, vec![r(r#"{"a":1}"#, Record), r(r#"{"b":2}"#, Record)]),
+            (r#"{"type":"ADDED","object":{}}"#, vec![r(r#"{"type":"ADDED","object":{}}"#, WatchEvent)]),
+            (r#"{"apiVersion":"v1","kind":"List","items":[]}"#, vec![r(r#"{"apiVersion":"v1","kind":"List","items":[]}"#, KubeObject)]),
+            ("{\n  \"a\": \"x\\\"y\"\n}\n", vec![r("{\n  \"a\": \"x\\\"y\"\n}", Record)]),
+            (r#"{"records":[]}"#, vec![]),
+            ("", vec![]),
+        ] {
+            assert_eq!(frames(input), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn truncated_line_is_reported_and_the_rest_survives() {
+        let got = frames("{\"a\":1}\n{\"b\": [1, \n{\"c\":3}\n");
+        assert_eq!(got.len(), 3);
+        assert!(got[0].is_ok());
+        assert!(got[1].is_err());
+        assert_eq!(got[2], Ok(("{\"c\":3}".to_string(), Shape::Record)));
+    }
+
+    #[test]
+    fn garbage_is_malformed_not_a_panic() {
+        for input in ["}", "nope\n{\"a\":1}", "{\"a\"}", "[1,2]", "{\"records\":[1]}", "{\"a\":\"unterminated", "\u{feff}{\"a\":1}"] {
+            let _ = frames(input);
+        }
+        assert_eq!(frames("nope\n{\"a\":1}").len(), 2);
+        assert_eq!(frames("[1,{\"a\":1}]").len(), 2);
+    }
+}

@@ -1,0 +1,68 @@
+//! Sources turn raw input into observations at their edge; nothing past here sees raw formats.
+
+pub mod activity_log;
+pub mod frame;
+pub mod kubernetes;
+pub mod replay;
+
+use crate::domain::Observation;
+
+/// Why a record was read but changed nothing. Stable snake_case names appear in summaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SkipReason {
+    /// An Activity Log operation accessdrift does not watch (storage writes, sign-ins, health…).
+    IrrelevantOperation,
+    /// A record without any operation name (time-only or foreign records).
+    NoOperation,
+    /// A `resultType`/`status` that is not a phase (`Updated`, `0`, …).
+    UnknownResult,
+    /// Start or Accept of an operation: waits for its Success.
+    Pending,
+    /// The operation failed: nothing applies.
+    Failed,
+    /// A Success with no body and no earlier Start carrying one: only a hint.
+    NoBody,
+    /// The same operation was already applied (a duplicated record).
+    Duplicate,
+    /// Older than what the store already holds for the fact (out-of-order delivery).
+    Stale,
+    /// A delete of a role assignment the store never saw.
+    UnknownTarget,
+    /// Already applied by an earlier run (before the source checkpoint).
+    BeforeCheckpoint,
+    /// A Kubernetes kind accessdrift does not watch.
+    IrrelevantKind,
+    /// A watch BOOKMARK or ERROR event.
+    WatchControl,
+}
+
+impl SkipReason {
+    /// Stable name for summaries and metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::IrrelevantOperation => "irrelevant_operation",
+            SkipReason::NoOperation => "no_operation",
+            SkipReason::UnknownResult => "unknown_result",
+            SkipReason::Pending => "pending_phase",
+            SkipReason::Failed => "failed_operation",
+            SkipReason::NoBody => "no_body",
+            SkipReason::Duplicate => "duplicate",
+            SkipReason::Stale => "stale",
+            SkipReason::UnknownTarget => "unknown_target",
+            SkipReason::BeforeCheckpoint => "before_checkpoint",
+            SkipReason::IrrelevantKind => "irrelevant_kind",
+            SkipReason::WatchControl => "watch_control",
+        }
+    }
+}
+
+/// What a source made of one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded {
+    /// Something for the pipeline.
+    Observation(Observation),
+    /// Read, understood, and not relevant.
+    Skipped(SkipReason),
+    /// Not understood; the message names the field and the problem.
+    Malformed(String),
+}

@@ -1,0 +1,184 @@
+//! Facts with last-writer-wins by event time per key.
+
+use super::{json_col, to_json, Result, Tx};
+use crate::domain::{EventTime, Fact, FactKind, FactRef, Provenance};
+use rusqlite::{params, OptionalExtension};
+use serde_json::Value;
+
+/// A stored fact; `value` is `None` for a tombstone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FactRow {
+    /// Kind.
+    pub kind: FactKind,
+    /// Key.
+    pub key: String,
+    /// Canonical value, or `None` when seen deleted.
+    pub value: Option<Value>,
+    /// Azure resource id, where it differs from the key.
+    pub resource_id: Option<String>,
+    /// Event time of the last write that won.
+    pub event_time: EventTime,
+    /// Provenance of the last value change.
+    pub prov: Provenance,
+}
+
+/// What applying a change did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FactApply {
+    /// The value changed (or the fact appeared or went).
+    Changed {
+        /// The fact's kind.
+        kind: FactKind,
+        /// The fact's key.
+        key: String,
+    },
+    /// Same value as stored: nothing to evaluate.
+    Unchanged,
+    /// Older than the stored write: ignored.
+    Stale,
+    /// A delete by resource id that matches no known fact.
+    UnknownTarget,
+}
+
+/// Total order on writes: event time, then value text, so the winner never depends on arrival order.
+fn wins(new: (EventTime, &str), old: (EventTime, &str)) -> bool {
+    new > old
+}
+
+impl Tx<'_> {
+    /// One fact by kind and key.
+    pub fn fact(&self, kind: FactKind, key: &str) -> Result<Option<FactRow>> {
+        self.0
+            .query_row(
+                "SELECT value, resource_id, event_time, provenance FROM facts WHERE kind = ?1 AND key = ?2",
+                params![kind.as_str(), key],
+                |r| {
+                    Ok((
+                        r.get::<_, Option<String>>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, String>(3)?,
+                    ))
+                },
+            )
+            .optional()?
+            .map(|(v, rid, t, p)| row(kind, key.to_string(), v, rid, t, p))
+            .transpose()
+    }
+
+    /// All facts (tombstones included), ordered by kind and key.
+    pub fn facts(&self) -> Result<Vec<FactRow>> {
+        let mut stmt = self.0.prepare(
+            "SELECT kind, key, value, resource_id, event_time, provenance FROM facts ORDER BY kind, key",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (kind, key, v, rid, t, p) = r?;
+            let kind = kind.parse::<FactKind>().map_err(|e| super::StoreError::Corrupt {
+                table: "facts",
+                key: key.clone(),
+                problem: e.to_string(),
+            })?;
+            out.push(row(kind, key, v, rid, t, p)?);
+        }
+        Ok(out)
+    }
+
+    /// Applies an upsert if it is the latest write for its key.
+    pub fn upsert_fact(&self, fact: &Fact, prov: &Provenance) -> Result<FactApply> {
+        let new_text = fact.value.to_string();
+        let old = self.fact(fact.kind, &fact.key)?;
+        if let Some(old) = &old {
+            let old_text = old.value.as_ref().map(Value::to_string).unwrap_or_default();
+            if old_text == new_text {
+                if prov.event_time > old.event_time {
+                    self.0.execute(
+                        "UPDATE facts SET event_time = ?3 WHERE kind = ?1 AND key = ?2",
+                        params![fact.kind.as_str(), fact.key, prov.event_time.0],
+                    )?;
+                }
+                return Ok(FactApply::Unchanged);
+            }
+            if !wins((prov.event_time, &new_text), (old.event_time, &old_text)) {
+                return Ok(FactApply::Stale);
+            }
+        }
+        self.0.execute(
+            "INSERT INTO facts (kind, key, value, resource_id, event_time, provenance) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value,
+                 resource_id = COALESCE(excluded.resource_id, facts.resource_id),
+                 event_time = excluded.event_time, provenance = excluded.provenance",
+            params![
+                fact.kind.as_str(),
+                fact.key,
+                new_text,
+                fact.resource_id,
+                prov.event_time.0,
+                to_json(prov)
+            ],
+        )?;
+        Ok(FactApply::Changed {
+            kind: fact.kind,
+            key: fact.key.clone(),
+        })
+    }
+
+    /// Applies a delete (a tombstone) if it is the latest write for its key.
+    pub fn delete_fact(&self, kind: FactKind, target: &FactRef, prov: &Provenance) -> Result<FactApply> {
+        let key = match target {
+            FactRef::Key(k) => k.clone(),
+            FactRef::ResourceId(id) => {
+                let found: Option<String> = self
+                    .0
+                    .query_row(
+                        "SELECT key FROM facts WHERE kind = ?1 AND resource_id = ?2 ORDER BY event_time DESC LIMIT 1",
+                        params![kind.as_str(), id],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                match found {
+                    Some(k) => k,
+                    None => return Ok(FactApply::UnknownTarget),
+                }
+            }
+        };
+        let old = self.fact(kind, &key)?;
+        if let Some(old) = &old {
+            let Some(old_value) = &old.value else {
+                return Ok(FactApply::Unchanged);
+            };
+            if !wins((prov.event_time, ""), (old.event_time, &old_value.to_string())) {
+                return Ok(FactApply::Stale);
+            }
+        }
+        self.0.execute(
+            "INSERT INTO facts (kind, key, value, resource_id, event_time, provenance) VALUES (?1, ?2, NULL, NULL, ?3, ?4)
+             ON CONFLICT (kind, key) DO UPDATE SET value = NULL, event_time = excluded.event_time, provenance = excluded.provenance",
+            params![kind.as_str(), key, prov.event_time.0, to_json(prov)],
+        )?;
+        Ok(FactApply::Changed { kind, key })
+    }
+}
+
+fn row(kind: FactKind, key: String, v: Option<String>, rid: Option<String>, t: i64, p: String) -> Result<FactRow> {
+    let value = v.map(|v| json_col::<Value>("facts", &key, &v)).transpose()?;
+    let prov = json_col("facts", &key, &p)?;
+    Ok(FactRow {
+        kind,
+        key,
+        value,
+        resource_id: rid,
+        event_time: EventTime(t),
+        prov,
+    })
+}

@@ -1,0 +1,100 @@
+//! Versioned migrations; `PRAGMA user_version` records how far a database has come.
+
+/// Each entry migrates from version `index` to `index + 1`. Append only; never edit.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the core tables.
+    r#"
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    -- value NULL is a tombstone: the fact was seen deleted at event_time.
+    CREATE TABLE facts (
+        kind        TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        value       TEXT,
+        resource_id TEXT,
+        event_time  INTEGER NOT NULL,
+        provenance  TEXT NOT NULL,
+        PRIMARY KEY (kind, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX facts_by_resource_id ON facts (kind, resource_id) WHERE resource_id IS NOT NULL;
+
+    CREATE TABLE baseline_versions (
+        version    INTEGER PRIMARY KEY,
+        created_at INTEGER NOT NULL,
+        actor      TEXT NOT NULL,
+        action     TEXT NOT NULL,
+        note       TEXT NOT NULL
+    );
+    CREATE TABLE baseline (
+        kind         TEXT NOT NULL,
+        key          TEXT NOT NULL,
+        value        TEXT NOT NULL,
+        version      INTEGER NOT NULL REFERENCES baseline_versions (version),
+        approved_by  TEXT NOT NULL,
+        approved_at  INTEGER NOT NULL,
+        from_finding TEXT,
+        PRIMARY KEY (kind, key)
+    ) WITHOUT ROWID;
+    -- Every change to the baseline, for "who approved what, when".
+    CREATE TABLE baseline_history (
+        version INTEGER NOT NULL REFERENCES baseline_versions (version),
+        kind    TEXT NOT NULL,
+        key     TEXT NOT NULL,
+        op      TEXT NOT NULL CHECK (op IN ('add', 'replace', 'remove')),
+        value   TEXT
+    );
+    CREATE INDEX baseline_history_by_key ON baseline_history (kind, key);
+
+    CREATE TABLE findings (
+        id         TEXT PRIMARY KEY,
+        kind       TEXT NOT NULL,
+        rule       TEXT NOT NULL,
+        severity   TEXT NOT NULL,
+        status     TEXT NOT NULL,
+        fact_kind  TEXT NOT NULL,
+        fact_key   TEXT NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen  INTEGER NOT NULL,
+        data       TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX findings_by_status ON findings (status);
+
+    -- Phases of Azure operations waiting for their partner (Start waits for Success and
+    -- the reverse), plus 'applied' / 'failed' markers that make replays and duplicates inert.
+    CREATE TABLE pending_ops (
+        operation_id TEXT NOT NULL,
+        phase        TEXT NOT NULL,
+        candidate    TEXT,
+        provenance   TEXT NOT NULL,
+        event_time   INTEGER NOT NULL,
+        PRIMARY KEY (operation_id, phase)
+    ) WITHOUT ROWID;
+    CREATE INDEX pending_ops_by_time ON pending_ops (event_time);
+
+    CREATE TABLE outbox (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        idempotency_key TEXT NOT NULL,
+        sink            TEXT NOT NULL,
+        finding_id      TEXT NOT NULL,
+        transition      TEXT NOT NULL,
+        severity        TEXT NOT NULL,
+        payload         TEXT NOT NULL,
+        created_at      INTEGER NOT NULL,
+        state           TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'dead')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL DEFAULT 0,
+        last_error      TEXT,
+        UNIQUE (idempotency_key, sink)
+    );
+    CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
+
+    CREATE TABLE checkpoints (
+        source      TEXT PRIMARY KEY,
+        position    INTEGER NOT NULL,
+        fingerprint TEXT NOT NULL,
+        updated_at  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
+];
