@@ -40,9 +40,6 @@ pub fn decode(rec: &[u8], verdict: Verdict) -> Decoded {
             },
         },
     };
-    let Some(phase) = phase(&v) else {
-        return Decoded::Skipped(SkipReason::UnknownResult);
-    };
     let time_field = text(get_ci(&v, "time")).or_else(|| text(get_ci(&v, "eventTimestamp")));
     let Some(raw_time) = time_field else {
         return Decoded::Malformed("field `time` (or `eventTimestamp`) is missing".into());
@@ -68,10 +65,19 @@ pub fn decode(rec: &[u8], verdict: Verdict) -> Decoded {
         .and_then(|b| candidate(op, resource_id, Some(b)))
         .or_else(|| request.as_ref().and_then(|b| candidate(op, resource_id, Some(b))))
         .or_else(|| if op.needs_body() { None } else { candidate(op, resource_id, None) });
+    // Exports that dropped the status (az CLI `--query` output) still show the request
+    // phase by its body; anything else without a phase cannot be judged.
+    let Some(phase) = phase(&v).or(request.as_ref().map(|_| Phase::Start)) else {
+        return Decoded::Skipped(SkipReason::UnknownResult);
+    };
     let correlation_id = text(get_ci(&v, "correlationId")).map(|c| c.to_ascii_lowercase());
-    let operation_id = correlation_id
-        .as_ref()
-        .map(|c| format!("{c}|{}", canonical_id(resource_id)));
+    // Without a correlation id the resource id alone joins phases: role assignment and
+    // credential ids are unique per object, so this pairs the right records in practice.
+    let operation_id = Some(format!(
+        "{}|{}",
+        correlation_id.as_deref().unwrap_or("-"),
+        canonical_id(resource_id)
+    ));
     Decoded::Observation(Observation {
         phase,
         operation_id,
