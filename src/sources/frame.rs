@@ -331,9 +331,25 @@ fn resync(b: &[u8], from: usize) -> usize {
     b.len()
 }
 
-/// 1-based line number of a byte offset, for messages people act on.
-pub fn line_of(b: &[u8], offset: usize) -> usize {
-    memchr::memchr_iter(b'\n', &b[..offset.min(b.len())]).count() + 1
+/// 1-based line numbers of byte offsets, counted incrementally: offsets asked in increasing
+/// order cost one pass over the input in total.
+#[derive(Debug, Default)]
+pub struct LineCounter {
+    pos: usize,
+    line: usize,
+}
+
+impl LineCounter {
+    /// The line of `offset` in `b`.
+    pub fn line_of(&mut self, b: &[u8], offset: usize) -> usize {
+        let offset = offset.min(b.len());
+        if offset < self.pos {
+            *self = LineCounter::default();
+        }
+        self.line += memchr::memchr_iter(b'\n', &b[self.pos..offset]).count();
+        self.pos = offset;
+        self.line + 1
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Replay input: files of Activity Log records and Kubernetes events, cut into numbered records.
 
 use super::activity_log::{self, Prefilter};
-use super::frame::{line_of, Frames, Item, Shape};
+use super::frame::{Frames, Item, LineCounter, Shape};
 use super::kubernetes;
 use super::Decoded;
 use crate::domain::Location;
@@ -75,6 +75,7 @@ impl ReplayFile {
             yaml_docs,
             queue: VecDeque::new(),
             next_index: 0,
+            lines: LineCounter::default(),
         }
     }
 }
@@ -99,6 +100,7 @@ pub struct Records<'a> {
     yaml_docs: Option<VecDeque<Result<Value, String>>>,
     queue: VecDeque<(usize, Decoded)>,
     next_index: u64,
+    lines: LineCounter,
 }
 
 impl Records<'_> {
@@ -144,24 +146,26 @@ impl Records<'_> {
         match self.frames.next() {
             None => false,
             Some(Item::Malformed(e)) => {
-                let line = line_of(b, e.offset);
+                let line = self.lines.line_of(b, e.offset);
                 self.queue.push_back((line, Decoded::Malformed(e.problem.to_string())));
                 true
             }
             Some(Item::Frame(f)) => {
-                let line = || line_of(b, f.start);
                 let rec = &b[f.start..f.end];
                 match f.shape {
                     Shape::Record => {
                         let d = activity_log::decode_record(self.prefilter, rec);
                         // Line numbers cost a scan: only records someone will look at get one.
-                        let l = if matches!(d, Decoded::Skipped(_)) { 0 } else { line() };
+                        let l = if matches!(d, Decoded::Skipped(_)) { 0 } else { self.lines.line_of(b, f.start) };
                         self.queue.push_back((l, d));
                     }
-                    Shape::WatchEvent | Shape::KubeObject => match serde_json::from_slice::<Value>(rec) {
-                        Ok(v) => self.decode_value(&v, line()),
-                        Err(e) => self.queue.push_back((line(), Decoded::Malformed(format!("invalid JSON: {e}")))),
-                    },
+                    Shape::WatchEvent | Shape::KubeObject => {
+                        let line = self.lines.line_of(b, f.start);
+                        match serde_json::from_slice::<Value>(rec) {
+                            Ok(v) => self.decode_value(&v, line),
+                            Err(e) => self.queue.push_back((line, Decoded::Malformed(format!("invalid JSON: {e}")))),
+                        }
+                    }
                 }
                 true
             }
