@@ -21,6 +21,9 @@ pub struct BenchArgs {
     /// Seed of the generator (same seed, same corpus).
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Also write the corpus to this file (to profile `replay` on it, or feed other tools).
+    #[arg(long, value_name = "FILE")]
+    save_corpus: Option<std::path::PathBuf>,
 }
 
 /// Deterministic xorshift64*: the corpus must be the same on every run.
@@ -207,6 +210,9 @@ pub(super) fn run(cfg: &Config, a: BenchArgs) -> anyhow::Result<ExitCode> {
     let dir = tempfile_dir()?;
     let input = dir.join("corpus.ndjson");
     std::fs::File::create(&input)?.write_all(&corpus)?;
+    if let Some(p) = &a.save_corpus {
+        std::fs::write(p, &corpus).with_context(|| format!("writing {}", p.display()))?;
+    }
     let db = dir.join("bench.db");
 
     // Bare parse: every envelope fully into serde_json::Value, the floor any JSON consumer pays.

@@ -275,6 +275,17 @@ fn skip_string(b: &[u8], i: usize) -> Result<usize, ()> {
     }
 }
 
+/// Bytes that matter while skipping a container: quotes, escapes and brackets.
+const STRUCTURAL: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'"' as usize] = true;
+    t[b'{' as usize] = true;
+    t[b'}' as usize] = true;
+    t[b'[' as usize] = true;
+    t[b']' as usize] = true;
+    t
+};
+
 /// Skips one JSON value starting at `i`, checking bracket balance and string termination.
 fn skip_value(b: &[u8], i: usize) -> Result<usize, FrameError> {
     match b.get(i) {
@@ -283,15 +294,29 @@ fn skip_value(b: &[u8], i: usize) -> Result<usize, FrameError> {
         Some(b'{' | b'[') => {
             let mut stack: Vec<u8> = Vec::with_capacity(16);
             let mut j = i;
-            while j < b.len() {
-                match b[j] {
+            let n = b.len();
+            while j < n {
+                // A table lookup per byte beats a memchr call per (short) string here.
+                let c = b[j];
+                if !STRUCTURAL[c as usize] {
+                    j += 1;
+                    continue;
+                }
+                match c {
                     b'"' => {
-                        j = skip_string(b, j).map_err(|_| err(i, "unterminated string"))?;
-                        continue;
+                        j += 1;
+                        loop {
+                            match b.get(j) {
+                                Some(b'"') => break,
+                                Some(b'\\') => j += 2,
+                                Some(_) => j += 1,
+                                None => return Err(err(i, "unterminated string")),
+                            }
+                        }
                     }
                     b'{' => stack.push(b'}'),
                     b'[' => stack.push(b']'),
-                    c @ (b'}' | b']') => {
+                    _ => {
                         if stack.pop() != Some(c) {
                             return Err(err(i, "mismatched bracket"));
                         }
@@ -299,7 +324,6 @@ fn skip_value(b: &[u8], i: usize) -> Result<usize, FrameError> {
                             return Ok(j + 1);
                         }
                     }
-                    _ => {}
                 }
                 j += 1;
             }
