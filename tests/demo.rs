@@ -21,12 +21,21 @@ fn demo_output_matches_golden() {
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(golden, &out).unwrap();
     }
-    let want = std::fs::read_to_string(golden).expect("tests/golden/demo.txt (UPDATE_GOLDEN=1 writes it)");
-    assert_eq!(out, want, "demo output changed; if intended, UPDATE_GOLDEN=1 cargo test --test demo");
+    let want =
+        std::fs::read_to_string(golden).expect("tests/golden/demo.txt (UPDATE_GOLDEN=1 writes it)");
+    assert_eq!(
+        out, want,
+        "demo output changed; if intended, UPDATE_GOLDEN=1 cargo test --test demo"
+    );
     // A second run starts from scratch and prints the same.
     let again = String::from_utf8(run().stdout).unwrap();
     assert_eq!(again, out, "demo is repeatable");
-    for expect in ["mallory@contoso.com", "Owner", "disable_local_accounts: true → false", "Cluster admin credential listed"] {
+    for expect in [
+        "mallory@contoso.com",
+        "Owner",
+        "disable_local_accounts: true → false",
+        "Cluster admin credential listed",
+    ] {
         assert!(out.contains(expect), "demo output lacks {expect:?}");
     }
 }

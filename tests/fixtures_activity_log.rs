@@ -31,7 +31,12 @@ fn counts(path: &Path) -> (usize, usize, usize, Vec<String>) {
                 ops.push(format!("skip:{}", r.as_str()));
             }
             Decoded::Malformed(m) => {
-                eprintln!("{}: record {} line {}: {m}", path.display(), r.index, r.line);
+                eprintln!(
+                    "{}: record {} line {}: {m}",
+                    path.display(),
+                    r.index,
+                    r.line
+                );
                 malformed += 1
             }
         }
@@ -43,27 +48,60 @@ fn counts(path: &Path) -> (usize, usize, usize, Vec<String>) {
 /// accessdrift rightly ignores (listKeys, health, sign-ins, PIM display names, support
 /// tickets); the time-format file has no operation at all.
 const EXPECTED: &[(&str, usize, usize, usize)] = &[
-    ("azure-docs__change-history-report.md.az-cli-example.json", 2, 0, 0),
-    ("azure-monitor-docs__activity-log-schema.md.eventhub-example.json", 0, 1, 0),
-    ("azure-monitor-docs__activity-log-schema.md.rest-administrative-example.json", 0, 1, 0),
+    (
+        "azure-docs__change-history-report.md.az-cli-example.json",
+        2,
+        0,
+        0,
+    ),
+    (
+        "azure-monitor-docs__activity-log-schema.md.eventhub-example.json",
+        0,
+        1,
+        0,
+    ),
+    (
+        "azure-monitor-docs__activity-log-schema.md.rest-administrative-example.json",
+        0,
+        1,
+        0,
+    ),
     ("beats__activity_log.json", 0, 2, 0),
     ("beats__activitylogs.log", 0, 1, 0),
     ("beats__activitylogs_edgecases.log", 0, 1, 0),
     ("beats__activitylogs_ipv6.log", 0, 1, 0),
     ("beats__supporttickets_write.log", 0, 1, 0),
     ("integrations__test-acitivitylogs-responsebody.log", 0, 1, 0),
-    ("integrations__test-activitylogs-mixedcase-resourceid.log", 0, 2, 0),
+    (
+        "integrations__test-activitylogs-mixedcase-resourceid.log",
+        0,
+        2,
+        0,
+    ),
     ("integrations__test-activitylogs-raw.log", 0, 3, 0),
-    ("integrations__test-azure-activitylogs-duration-as-string-sample.log", 0, 3, 0),
+    (
+        "integrations__test-azure-activitylogs-duration-as-string-sample.log",
+        0,
+        3,
+        0,
+    ),
     ("integrations__test-time-formats-corner-cases.log", 0, 11, 0),
     ("otelcontrib__administrative-log.json", 0, 2, 0),
     ("otelcontrib__identity_as_string.json", 0, 1, 0),
     ("otelcontrib__pim-log.json", 0, 3, 0),
-    ("sumologic-azure-function__activity_log_fixtures.json", 0, 1, 0),
+    (
+        "sumologic-azure-function__activity_log_fixtures.json",
+        0,
+        1,
+        0,
+    ),
 ];
 
 fn fixture_dir() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/activity-log"))
+    Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/fixtures/activity-log"
+    ))
 }
 
 #[test]
@@ -76,8 +114,14 @@ fn every_fixture_file_decodes_with_expected_counts() {
         println!("{name}: {o} observations, {s} skipped, {m} malformed: {ops:?}");
         got.insert(name, (o, s, m));
     }
-    let want: BTreeMap<String, (usize, usize, usize)> = EXPECTED.iter().map(|(n, o, s, m)| (n.to_string(), (*o, *s, *m))).collect();
-    assert_eq!(got, want, "a new fixture file needs its expected counts here");
+    let want: BTreeMap<String, (usize, usize, usize)> = EXPECTED
+        .iter()
+        .map(|(n, o, s, m)| (n.to_string(), (*o, *s, *m)))
+        .collect();
+    assert_eq!(
+        got, want,
+        "a new fixture file needs its expected counts here"
+    );
 }
 
 #[test]
@@ -85,11 +129,20 @@ fn the_whole_corpus_replays_into_a_store() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = accessdrift::store::Store::open(&dir.path().join("f.db")).unwrap();
     let cfg = accessdrift::config::Config::default();
-    let mut files: Vec<_> = std::fs::read_dir(fixture_dir()).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(fixture_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     let mut p = accessdrift::pipeline::Pipeline::new(&mut store, &cfg, vec![]);
     let s = accessdrift::pipeline::replay::run(&mut p, &files, "local").unwrap();
-    assert_eq!(s.records, EXPECTED.iter().map(|e| (e.1 + e.2 + e.3) as u64).sum::<u64>());
+    assert_eq!(
+        s.records,
+        EXPECTED
+            .iter()
+            .map(|e| (e.1 + e.2 + e.3) as u64)
+            .sum::<u64>()
+    );
     assert!(s.malformed.is_empty());
     // The docs' az CLI example: Start with a PascalCase body, then the completion without one.
     assert_eq!(s.stats.applied, 1);

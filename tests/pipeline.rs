@@ -16,10 +16,23 @@ fn capture(env: &Env) {
     let v = tx.new_baseline_version("test", "capture", "", at).unwrap();
     for f in tx.facts().unwrap() {
         if let Some(value) = f.value {
-            tx.approve(v, &accessdrift::store::BaselineEntry { kind: f.kind, key: f.key, value, version: v, approved_by: "test".into(), approved_at: at, from_finding: None }).unwrap();
+            tx.approve(
+                v,
+                &accessdrift::store::BaselineEntry {
+                    kind: f.kind,
+                    key: f.key,
+                    value,
+                    version: v,
+                    approved_by: "test".into(),
+                    approved_at: at,
+                    from_finding: None,
+                },
+            )
+            .unwrap();
         }
     }
-    accessdrift::pipeline::reevaluate_all(&tx, &env.cfg, "test", at, &["stdout".to_string()]).unwrap();
+    accessdrift::pipeline::reevaluate_all(&tx, &env.cfg, "test", at, &["stdout".to_string()])
+        .unwrap();
     tx.commit().unwrap();
 }
 
@@ -32,7 +45,8 @@ fn out_of_order_phases_across_two_replays_apply_once() {
     let env = Env::new();
     // An empty baseline, so drift is judged from the start.
     capture(&env);
-    let [start, accept, success] = owner_grant("corr-1", "ra1", "6D6D6D6D-0000-4000-8000-00000000DEAD", 3);
+    let [start, accept, success] =
+        owner_grant("corr-1", "ra1", "6D6D6D6D-0000-4000-8000-00000000DEAD", 3);
     // First replay: only the Success (no body) and the Accept.
     let f1 = env.write("a.json", &[envelope(&[&success, &accept])]);
     let s = env.replay(&[f1]);
@@ -42,13 +56,22 @@ fn out_of_order_phases_across_two_replays_apply_once() {
     // Second replay, another file: the Start with the body completes it.
     let f2 = env.write("b.json", &[start.line()]);
     let s = env.replay(&[f2]);
-    assert_eq!((s.stats.applied, s.stats.opened, s.pending_operations), (1, 1, 0));
+    assert_eq!(
+        (s.stats.applied, s.stats.opened, s.pending_operations),
+        (1, 1, 0)
+    );
     let f = &findings(&env)[0];
     assert_eq!(f.change, Some(DriftChange::Unapproved));
     assert_eq!(f.actor.upn.as_deref(), Some("mallory@contoso.com"));
     assert_eq!(f.correlation_id.as_deref(), Some("corr-1"));
-    assert_eq!(f.last_seen.to_string(), "2026-11-03T10:00:02Z", "the Success's time is when access changed");
-    assert!(f.fact_key.ends_with("|6d6d6d6d-0000-4000-8000-00000000dead|8e3af657-a8ff-443c-a75c-2fe8c4bcb635"));
+    assert_eq!(
+        f.last_seen.to_string(),
+        "2026-11-03T10:00:02Z",
+        "the Success's time is when access changed"
+    );
+    assert!(f
+        .fact_key
+        .ends_with("|6d6d6d6d-0000-4000-8000-00000000dead|8e3af657-a8ff-443c-a75c-2fe8c4bcb635"));
 }
 
 #[test]
@@ -56,9 +79,18 @@ fn duplicated_records_change_nothing() {
     let env = Env::new();
     capture(&env);
     let [start, accept, success] = owner_grant("corr-2", "ra2", "p2", 3);
-    let f = env.write("a.json", &[envelope(&[&start, &accept, &success]), envelope(&[&success, &start])]);
-    let s = env.replay(&[f.clone()]);
-    assert_eq!((s.stats.applied, s.stats.opened, s.stats.notifications), (1, 1, 1));
+    let f = env.write(
+        "a.json",
+        &[
+            envelope(&[&start, &accept, &success]),
+            envelope(&[&success, &start]),
+        ],
+    );
+    let s = env.replay(std::slice::from_ref(&f));
+    assert_eq!(
+        (s.stats.applied, s.stats.opened, s.stats.notifications),
+        (1, 1, 1)
+    );
     assert_eq!(s.stats.skipped.get(&SkipReason::Duplicate), Some(&2));
     let before = env.dump();
     // The same records under another file name are duplicates too.
@@ -66,8 +98,17 @@ fn duplicated_records_change_nothing() {
     let s = env.replay(&[copy]);
     assert_eq!((s.stats.applied, s.stats.opened), (0, 0));
     let after = env.dump();
-    let strip = |d: &str| d.lines().filter(|l| !l.contains("replay:")).collect::<Vec<_>>().join("\n");
-    assert_eq!(strip(&before), strip(&after), "only the new file's checkpoint may differ");
+    let strip = |d: &str| {
+        d.lines()
+            .filter(|l| !l.contains("replay:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        strip(&before),
+        strip(&after),
+        "only the new file's checkpoint may differ"
+    );
     // And replaying the same file again reads past its checkpoint.
     let s = env.replay(&[f]);
     assert_eq!(s.stats.skipped.get(&SkipReason::BeforeCheckpoint), Some(&5));
@@ -92,23 +133,58 @@ fn a_failed_write_applies_nothing() {
 #[test]
 fn metadata_only_kubernetes_changes_are_no_change() {
     let env = Env::new();
-    let f = env.write("k1.ndjson", &[watch("ADDED", &crb("ops", "view", ("Group", "g1"), "10", "2026-11-01T00:00:00Z"))]);
+    let f = env.write(
+        "k1.ndjson",
+        &[watch(
+            "ADDED",
+            &crb("ops", "view", ("Group", "g1"), "10", "2026-11-01T00:00:00Z"),
+        )],
+    );
     env.replay(&[f]);
     capture(&env);
     let mut churn = crb("ops", "view", ("Group", "g1"), "11", "2026-11-02T00:00:00Z");
-    churn["metadata"]["annotations"] = json!({"kubectl.kubernetes.io/last-applied-configuration": "{}"});
+    churn["metadata"]["annotations"] =
+        json!({"kubectl.kubernetes.io/last-applied-configuration": "{}"});
     let f = env.write("k2.ndjson", &[watch("MODIFIED", &churn)]);
     let s = env.replay(&[f]);
-    assert_eq!((s.stats.applied, s.stats.unchanged, s.stats.opened), (0, 1, 0));
+    assert_eq!(
+        (s.stats.applied, s.stats.unchanged, s.stats.opened),
+        (0, 1, 0)
+    );
     // A real change to the subjects is drift.
-    let f = env.write("k3.ndjson", &[watch("MODIFIED", &crb("ops", "cluster-admin", ("User", "mallory@contoso.com"), "12", "2026-11-03T00:00:00Z"))]);
+    let f = env.write(
+        "k3.ndjson",
+        &[watch(
+            "MODIFIED",
+            &crb(
+                "ops",
+                "cluster-admin",
+                ("User", "mallory@contoso.com"),
+                "12",
+                "2026-11-03T00:00:00Z",
+            ),
+        )],
+    );
     let s = env.replay(&[f]);
     assert_eq!(s.stats.opened, 1);
     let f = &findings(&env)[0];
-    assert_eq!((f.fact_kind, f.fact_key.as_str(), f.change), (FactKind::ClusterRoleBinding, "c1/ops", Some(DriftChange::Changed)));
+    assert_eq!(
+        (f.fact_kind, f.fact_key.as_str(), f.change),
+        (
+            FactKind::ClusterRoleBinding,
+            "c1/ops",
+            Some(DriftChange::Changed)
+        )
+    );
     assert_eq!(f.severity, accessdrift::engine::Severity::Critical);
     // Back to the approved state: resolved by itself.
-    let f2 = env.write("k4.ndjson", &[watch("MODIFIED", &crb("ops", "view", ("Group", "g1"), "13", "2026-11-04T00:00:00Z"))]);
+    let f2 = env.write(
+        "k4.ndjson",
+        &[watch(
+            "MODIFIED",
+            &crb("ops", "view", ("Group", "g1"), "13", "2026-11-04T00:00:00Z"),
+        )],
+    );
     let s = env.replay(&[f2]);
     assert_eq!(s.stats.resolved, 1);
     assert_eq!(findings(&env)[0].status, Status::Resolved);
@@ -120,8 +196,20 @@ fn delete_by_assignment_id_resolves_the_semantic_key() {
     let [start, accept, success] = owner_grant("corr-4", "ra4", "p4", 2);
     env.replay(&[env.write("d1.json", &[envelope(&[&start, &accept, &success])])]);
     capture(&env);
-    let del = Rec::new("Microsoft.Authorization/roleAssignments/delete", &assignment_id("RA4"), "Success", "corr-5", "2026-11-03T00:00:00Z");
-    let unknown = Rec::new("Microsoft.Authorization/roleAssignments/delete", &assignment_id("nope"), "Success", "corr-6", "2026-11-03T00:00:00Z");
+    let del = Rec::new(
+        "Microsoft.Authorization/roleAssignments/delete",
+        &assignment_id("RA4"),
+        "Success",
+        "corr-5",
+        "2026-11-03T00:00:00Z",
+    );
+    let unknown = Rec::new(
+        "Microsoft.Authorization/roleAssignments/delete",
+        &assignment_id("nope"),
+        "Success",
+        "corr-6",
+        "2026-11-03T00:00:00Z",
+    );
     let s = env.replay(&[env.write("d2.json", &[del.line(), unknown.line()])]);
     assert_eq!((s.stats.applied, s.stats.opened), (1, 1));
     assert_eq!(s.stats.skipped.get(&SkipReason::UnknownTarget), Some(&1));
@@ -133,10 +221,16 @@ fn stale_writes_lose_to_newer_ones() {
     let env = Env::new();
     let new = crb("x", "view", ("Group", "g-new"), "2", "2026-11-05T00:00:00Z");
     let old = crb("x", "view", ("Group", "g-old"), "1", "2026-11-04T00:00:00Z");
-    let s = env.replay(&[env.write("k.ndjson", &[watch("MODIFIED", &new), watch("MODIFIED", &old)])]);
+    let s = env.replay(&[env.write(
+        "k.ndjson",
+        &[watch("MODIFIED", &new), watch("MODIFIED", &old)],
+    )]);
     assert_eq!(s.stats.skipped.get(&SkipReason::Stale), Some(&1));
     let facts = env.store().read().unwrap().facts().unwrap();
-    assert_eq!(facts[0].value.as_ref().unwrap()["subjects"][0]["name"], "g-new");
+    assert_eq!(
+        facts[0].value.as_ref().unwrap()["subjects"][0]["name"],
+        "g-new"
+    );
 }
 
 #[test]
@@ -144,15 +238,28 @@ fn admin_credential_listing_is_critical_when_baseline_disables_local_accounts() 
     let env = Env::new();
     let body = json!({"identity": {"type": "SystemAssigned"}, "properties": {"disableLocalAccounts": true, "aadProfile": {"managed": true, "enableAzureRBAC": true}}});
     let op = "Microsoft.ContainerService/managedClusters/write";
-    let w = [Rec::new(op, &cluster_id(), "Start", "w1", "2026-11-02T00:00:00Z").request(body), Rec::new(op, &cluster_id(), "Success", "w1", "2026-11-02T00:00:05Z")];
+    let w = [
+        Rec::new(op, &cluster_id(), "Start", "w1", "2026-11-02T00:00:00Z").request(body),
+        Rec::new(op, &cluster_id(), "Success", "w1", "2026-11-02T00:00:05Z"),
+    ];
     env.replay(&[env.write("c1.json", &[envelope(&[&w[0], &w[1]])])]);
     capture(&env);
     let list = "Microsoft.ContainerService/managedClusters/listClusterAdminCredential/action";
-    let l = [Rec::new(list, &cluster_id(), "Start", "l1", "2026-11-03T00:00:00Z"), Rec::new(list, &cluster_id(), "Success", "l1", "2026-11-03T00:00:01Z")];
+    let l = [
+        Rec::new(list, &cluster_id(), "Start", "l1", "2026-11-03T00:00:00Z"),
+        Rec::new(list, &cluster_id(), "Success", "l1", "2026-11-03T00:00:01Z"),
+    ];
     let s = env.replay(&[env.write("c2.json", &[l[0].line(), l[1].line(), l[1].line()])]);
     assert_eq!((s.stats.opened, s.stats.notifications), (1, 1));
     let f = &findings(&env)[0];
-    assert_eq!((f.kind, f.severity, f.rule.as_str()), (FindingKind::Activity, accessdrift::engine::Severity::Critical, "aks.admin_credential_listed"));
+    assert_eq!(
+        (f.kind, f.severity, f.rule.as_str()),
+        (
+            FindingKind::Activity,
+            accessdrift::engine::Severity::Critical,
+            "aks.admin_credential_listed"
+        )
+    );
     assert_eq!(f.actor.ip.as_deref(), Some("198.51.100.77"));
 }
 
@@ -163,11 +270,24 @@ fn malformed_records_are_counted_located_and_skipped() {
     let mut bad_time = success.clone();
     bad_time.v["time"] = json!("not a time");
     bad_time.v["correlationId"] = json!("other");
-    let lines = vec![start.line(), "{\"records\": [ {\"truncated\": ".to_string(), accept.line(), bad_time.line(), success.line()];
+    let lines = vec![
+        start.line(),
+        "{\"records\": [ {\"truncated\": ".to_string(),
+        accept.line(),
+        bad_time.line(),
+        success.line(),
+    ];
     let s = env.replay(&[env.write("m.json", &lines)]);
-    assert_eq!(s.stats.applied, 1, "good records around the bad ones still apply");
+    assert_eq!(
+        s.stats.applied, 1,
+        "good records around the bad ones still apply"
+    );
     assert_eq!(s.malformed.len(), 2);
     assert_eq!((s.malformed[0].line, s.malformed[1].line), (2, 4));
-    assert!(s.malformed[1].problem.contains("`time`"), "{}", s.malformed[1].problem);
+    assert!(
+        s.malformed[1].problem.contains("`time`"),
+        "{}",
+        s.malformed[1].problem
+    );
     assert!(s.malformed[0].input.ends_with("m.json"));
 }

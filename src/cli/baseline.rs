@@ -132,7 +132,13 @@ pub(super) fn run(cfg: &Config, cmd: BaselineCmd) -> anyhow::Result<ExitCode> {
                     ),
                 }
                 for e in &entries {
-                    println!("{:<22} {}  [{} by {}]", e.kind.as_str(), describe(cfg, e.kind, &e.key, &e.value), e.approved_at, e.approved_by);
+                    println!(
+                        "{:<22} {}  [{} by {}]",
+                        e.kind.as_str(),
+                        describe(cfg, e.kind, &e.key, &e.value),
+                        e.approved_at,
+                        e.approved_by
+                    );
                 }
             }
         }
@@ -144,10 +150,26 @@ pub(super) fn run(cfg: &Config, cmd: BaselineCmd) -> anyhow::Result<ExitCode> {
             for f in &facts {
                 let base = tx.baseline_value(f.kind, &f.key)?;
                 let line = match (&f.value, &base) {
-                    (Some(_), None) => format!("+ unapproved {} {}", f.kind, describe(cfg, f.kind, &f.key, f.value.as_ref().unwrap_or(&Value::Null))),
-                    (None, Some(b)) => format!("- missing    {} {}", f.kind, describe(cfg, f.kind, &f.key, b)),
+                    (Some(_), None) => format!(
+                        "+ unapproved {} {}",
+                        f.kind,
+                        describe(
+                            cfg,
+                            f.kind,
+                            &f.key,
+                            f.value.as_ref().unwrap_or(&Value::Null)
+                        )
+                    ),
+                    (None, Some(b)) => format!(
+                        "- missing    {} {}",
+                        f.kind,
+                        describe(cfg, f.kind, &f.key, b)
+                    ),
                     (Some(o), Some(b)) if o != b => {
-                        let d: Vec<String> = diff::diff(b, o).iter().map(|d| format!("\n      {d}")).collect();
+                        let d: Vec<String> = diff::diff(b, o)
+                            .iter()
+                            .map(|d| format!("\n      {d}"))
+                            .collect();
                         format!("~ changed    {} {}{}", f.kind, f.key, d.concat())
                     }
                     _ => continue,
@@ -171,21 +193,32 @@ pub(super) fn run(cfg: &Config, cmd: BaselineCmd) -> anyhow::Result<ExitCode> {
                 }
                 match tx.fact(f.fact_kind, &f.fact_key)?.and_then(|r| r.value) {
                     Some(value) => {
-                        tx.approve(version, &BaselineEntry {
-                            kind: f.fact_kind,
-                            key: f.fact_key.clone(),
-                            value,
+                        tx.approve(
                             version,
-                            approved_by: by.clone(),
-                            approved_at: now,
-                            from_finding: Some(f.id.clone()),
-                        })?;
+                            &BaselineEntry {
+                                kind: f.fact_kind,
+                                key: f.fact_key.clone(),
+                                value,
+                                version,
+                                approved_by: by.clone(),
+                                approved_at: now,
+                                from_finding: Some(f.id.clone()),
+                            },
+                        )?;
                     }
                     None => {
                         tx.unapprove(version, f.fact_kind, &f.fact_key)?;
                     }
                 }
-                evaluate_fact(&tx, cfg, f.fact_kind, &f.fact_key, Some((&by, now)), &sinks, &mut stats)?;
+                evaluate_fact(
+                    &tx,
+                    cfg,
+                    f.fact_kind,
+                    &f.fact_key,
+                    Some((&by, now)),
+                    &sinks,
+                    &mut stats,
+                )?;
                 println!("approved {} ({})", f.id, f.title);
             }
             tx.commit()?;
@@ -198,17 +231,30 @@ pub(super) fn run(cfg: &Config, cmd: BaselineCmd) -> anyhow::Result<ExitCode> {
             match file {
                 Some(p) => {
                     std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
-                    eprintln!("exported {} baseline entries to {}", entries.len(), p.display());
+                    eprintln!(
+                        "exported {} baseline entries to {}",
+                        entries.len(),
+                        p.display()
+                    );
                 }
                 None => print!("{text}"),
             }
         }
         BaselineCmd::Import { db, by, file } => {
-            let text = std::fs::read_to_string(&file).with_context(|| format!("reading baseline file {}", file.display()))?;
-            let entries = parse_export(&text).with_context(|| format!("baseline file {}", file.display()))?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading baseline file {}", file.display()))?;
+            let entries =
+                parse_export(&text).with_context(|| format!("baseline file {}", file.display()))?;
             let mut store = db.open(cfg)?;
             let by = actor(&by);
-            let (v, n, s) = import(&mut store, cfg, &by, &file.display().to_string(), entries, &sinks)?;
+            let (v, n, s) = import(
+                &mut store,
+                cfg,
+                &by,
+                &file.display().to_string(),
+                entries,
+                &sinks,
+            )?;
             print_stats("imported", v, n, &s);
         }
     }
@@ -216,22 +262,31 @@ pub(super) fn run(cfg: &Config, cmd: BaselineCmd) -> anyhow::Result<ExitCode> {
 }
 
 /// Approves the observed state. Returns (version, entries changed, re-evaluation stats).
-pub fn capture(store: &mut Store, cfg: &Config, by: &str, note: &str, sinks: &[String]) -> anyhow::Result<(i64, usize, Stats)> {
+pub fn capture(
+    store: &mut Store,
+    cfg: &Config,
+    by: &str,
+    note: &str,
+    sinks: &[String],
+) -> anyhow::Result<(i64, usize, Stats)> {
     let now = EventTime::now();
     let tx = store.tx()?;
     let version = tx.new_baseline_version(by, "capture", note, now)?;
     let mut changed = 0;
     for f in tx.facts()? {
         let did = match f.value {
-            Some(value) => tx.approve(version, &BaselineEntry {
-                kind: f.kind,
-                key: f.key,
-                value,
+            Some(value) => tx.approve(
                 version,
-                approved_by: by.to_string(),
-                approved_at: now,
-                from_finding: None,
-            })?,
+                &BaselineEntry {
+                    kind: f.kind,
+                    key: f.key,
+                    value,
+                    version,
+                    approved_by: by.to_string(),
+                    approved_at: now,
+                    from_finding: None,
+                },
+            )?,
             None => tx.unapprove(version, f.kind, &f.key)?,
         };
         changed += usize::from(did);
@@ -241,12 +296,20 @@ pub fn capture(store: &mut Store, cfg: &Config, by: &str, note: &str, sinks: &[S
     Ok((version, changed, stats))
 }
 
-fn import(store: &mut Store, cfg: &Config, by: &str, source: &str, entries: Vec<BaselineEntry>, sinks: &[String]) -> anyhow::Result<(i64, usize, Stats)> {
+fn import(
+    store: &mut Store,
+    cfg: &Config,
+    by: &str,
+    source: &str,
+    entries: Vec<BaselineEntry>,
+    sinks: &[String],
+) -> anyhow::Result<(i64, usize, Stats)> {
     let now = EventTime::now();
     let tx = store.tx()?;
     let version = tx.new_baseline_version(by, "import", source, now)?;
     let mut changed = 0;
-    let keep: std::collections::HashSet<(FactKind, String)> = entries.iter().map(|e| (e.kind, e.key.clone())).collect();
+    let keep: std::collections::HashSet<(FactKind, String)> =
+        entries.iter().map(|e| (e.kind, e.key.clone())).collect();
     for old in tx.baseline()? {
         if !keep.contains(&(old.kind, old.key.clone())) {
             changed += usize::from(tx.unapprove(version, old.kind, &old.key)?);
@@ -280,14 +343,21 @@ fn export_file(entries: &[BaselineEntry]) -> ExportFile {
 
 /// Parses and validates an exported file; errors name the entry and field.
 fn parse_export(text: &str) -> anyhow::Result<Vec<BaselineEntry>> {
-    let file: ExportFile = serde_json::from_str(text).context("not a baseline export (expected {\"format\": …, \"entries\": […]})")?;
+    let file: ExportFile = serde_json::from_str(text)
+        .context("not a baseline export (expected {\"format\": …, \"entries\": […]})")?;
     if file.format != EXPORT_FORMAT {
-        bail!("field `format` is {:?}; this accessdrift reads {EXPORT_FORMAT:?}", file.format);
+        bail!(
+            "field `format` is {:?}; this accessdrift reads {EXPORT_FORMAT:?}",
+            file.format
+        );
     }
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(file.entries.len());
     for (i, e) in file.entries.into_iter().enumerate() {
-        let kind: FactKind = e.kind.parse().with_context(|| format!("entries[{i}].kind"))?;
+        let kind: FactKind = e
+            .kind
+            .parse()
+            .with_context(|| format!("entries[{i}].kind"))?;
         if e.key.trim().is_empty() {
             bail!("entries[{i}].key is empty");
         }
@@ -315,7 +385,12 @@ fn describe(cfg: &Config, kind: FactKind, key: &str, v: &Value) -> String {
     match kind {
         FactKind::RoleAssignment => {
             let s = |p: &str| v.get(p).and_then(Value::as_str).unwrap_or("?");
-            format!("{} → principal {} at {}", cfg.role_name(s("role_definition_id")), s("principal_id"), s("scope"))
+            format!(
+                "{} → principal {} at {}",
+                cfg.role_name(s("role_definition_id")),
+                s("principal_id"),
+                s("scope")
+            )
         }
         _ => key.to_string(),
     }

@@ -55,16 +55,59 @@ impl Rng {
 
 const SUB: &str = "6f1c2c3d-1111-4a5b-9c8d-0a1b2c3d4e5f";
 const NOISE_OPS: &[(&str, &str, &str)] = &[
-    ("MICROSOFT.STORAGE/STORAGEACCOUNTS/WRITE", "Administrative", "Microsoft.Storage/storageAccounts/stprod{n}"),
-    ("MICROSOFT.COMPUTE/VIRTUALMACHINES/START/ACTION", "Administrative", "Microsoft.Compute/virtualMachines/vm-{n}"),
-    ("MICROSOFT.WEB/SITES/CONFIG/WRITE", "Administrative", "Microsoft.Web/sites/app-{n}/config/appsettings"),
-    ("MICROSOFT.NETWORK/NETWORKSECURITYGROUPS/WRITE", "Administrative", "Microsoft.Network/networkSecurityGroups/nsg-{n}"),
-    ("MICROSOFT.INSIGHTS/DIAGNOSTICSETTINGS/WRITE", "Administrative", "Microsoft.KeyVault/vaults/kv-{n}/providers/microsoft.insights/diagnosticSettings/ds"),
-    ("MICROSOFT.RESOURCEHEALTH/HEALTHEVENT/ACTIVATED/ACTION", "ResourceHealth", "Microsoft.Compute/virtualMachines/vm-{n}"),
-    ("MICROSOFT.EVENTHUB/NAMESPACES/AUTHORIZATIONRULES/LISTKEYS/ACTION", "Administrative", "Microsoft.EventHub/namespaces/ehns-{n}/authorizationRules/RootManageSharedAccessKey"),
+    (
+        "MICROSOFT.STORAGE/STORAGEACCOUNTS/WRITE",
+        "Administrative",
+        "Microsoft.Storage/storageAccounts/stprod{n}",
+    ),
+    (
+        "MICROSOFT.COMPUTE/VIRTUALMACHINES/START/ACTION",
+        "Administrative",
+        "Microsoft.Compute/virtualMachines/vm-{n}",
+    ),
+    (
+        "MICROSOFT.WEB/SITES/CONFIG/WRITE",
+        "Administrative",
+        "Microsoft.Web/sites/app-{n}/config/appsettings",
+    ),
+    (
+        "MICROSOFT.NETWORK/NETWORKSECURITYGROUPS/WRITE",
+        "Administrative",
+        "Microsoft.Network/networkSecurityGroups/nsg-{n}",
+    ),
+    (
+        "MICROSOFT.INSIGHTS/DIAGNOSTICSETTINGS/WRITE",
+        "Administrative",
+        "Microsoft.KeyVault/vaults/kv-{n}/providers/microsoft.insights/diagnosticSettings/ds",
+    ),
+    (
+        "MICROSOFT.RESOURCEHEALTH/HEALTHEVENT/ACTIVATED/ACTION",
+        "ResourceHealth",
+        "Microsoft.Compute/virtualMachines/vm-{n}",
+    ),
+    (
+        "MICROSOFT.EVENTHUB/NAMESPACES/AUTHORIZATIONRULES/LISTKEYS/ACTION",
+        "Administrative",
+        "Microsoft.EventHub/namespaces/ehns-{n}/authorizationRules/RootManageSharedAccessKey",
+    ),
 ];
 
-fn base_record(rng: &mut Rng, time: &str, op: &str, category: &str, resource: &str, result: &str, corr: &str, upn: &str) -> Value {
+/// Who and when, shared by the records of one operation.
+struct Call<'a> {
+    time: &'a str,
+    corr: &'a str,
+    upn: &'a str,
+}
+
+fn base_record(
+    rng: &mut Rng,
+    call: &Call<'_>,
+    op: &str,
+    category: &str,
+    resource: &str,
+    result: &str,
+) -> Value {
+    let Call { time, corr, upn } = *call;
     let oid = rng.guid();
     json!({
         "time": time,
@@ -138,7 +181,12 @@ fn relevant(rng: &mut Rng, time: &str, upn: &str) -> Vec<Value> {
     };
     let mut out = Vec::new();
     for phase in ["Start", "Accept", "Success"] {
-        let mut r = base_record(rng, time, op, "Administrative", &resource, phase, &corr, upn);
+        let call = Call {
+            time,
+            corr: &corr,
+            upn,
+        };
+        let mut r = base_record(rng, &call, op, "Administrative", &resource, phase);
         if phase == "Start" {
             if let Some(b) = &body {
                 r["properties"]["requestbody"] = json!(b.to_string());
@@ -158,10 +206,21 @@ pub fn generate(n: usize, relevant_percent: f64, seed: u64) -> (Vec<u8>, usize) 
     let mut produced = 0;
     let mut relevant_records = 0;
     let threshold = (relevant_percent / 100.0 * 1_000_000.0 / 3.0) as u64;
-    let upns = ["alice@contoso.com", "bob@contoso.com", "ci-bot@contoso.com", "mallory@contoso.com"];
+    let upns = [
+        "alice@contoso.com",
+        "bob@contoso.com",
+        "ci-bot@contoso.com",
+        "mallory@contoso.com",
+    ];
     while produced < n {
         let i = produced;
-        let time = format!("2026-11-03T{:02}:{:02}:{:02}.{:07}Z", (i / 3600) % 24, (i / 60) % 60, i % 60, rng.below(10_000_000));
+        let time = format!(
+            "2026-11-03T{:02}:{:02}:{:02}.{:07}Z",
+            (i / 3600) % 24,
+            (i / 60) % 60,
+            i % 60,
+            rng.below(10_000_000)
+        );
         let upn = upns[rng.below(4) as usize];
         if rng.below(1_000_000) < threshold && produced + 3 <= n {
             let r = relevant(&mut rng, &time, upn);
@@ -170,10 +229,23 @@ pub fn generate(n: usize, relevant_percent: f64, seed: u64) -> (Vec<u8>, usize) 
             chunk.extend(r);
         } else {
             let (op, cat, res) = NOISE_OPS[rng.below(NOISE_OPS.len() as u64) as usize];
-            let resource = format!("/subscriptions/{SUB}/resourceGroups/rg-{}/providers/{}", rng.below(40), res.replace("{n}", &rng.below(500).to_string()));
-            let phase = if rng.below(2) == 0 { "Start" } else { "Success" };
+            let resource = format!(
+                "/subscriptions/{SUB}/resourceGroups/rg-{}/providers/{}",
+                rng.below(40),
+                res.replace("{n}", &rng.below(500).to_string())
+            );
+            let phase = if rng.below(2) == 0 {
+                "Start"
+            } else {
+                "Success"
+            };
             let corr = rng.guid();
-            chunk.push(base_record(&mut rng, &time, op, cat, &resource, phase, &corr, upn));
+            let call = Call {
+                time: &time,
+                corr: &corr,
+                upn,
+            };
+            chunk.push(base_record(&mut rng, &call, op, cat, &resource, phase));
             produced += 1;
         }
         if chunk.len() >= 20 || produced >= n {
@@ -200,12 +272,19 @@ pub(super) fn run(cfg: &Config, a: BenchArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--records must be at least 1");
     }
     if cfg!(debug_assertions) {
-        eprintln!("note: this is a debug build; run `cargo run --release -- bench` for real figures");
+        eprintln!(
+            "note: this is a debug build; run `cargo run --release -- bench` for real figures"
+        );
     }
     let t = Instant::now();
     let (corpus, relevant) = generate(a.records, a.relevant_percent, a.seed);
     let mb = corpus.len() as f64 / 1e6;
-    println!("generated {} records ({relevant} in watched operations, {:.1} MB) in {:.2}s", a.records, mb, t.elapsed().as_secs_f64());
+    println!(
+        "generated {} records ({relevant} in watched operations, {:.1} MB) in {:.2}s",
+        a.records,
+        mb,
+        t.elapsed().as_secs_f64()
+    );
 
     let dir = tempfile_dir()?;
     let input = dir.join("corpus.ndjson");
@@ -223,14 +302,27 @@ pub(super) fn run(cfg: &Config, a: BenchArgs) -> anyhow::Result<ExitCode> {
         parsed += v["records"].as_array().map_or(0, Vec::len);
     }
     let bare = t.elapsed().as_secs_f64();
-    anyhow::ensure!(parsed == a.records, "bare parse saw {parsed} records, expected {}", a.records);
+    anyhow::ensure!(
+        parsed == a.records,
+        "bare parse saw {parsed} records, expected {}",
+        a.records
+    );
 
     drop(corpus);
     let mut store = Store::open(&db)?;
     let t = Instant::now();
-    let summary = replay::run(&mut Pipeline::new(&mut store, cfg, vec!["stdout".into()]), std::slice::from_ref(&input), "bench")?;
+    let summary = replay::run(
+        &mut Pipeline::new(&mut store, cfg, vec!["stdout".into()]),
+        std::slice::from_ref(&input),
+        "bench",
+    )?;
     let pipe = t.elapsed().as_secs_f64();
-    anyhow::ensure!(summary.records == a.records as u64, "pipeline saw {} records, expected {}", summary.records, a.records);
+    anyhow::ensure!(
+        summary.records == a.records as u64,
+        "pipeline saw {} records, expected {}",
+        summary.records,
+        a.records
+    );
     let _ = std::fs::remove_dir_all(&dir);
 
     let pipe_rps = a.records as f64 / pipe;
@@ -238,11 +330,22 @@ pub(super) fn run(cfg: &Config, a: BenchArgs) -> anyhow::Result<ExitCode> {
     let st = &summary.stats;
     println!("pipeline: {:.3}s, {:.0} records/s, {:.0} MB/s (applied {}, skipped {}, malformed {}, findings opened {})",
         pipe, pipe_rps, mb / pipe, st.applied, st.skipped.values().sum::<u64>(), summary.malformed.len(), st.opened);
-    println!("bare serde_json::from_slice::<Value>: {:.3}s, {:.0} records/s, {:.0} MB/s", bare, bare_rps, mb / bare);
+    println!(
+        "bare serde_json::from_slice::<Value>: {:.3}s, {:.0} records/s, {:.0} MB/s",
+        bare,
+        bare_rps,
+        mb / bare
+    );
     if let Some(kib) = peak_rss_kib() {
         println!("peak RSS {:.1} MiB (the corpus is held in memory whole, once by the generator, then by replay)", kib as f64 / 1024.0);
     }
-    println!("records={} pipeline_records_per_sec={:.0} bare_parse_records_per_sec={:.0} ratio={:.2}", a.records, pipe_rps, bare_rps, pipe_rps / bare_rps);
+    println!(
+        "records={} pipeline_records_per_sec={:.0} bare_parse_records_per_sec={:.0} ratio={:.2}",
+        a.records,
+        pipe_rps,
+        bare_rps,
+        pipe_rps / bare_rps
+    );
     Ok(ExitCode::SUCCESS)
 }
 

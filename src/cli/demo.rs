@@ -28,7 +28,10 @@ pub struct DemoArgs {
 }
 
 pub(super) fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
-    let cfg = Config::parse(EXAMPLE_CONFIG, Path::new("config/accessdrift.example.toml (bundled)"))?;
+    let cfg = Config::parse(
+        EXAMPLE_CONFIG,
+        Path::new("config/accessdrift.example.toml (bundled)"),
+    )?;
     std::fs::create_dir_all(&a.dir).with_context(|| format!("creating {}", a.dir.display()))?;
     for (name, bytes) in FILES {
         let p = a.dir.join(name);
@@ -38,7 +41,8 @@ pub(super) fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     for suffix in ["", "-wal", "-shm"] {
         let p = PathBuf::from(format!("{}{suffix}", db.display()));
         if p.exists() {
-            std::fs::remove_file(&p).with_context(|| format!("removing the previous demo database {}", p.display()))?;
+            std::fs::remove_file(&p)
+                .with_context(|| format!("removing the previous demo database {}", p.display()))?;
         }
     }
     let mut store = Store::open(&db)?;
@@ -46,7 +50,11 @@ pub(super) fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let file = |n: &str| a.dir.join(n);
 
     println!("== Day 1: replaying the baseline day into {}", db.display());
-    let s = replay::run(&mut Pipeline::new(&mut store, &cfg, sinks.clone()), &[file("day1-activity.json"), file("day1-k8s.json")], CLUSTER)?;
+    let s = replay::run(
+        &mut Pipeline::new(&mut store, &cfg, sinks.clone()),
+        &[file("day1-activity.json"), file("day1-k8s.json")],
+        CLUSTER,
+    )?;
     print!("{}", render::summary(&s, false));
 
     println!("\n== Approving what day 1 shows: accessdrift baseline capture");
@@ -54,15 +62,25 @@ pub(super) fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     println!("baseline version {v}: {n} facts approved");
 
     println!("\n== Day 2: replaying the change day");
-    let s = replay::run(&mut Pipeline::new(&mut store, &cfg, sinks.clone()), &[file("day2-activity.json"), file("day2-k8s.ndjson")], CLUSTER)?;
+    let s = replay::run(
+        &mut Pipeline::new(&mut store, &cfg, sinks.clone()),
+        &[file("day2-activity.json"), file("day2-k8s.ndjson")],
+        CLUSTER,
+    )?;
     print!("{}", render::summary(&s, true));
 
-    println!("\n== Open findings (accessdrift findings --db {})", db.display());
+    println!(
+        "\n== Open findings (accessdrift findings --db {})",
+        db.display()
+    );
     let findings = store.read()?.findings(true)?;
     print!("{}", render::findings_table(&findings));
 
     println!("\n== Notifications it would send (the outbox, drained to stdout)");
-    let mut notifier = Notifier::new(vec![Box::new(StdoutSink::new(std::io::stdout(), false))], cfg.notify.clone());
+    let mut notifier = Notifier::new(
+        vec![Box::new(StdoutSink::new(std::io::stdout(), false))],
+        cfg.notify.clone(),
+    );
     let r = notifier.drain(&mut store, EventTime::now().unix_seconds())?;
     println!("{} notifications delivered to stdout", r.delivered);
 

@@ -63,7 +63,11 @@ pub(super) fn ack(cfg: &Config, a: AckArgs) -> anyhow::Result<ExitCode> {
     for id in &a.ids {
         let mut f = tx.find_finding(id)?;
         if f.status != Status::Open {
-            bail!("finding {} is {}, not open: nothing to acknowledge", f.id, f.status.as_str());
+            bail!(
+                "finding {} is {}, not open: nothing to acknowledge",
+                f.id,
+                f.status.as_str()
+            );
         }
         f.status = Status::Acknowledged;
         f.resolution = Some(format!("acknowledged by {by}"));
@@ -90,13 +94,21 @@ pub struct NotifyArgs {
 
 pub(super) fn notify(cfg: &Config, a: NotifyArgs) -> anyhow::Result<ExitCode> {
     let mut store = a.db.open(cfg)?;
-    let mut notifier = Notifier::new(vec![Box::new(StdoutSink::new(std::io::stdout(), a.json))], cfg.notify.clone());
+    let mut notifier = Notifier::new(
+        vec![Box::new(StdoutSink::new(std::io::stdout(), a.json))],
+        cfg.notify.clone(),
+    );
     if a.once {
         let r = notifier.drain(&mut store, EventTime::now().unix_seconds())?;
-        eprintln!("delivered {}, retrying {}, dead-lettered {}", r.delivered, r.retried, r.dead_lettered);
+        eprintln!(
+            "delivered {}, retrying {}, dead-lettered {}",
+            r.delivered, r.retried, r.dead_lettered
+        );
         return Ok(ExitCode::SUCCESS);
     }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let stop = tokio_util::sync::CancellationToken::new();
         let on_signal = stop.clone();

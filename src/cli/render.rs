@@ -13,21 +13,46 @@ pub fn summary(s: &ReplaySummary, has_baseline: bool) -> String {
     let st = &s.stats;
     let skipped: u64 = st.skipped.values().sum();
     let mut o = String::new();
-    let _ = writeln!(o, "replayed {} file(s): {} records", s.files.len(), s.records);
-    let _ = writeln!(o, "  applied     {:>8}  (state changes and activities)", st.applied);
-    let _ = writeln!(o, "  unchanged   {:>8}  (same access as stored: duplicates, metadata-only updates)", st.unchanged);
+    let _ = writeln!(
+        o,
+        "replayed {} file(s): {} records",
+        s.files.len(),
+        s.records
+    );
+    let _ = writeln!(
+        o,
+        "  applied     {:>8}  (state changes and activities)",
+        st.applied
+    );
+    let _ = writeln!(
+        o,
+        "  unchanged   {:>8}  (same access as stored: duplicates, metadata-only updates)",
+        st.unchanged
+    );
     let _ = writeln!(o, "  skipped     {skipped:>8}");
     for (reason, n) in &st.skipped {
         let _ = writeln!(o, "    {:<22}{n:>8}", reason.as_str());
     }
     let _ = writeln!(o, "  malformed   {:>8}", s.malformed.len());
     for m in s.malformed.iter().take(MAX_MALFORMED_SHOWN) {
-        let _ = writeln!(o, "    {} record {} (line {}): {}", m.input, m.index, m.line, m.problem);
+        let _ = writeln!(
+            o,
+            "    {} record {} (line {}): {}",
+            m.input, m.index, m.line, m.problem
+        );
     }
     if s.malformed.len() > MAX_MALFORMED_SHOWN {
-        let _ = writeln!(o, "    … and {} more (see the log)", s.malformed.len() - MAX_MALFORMED_SHOWN);
+        let _ = writeln!(
+            o,
+            "    … and {} more (see the log)",
+            s.malformed.len() - MAX_MALFORMED_SHOWN
+        );
     }
-    let _ = writeln!(o, "  operations waiting for a phase: {}", s.pending_operations);
+    let _ = writeln!(
+        o,
+        "  operations waiting for a phase: {}",
+        s.pending_operations
+    );
     let _ = writeln!(
         o,
         "findings: {} opened, {} reopened, {} resolved, {} severity changes; {} notifications queued",

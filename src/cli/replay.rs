@@ -24,12 +24,17 @@ pub struct ReplayArgs {
 
 pub(super) fn run(cfg: &Config, a: ReplayArgs) -> anyhow::Result<ExitCode> {
     let mut store = a.db.open(cfg)?;
-    let cluster = a.cluster.unwrap_or_else(|| cfg.pipeline.default_cluster.clone());
+    let cluster = a
+        .cluster
+        .unwrap_or_else(|| cfg.pipeline.default_cluster.clone());
     let mut pipeline = Pipeline::new(&mut store, cfg, vec!["stdout".to_string()]);
     let summary = replay::run(&mut pipeline, &a.files, &cluster)?;
     let has_baseline = store.read()?.baseline_version()?.is_some();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&render::summary_json(&summary))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&render::summary_json(&summary))?
+        );
     } else {
         print!("{}", render::summary(&summary, has_baseline));
     }

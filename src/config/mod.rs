@@ -39,7 +39,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Where state lives.
@@ -113,20 +113,7 @@ pub struct NotifyConfig {
     pub poll_interval: Duration,
 }
 
-// Defaults: every one of them is here and nowhere else.
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            store: StoreConfig::default(),
-            pipeline: PipelineConfig::default(),
-            clusters: Vec::new(),
-            severity: SeverityConfig::default(),
-            notify: NotifyConfig::default(),
-            role_names: BTreeMap::new(),
-        }
-    }
-}
-
+// Defaults: every one of them is in the impls below and nowhere else.
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
@@ -191,7 +178,10 @@ impl Config {
             problem: problem.to_string(),
         };
         if self.pipeline.batch_size == 0 || self.pipeline.batch_size > 100_000 {
-            return Err(invalid("pipeline.batch_size", "must be between 1 and 100000"));
+            return Err(invalid(
+                "pipeline.batch_size",
+                "must be between 1 and 100000",
+            ));
         }
         if self.pipeline.default_cluster.trim().is_empty() {
             return Err(invalid("pipeline.default_cluster", "must not be empty"));
@@ -260,7 +250,9 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named_with_its_position() {
-        let err = parse("[pipeline]\nbatch_size = 10\nbatchsize = 3\n").unwrap_err().to_string();
+        let err = parse("[pipeline]\nbatch_size = 10\nbatchsize = 3\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("batchsize"), "{err}");
         assert!(err.contains("line 3"), "{err}");
         assert!(err.contains("test.toml"), "{err}");
@@ -268,9 +260,16 @@ mod tests {
 
     #[test]
     fn bad_duration_and_values_are_named() {
-        let err = parse("[pipeline]\npending_ttl = \"soon\"\n").unwrap_err().to_string();
-        assert!(err.contains("pending_ttl") || err.contains("line 2"), "{err}");
-        let err = parse("[pipeline]\nbatch_size = 0\n").unwrap_err().to_string();
+        let err = parse("[pipeline]\npending_ttl = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("pending_ttl") || err.contains("line 2"),
+            "{err}"
+        );
+        let err = parse("[pipeline]\nbatch_size = 0\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("pipeline.batch_size"), "{err}");
         let err = parse("[[clusters]]\nname = \"a\"\nresource_id = \"/subscriptions/x\"\n")
             .unwrap_err()
@@ -280,9 +279,15 @@ mod tests {
 
     #[test]
     fn role_names_prefer_config_then_builtins() {
-        let cfg = parse("[role_names]\n\"11111111-2222-3333-4444-555555555555\" = \"AKS Credential Reader\"\n").unwrap();
+        let cfg = parse(
+            "[role_names]\n\"11111111-2222-3333-4444-555555555555\" = \"AKS Credential Reader\"\n",
+        )
+        .unwrap();
         assert_eq!(cfg.role_name("/providers/Microsoft.Authorization/roleDefinitions/11111111-2222-3333-4444-555555555555"), "AKS Credential Reader");
-        assert_eq!(cfg.role_name("b24988ac-6180-42a0-ab88-20f7382dd24c"), "Contributor");
+        assert_eq!(
+            cfg.role_name("b24988ac-6180-42a0-ab88-20f7382dd24c"),
+            "Contributor"
+        );
         assert_eq!(cfg.role_name("/x/roleDefinitions/ABCD"), "abcd");
     }
 }

@@ -154,9 +154,15 @@ mod tests {
     #[test]
     fn canonical_id_table() {
         for (input, want) in [
-            ("/SUBSCRIPTIONS/ABC/RESOURCEGROUPS/RG", "/subscriptions/abc/resourcegroups/rg"),
+            (
+                "/SUBSCRIPTIONS/ABC/RESOURCEGROUPS/RG",
+                "/subscriptions/abc/resourcegroups/rg",
+            ),
             ("/subscriptions/abc/", "/subscriptions/abc"),
-            ("/subscription/abc/providers/x", "/subscriptions/abc/providers/x"),
+            (
+                "/subscription/abc/providers/x",
+                "/subscriptions/abc/providers/x",
+            ),
             ("/a/storageAccounts/       msft", "/a/storageaccounts/msft"),
             ("  /TeNaNtS/x/PrOvIdErS/y ", "/tenants/x/providers/y"),
         ] {

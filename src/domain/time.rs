@@ -190,7 +190,9 @@ fn build(
     }
     let days = days_from_civil(y, mo, d);
     let secs = days * 86_400 + h * 3600 + mi * 60 + s - offset;
-    Some(EventTime(secs.checked_mul(NANOS_PER_SEC)?.checked_add(nanos)?))
+    Some(EventTime(
+        secs.checked_mul(NANOS_PER_SEC)?.checked_add(nanos)?,
+    ))
 }
 
 // Howard Hinnant's civil-date algorithms: exact for the proleptic Gregorian calendar.
@@ -225,7 +227,8 @@ impl serde::Serialize for EventTime {
 impl<'de> serde::Deserialize<'de> for EventTime {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        EventTime::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not a timestamp")))
+        EventTime::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not a timestamp")))
     }
 }
 
@@ -244,9 +247,18 @@ mod tests {
             ("1/9/2007 10:41:00 AM +01:00", want),
             ("2007-01-09T09:41:00", want),
             ("2007-01-09T09:41:00.22Z", "2007-01-09T09:41:00.22Z"),
-            ("2007-01-09T09:41:00.6816663Z", "2007-01-09T09:41:00.6816663Z"),
-            ("2007-01-09T09:41:00.535404056Z", "2007-01-09T09:41:00.535404056Z"),
-            ("2007-01-09T09:41:00.992099+00:00", "2007-01-09T09:41:00.992099Z"),
+            (
+                "2007-01-09T09:41:00.6816663Z",
+                "2007-01-09T09:41:00.6816663Z",
+            ),
+            (
+                "2007-01-09T09:41:00.535404056Z",
+                "2007-01-09T09:41:00.535404056Z",
+            ),
+            (
+                "2007-01-09T09:41:00.992099+00:00",
+                "2007-01-09T09:41:00.992099Z",
+            ),
             ("2007-01-09T11:41:00+02:00", want),
             ("1/9/2007 9:41:00 PM", "2007-01-09T21:41:00Z"),
             ("12/31/2020 12:00:00 AM", "2020-12-31T00:00:00Z"),
@@ -258,7 +270,13 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "yesterday", "2007-13-01T00:00:00Z", "2007-01-09T25:00:00Z", "1/2"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2007-13-01T00:00:00Z",
+            "2007-01-09T25:00:00Z",
+            "1/2",
+        ] {
             assert_eq!(EventTime::parse(bad), None, "{bad}");
         }
     }

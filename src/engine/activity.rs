@@ -11,7 +11,12 @@ pub const ADMIN_CREDENTIAL_RULE: &str = "aks.admin_credential_listed";
 /// fold into one open finding; another caller gets a finding of their own.
 pub fn finding_id(activity: &Activity, prov: &Provenance) -> String {
     let who = prov.actor.principal().unwrap_or("unknown");
-    id::stable_id(&["activity", rule(activity.kind), &activity.subject, &who.to_ascii_lowercase()])
+    id::stable_id(&[
+        "activity",
+        rule(activity.kind),
+        &activity.subject,
+        &who.to_ascii_lowercase(),
+    ])
 }
 
 fn rule(kind: ActivityKind) -> &'static str {
@@ -33,13 +38,25 @@ pub fn evaluate(
         == Some(true);
     // With local accounts disabled the listing should be impossible; if it worked, the
     // baseline is wrong or someone turned them back on — either way, page.
-    let severity = if local_accounts_off { Severity::Critical } else { Severity::High };
-    let cluster = activity.subject.rsplit('/').next().unwrap_or(&activity.subject);
+    let severity = if local_accounts_off {
+        Severity::Critical
+    } else {
+        Severity::High
+    };
+    let cluster = activity
+        .subject
+        .rsplit('/')
+        .next()
+        .unwrap_or(&activity.subject);
     let who = prov.actor.describe();
     let title = match activity.kind {
         ActivityKind::AdminCredentialListed => format!(
             "Cluster admin credential listed on {cluster} by {who}{}",
-            if local_accounts_off { " while the baseline says local accounts are disabled" } else { "" }
+            if local_accounts_off {
+                " while the baseline says local accounts are disabled"
+            } else {
+                ""
+            }
         ),
     };
     let mut f = match existing {
@@ -54,7 +71,8 @@ pub fn evaluate(
             fact_kind: FactKind::ClusterSettings,
             fact_key: activity.subject.clone(),
             change: None,
-            expected: baseline_cluster.map(|_| json!({"disable_local_accounts": local_accounts_off})),
+            expected: baseline_cluster
+                .map(|_| json!({"disable_local_accounts": local_accounts_off})),
             actual: Some(json!({"operation": prov.operation})),
             diff: Vec::new(),
             actor: prov.actor.clone(),

@@ -19,7 +19,13 @@ pub struct DiffEntry {
 impl std::fmt::Display for DiffEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let show = |v: &Option<Value>| v.as_ref().map_or_else(|| "∅".to_string(), Value::to_string);
-        write!(f, "{}: {} → {}", self.path, show(&self.expected), show(&self.actual))
+        write!(
+            f,
+            "{}: {} → {}",
+            self.path,
+            show(&self.expected),
+            show(&self.actual)
+        )
     }
 }
 
@@ -74,7 +80,11 @@ fn walk(path: &str, e: &Value, a: &Value, out: &mut Vec<DiffEntry>) {
             }
         }
         _ if e != a => out.push(DiffEntry {
-            path: if path.is_empty() { ".".into() } else { path.to_string() },
+            path: if path.is_empty() {
+                ".".into()
+            } else {
+                path.to_string()
+            },
             expected: Some(e.clone()),
             actual: Some(a.clone()),
         }),
@@ -92,10 +102,26 @@ mod tests {
         for (e, a, want) in [
             (json!({"a": 1}), json!({"a": 1}), vec![]),
             (json!({"a": 1}), json!({"a": 2}), vec!["a: 1 → 2"]),
-            (json!({"x": {"b": true}}), json!({"x": {"b": false}}), vec!["x.b: true → false"]),
-            (json!({"s": ["a", "b"]}), json!({"s": ["b", "c"]}), vec!["s[-]: \"a\" → ∅", "s[+]: ∅ → \"c\""]),
-            (json!({"a": 1}), json!({"b": 1}), vec!["a: 1 → ∅", "b: ∅ → 1"]),
-            (json!({"x": null}), json!({"x": {"m": 1}}), vec!["x: null → {\"m\":1}"]),
+            (
+                json!({"x": {"b": true}}),
+                json!({"x": {"b": false}}),
+                vec!["x.b: true → false"],
+            ),
+            (
+                json!({"s": ["a", "b"]}),
+                json!({"s": ["b", "c"]}),
+                vec!["s[-]: \"a\" → ∅", "s[+]: ∅ → \"c\""],
+            ),
+            (
+                json!({"a": 1}),
+                json!({"b": 1}),
+                vec!["a: 1 → ∅", "b: ∅ → 1"],
+            ),
+            (
+                json!({"x": null}),
+                json!({"x": {"m": 1}}),
+                vec!["x: null → {\"m\":1}"],
+            ),
         ] {
             let got: Vec<String> = diff(&e, &a).iter().map(ToString::to_string).collect();
             assert_eq!(got, want, "{e} vs {a}");

@@ -1,7 +1,10 @@
 //! Drift: compare one fact's observed value with its baseline and move its finding along.
 
 use super::severity::drift_severity;
-use super::{diff, id, Catalog, DriftChange, Evidence, Finding, FindingKind, Status, Transition, TransitionKind};
+use super::{
+    diff, id, Catalog, DriftChange, Evidence, Finding, FindingKind, Status, Transition,
+    TransitionKind,
+};
 use crate::domain::{Actor, EventTime, FactKind, Provenance};
 use serde_json::Value;
 
@@ -178,8 +181,20 @@ fn short(key: &str) -> &str {
     key.rsplit('/').next().unwrap_or(key)
 }
 
-fn title(kind: FactKind, key: &str, change: DriftChange, v: &Value, diff: &[super::DiffEntry], catalog: &dyn Catalog) -> String {
-    let s = |p: &str| v.pointer(p).and_then(Value::as_str).unwrap_or("?").to_string();
+fn title(
+    kind: FactKind,
+    key: &str,
+    change: DriftChange,
+    v: &Value,
+    diff: &[super::DiffEntry],
+    catalog: &dyn Catalog,
+) -> String {
+    let s = |p: &str| {
+        v.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string()
+    };
     let what = match kind {
         FactKind::RoleAssignment => format!(
             "role assignment {} for principal {} at {}",
@@ -187,12 +202,26 @@ fn title(kind: FactKind, key: &str, change: DriftChange, v: &Value, diff: &[supe
             s("/principal_id"),
             s("/scope")
         ),
-        FactKind::RoleDefinition => format!("custom role {:?}", v.get("role_name").and_then(Value::as_str).unwrap_or(short(key))),
+        FactKind::RoleDefinition => format!(
+            "custom role {:?}",
+            v.get("role_name")
+                .and_then(Value::as_str)
+                .unwrap_or(short(key))
+        ),
         FactKind::ClusterSettings => format!("AKS access settings of {}", short(key)),
         FactKind::ManagedIdentity => format!("managed identity {}", short(key)),
-        FactKind::FederatedCredential => format!("federated credential {} (subject {})", short(key), s("/subject")),
+        FactKind::FederatedCredential => format!(
+            "federated credential {} (subject {})",
+            short(key),
+            s("/subject")
+        ),
         FactKind::ClusterRoleBinding | FactKind::RoleBinding => {
-            format!("{} {key} → {} {}", kind_label(kind), s("/role_ref/kind"), s("/role_ref/name"))
+            format!(
+                "{} {key} → {} {}",
+                kind_label(kind),
+                s("/role_ref/kind"),
+                s("/role_ref/name")
+            )
         }
         _ => format!("{} {key}", kind_label(kind)),
     };

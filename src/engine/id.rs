@@ -30,10 +30,16 @@ mod tests {
 
     #[test]
     fn ids_are_stable_and_separated() {
-        assert_eq!(stable_id(&["drift", "role_assignment", "k"]), stable_id(&["drift", "role_assignment", "k"]));
+        assert_eq!(
+            stable_id(&["drift", "role_assignment", "k"]),
+            stable_id(&["drift", "role_assignment", "k"])
+        );
         assert_ne!(stable_id(&["ab", "c"]), stable_id(&["a", "bc"]));
         assert_eq!(stable_id(&["x"]).len(), 12);
         // Pinned: ids are persisted and typed by people; changing the function orphans them.
-        assert_eq!(stable_id(&["drift", "role_assignment", "k"]), "8e0d78f0b306");
+        assert_eq!(
+            stable_id(&["drift", "role_assignment", "k"]),
+            "8e0d78f0b306"
+        );
     }
 }

@@ -44,9 +44,15 @@ impl Severity {
 
     /// Parses the lower-case name.
     pub fn parse(s: &str) -> Option<Severity> {
-        [Severity::Info, Severity::Low, Severity::Medium, Severity::High, Severity::Critical]
-            .into_iter()
-            .find(|v| v.as_str() == s)
+        [
+            Severity::Info,
+            Severity::Low,
+            Severity::Medium,
+            Severity::High,
+            Severity::Critical,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
     }
 }
 
@@ -123,9 +129,14 @@ impl Status {
 
     /// Parses the lower-case name.
     pub fn parse(s: &str) -> Option<Status> {
-        [Status::Open, Status::Acknowledged, Status::Resolved, Status::Approved]
-            .into_iter()
-            .find(|v| v.as_str() == s)
+        [
+            Status::Open,
+            Status::Acknowledged,
+            Status::Resolved,
+            Status::Approved,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
     }
 
     /// Open or acknowledged: still someone's problem.
@@ -222,7 +233,10 @@ impl Finding {
     /// Appends evidence unless that correlation id is already there; returns whether it was new.
     pub fn add_evidence(&mut self, e: Evidence) -> bool {
         if e.correlation_id.is_some()
-            && self.evidence.iter().any(|x| x.correlation_id == e.correlation_id && x.location == e.location)
+            && self
+                .evidence
+                .iter()
+                .any(|x| x.correlation_id == e.correlation_id && x.location == e.location)
         {
             return false;
         }

@@ -30,7 +30,10 @@ pub fn drift_severity(
     }
     match kind {
         FactKind::RoleAssignment => {
-            let role = value.get("role_definition_id").and_then(Value::as_str).unwrap_or("");
+            let role = value
+                .get("role_definition_id")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             let scope = value.get("scope").and_then(Value::as_str).unwrap_or("");
             // `/subscriptions/x` or a management group: everything below inherits it.
             let broad = scope.matches('/').count() <= 2 || scope.contains("/managementgroups/");
@@ -45,7 +48,8 @@ pub fn drift_severity(
         }
         FactKind::RoleDefinition => {
             let text = value.to_string();
-            let grants_admin = text.contains("listclusteradmincredential") || text.contains("\"*\"");
+            let grants_admin =
+                text.contains("listclusteradmincredential") || text.contains("\"*\"");
             match change {
                 Missing => Low,
                 _ if grants_admin => High,
@@ -66,7 +70,8 @@ pub fn drift_severity(
             _ => High,
         },
         FactKind::ClusterRoleBinding | FactKind::RoleBinding => {
-            let admin = value.pointer("/role_ref/name").and_then(Value::as_str) == Some("cluster-admin");
+            let admin =
+                value.pointer("/role_ref/name").and_then(Value::as_str) == Some("cluster-admin");
             match change {
                 Missing => Low,
                 _ if admin => Critical,

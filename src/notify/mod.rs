@@ -90,7 +90,8 @@ impl Notifier {
                 }
                 Err(e) => {
                     let attempts = row.attempts + 1;
-                    let dead = matches!(e, SinkError::Permanent(_)) || attempts >= self.policy.max_attempts;
+                    let dead = matches!(e, SinkError::Permanent(_))
+                        || attempts >= self.policy.max_attempts;
                     let next = now_unix + self.backoff_secs(attempts);
                     tx.delivery_failed(row.seq, &e.to_string(), next, dead)?;
                     if dead {

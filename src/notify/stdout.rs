@@ -34,6 +34,7 @@ impl<W: Write> Sink for StdoutSink<W> {
             }
             s
         };
-        writeln!(self.out, "{text}").map_err(|e| SinkError::Temporary(format!("cannot write to stdout: {e}")))
+        writeln!(self.out, "{text}")
+            .map_err(|e| SinkError::Temporary(format!("cannot write to stdout: {e}")))
     }
 }

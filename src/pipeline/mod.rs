@@ -134,7 +134,6 @@ impl<'a> Pipeline<'a> {
         self.store
     }
 
-
     /// Applies one batch and, with it, advances `checkpoint`, all in one transaction.
     pub fn apply_batch(
         &mut self,
@@ -142,7 +141,11 @@ impl<'a> Pipeline<'a> {
         checkpoint: Option<(&str, &Checkpoint)>,
     ) -> Result<Stats, PipelineError> {
         self.batches += 1;
-        let span = tracing::info_span!("ingest_batch", batch.records = batch.len(), batch.number = self.batches);
+        let span = tracing::info_span!(
+            "ingest_batch",
+            batch.records = batch.len(),
+            batch.number = self.batches
+        );
         let _guard = span.enter();
         let config = self.config;
         let sinks = self.sinks.clone();
@@ -217,7 +220,13 @@ impl<'a> Pipeline<'a> {
 }
 
 /// Evaluates one activity and persists its transition.
-fn apply_activity(tx: &Tx<'_>, a: &Activity, prov: &Provenance, sinks: &[String], stats: &mut Stats) -> Result<(), StoreError> {
+fn apply_activity(
+    tx: &Tx<'_>,
+    a: &Activity,
+    prov: &Provenance,
+    sinks: &[String],
+    stats: &mut Stats,
+) -> Result<(), StoreError> {
     let baseline_cluster = tx.baseline_value(FactKind::ClusterSettings, &a.subject)?;
     let existing = tx.finding(&activity::finding_id(a, prov))?;
     if let Some(t) = activity::evaluate(a, prov, baseline_cluster.as_ref(), existing.as_ref()) {
@@ -241,7 +250,10 @@ pub fn evaluate_fact(
     let baseline = tx.baseline_value(kind, key)?;
     let existing = tx.finding(&drift::finding_id(kind, key))?;
     let observed = match &row {
-        Some(r) => r.value.as_ref().map_or(Observed::Deleted, Observed::Present),
+        Some(r) => r
+            .value
+            .as_ref()
+            .map_or(Observed::Deleted, Observed::Present),
         None => Observed::Unknown,
     };
     let cause = match (baseline_cause, &row) {
@@ -263,7 +275,12 @@ pub fn evaluate_fact(
     Ok(())
 }
 
-fn persist(tx: &Tx<'_>, t: &Transition, sinks: &[String], stats: &mut Stats) -> Result<(), StoreError> {
+fn persist(
+    tx: &Tx<'_>,
+    t: &Transition,
+    sinks: &[String],
+    stats: &mut Stats,
+) -> Result<(), StoreError> {
     tx.put_finding(&t.finding)?;
     stats.count(&t.kind);
     tracing::debug!(finding.id = %t.finding.id, transition = t.kind.as_str(), severity = t.finding.severity.as_str(), "finding transition");
@@ -272,7 +289,15 @@ fn persist(tx: &Tx<'_>, t: &Transition, sinks: &[String], stats: &mut Stats) -> 
         let payload = serde_json::to_string(&alert).unwrap_or_default();
         let at = t.finding.resolved_at.unwrap_or(t.finding.last_seen);
         for sink in sinks {
-            if tx.enqueue(&alert.idempotency_key, sink, &alert.finding_id, &alert.transition, &alert.severity, &payload, at)? {
+            if tx.enqueue(
+                &alert.idempotency_key,
+                sink,
+                &alert.finding_id,
+                &alert.transition,
+                &alert.severity,
+                &payload,
+                at,
+            )? {
                 stats.notifications += 1;
             }
         }
@@ -281,8 +306,15 @@ fn persist(tx: &Tx<'_>, t: &Transition, sinks: &[String], stats: &mut Stats) -> 
 }
 
 /// Re-evaluates every fact and baseline entry after a baseline change, in the caller's transaction.
-pub fn reevaluate_all(tx: &Tx<'_>, config: &Config, by: &str, at: EventTime, sinks: &[String]) -> Result<Stats, StoreError> {
-    let mut keys: Vec<(FactKind, String)> = tx.facts()?.into_iter().map(|f| (f.kind, f.key)).collect();
+pub fn reevaluate_all(
+    tx: &Tx<'_>,
+    config: &Config,
+    by: &str,
+    at: EventTime,
+    sinks: &[String],
+) -> Result<Stats, StoreError> {
+    let mut keys: Vec<(FactKind, String)> =
+        tx.facts()?.into_iter().map(|f| (f.kind, f.key)).collect();
     keys.extend(tx.baseline()?.into_iter().map(|b| (b.kind, b.key)));
     keys.sort();
     keys.dedup();

@@ -49,8 +49,15 @@ pub struct ReplaySummary {
 
 /// Replays files in order. All files are read before anything is applied, so an unreadable
 /// file leaves the store untouched.
-pub fn run(pipeline: &mut Pipeline<'_>, paths: &[PathBuf], cluster: &str) -> Result<ReplaySummary, ReplayRunError> {
-    let files = paths.iter().map(|p| ReplayFile::read(p)).collect::<Result<Vec<_>, _>>()?;
+pub fn run(
+    pipeline: &mut Pipeline<'_>,
+    paths: &[PathBuf],
+    cluster: &str,
+) -> Result<ReplaySummary, ReplayRunError> {
+    let files = paths
+        .iter()
+        .map(|p| ReplayFile::read(p))
+        .collect::<Result<Vec<_>, _>>()?;
     let batch_size = pipeline.config.pipeline.batch_size as u64;
     let prefilter = Prefilter::default();
     let mut summary = ReplaySummary {
@@ -100,7 +107,7 @@ pub fn run(pipeline: &mut Pipeline<'_>, paths: &[PathBuf], cluster: &str) -> Res
             // Batches are fixed windows of record indexes, not of observations: a run resumed
             // from a checkpoint then cuts exactly the batches an uninterrupted run cuts, so
             // the findings (evaluated per batch) come out identical.
-            if consumed % batch_size == 0 {
+            if consumed.is_multiple_of(batch_size) {
                 let cp = Checkpoint {
                     position: consumed,
                     fingerprint: fingerprint.clone(),

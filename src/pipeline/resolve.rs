@@ -5,6 +5,8 @@ use crate::sources::SkipReason;
 use crate::store::{PendingRow, Result, Tx};
 
 /// What to do with one observation.
+// Short-lived and moved once; boxing would only add an allocation per change.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, PartialEq)]
 pub enum Resolution {
     /// Apply this change with this provenance.
@@ -54,7 +56,9 @@ pub fn resolve(tx: &Tx<'_>, obs: Observation) -> Result<Resolution> {
         }
         Phase::Success => {
             let earlier = latest_candidate(&rows);
-            let candidate = obs.candidate.or_else(|| earlier.map(|r| r.candidate.clone().expect("filtered")));
+            let candidate = obs
+                .candidate
+                .or_else(|| earlier.map(|r| r.candidate.clone().expect("filtered")));
             match candidate {
                 Some(c) => {
                     let prov = match earlier {

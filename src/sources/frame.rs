@@ -58,7 +58,11 @@ impl<'a> Frames<'a> {
     /// Starts framing `input`.
     pub fn new(input: &'a [u8]) -> Self {
         // A UTF-8 byte-order mark is legal at the start of files written on Windows.
-        let pos = if input.starts_with(&[0xEF, 0xBB, 0xBF]) { 3 } else { 0 };
+        let pos = if input.starts_with(&[0xEF, 0xBB, 0xBF]) {
+            3
+        } else {
+            0
+        };
         Frames {
             b: input,
             pos,
@@ -331,7 +335,8 @@ fn skip_value(b: &[u8], i: usize) -> Result<usize, FrameError> {
         }
         Some(_) => {
             let mut j = i;
-            while j < b.len() && !matches!(b[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+            while j < b.len() && !matches!(b[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+            {
                 j += 1;
             }
             if j == i {
@@ -395,12 +400,33 @@ mod tests {
         let r = |s: &str, sh| Ok((s.to_string(), sh));
         for (input, want) in [
             (r#"{"a":1}"#, vec![r(r#"{"a":1}"#, Record)]),
-            ("{\"a\":1}\n{\"b\":[2]}\n", vec![r(r#"{"a":1}"#, Record), r(r#"{"b":[2]}"#, Record)]),
-            (r#"{"records":[{"x":"}"},{"y":2}]}"#, vec![r(r#"{"x":"}"}"#, Record), r(r#"{"y":2}"#, Record)]),
-            (r#"[{"a":1},{"records":[{"b":2}]}]"#, vec![r(r#"{"a":1}"#, Record), r(r#"{"b":2}"#, Record)]),
-            (r#"{"type":"ADDED","object":{}}"#, vec![r(r#"{"type":"ADDED","object":{}}"#, WatchEvent)]),
-            (r#"{"apiVersion":"v1","kind":"List","items":[]}"#, vec![r(r#"{"apiVersion":"v1","kind":"List","items":[]}"#, KubeObject)]),
-            ("{\n  \"a\": \"x\\\"y\"\n}\n", vec![r("{\n  \"a\": \"x\\\"y\"\n}", Record)]),
+            (
+                "{\"a\":1}\n{\"b\":[2]}\n",
+                vec![r(r#"{"a":1}"#, Record), r(r#"{"b":[2]}"#, Record)],
+            ),
+            (
+                r#"{"records":[{"x":"}"},{"y":2}]}"#,
+                vec![r(r#"{"x":"}"}"#, Record), r(r#"{"y":2}"#, Record)],
+            ),
+            (
+                r#"[{"a":1},{"records":[{"b":2}]}]"#,
+                vec![r(r#"{"a":1}"#, Record), r(r#"{"b":2}"#, Record)],
+            ),
+            (
+                r#"{"type":"ADDED","object":{}}"#,
+                vec![r(r#"{"type":"ADDED","object":{}}"#, WatchEvent)],
+            ),
+            (
+                r#"{"apiVersion":"v1","kind":"List","items":[]}"#,
+                vec![r(
+                    r#"{"apiVersion":"v1","kind":"List","items":[]}"#,
+                    KubeObject,
+                )],
+            ),
+            (
+                "{\n  \"a\": \"x\\\"y\"\n}\n",
+                vec![r("{\n  \"a\": \"x\\\"y\"\n}", Record)],
+            ),
             (r#"{"records":[]}"#, vec![]),
             ("", vec![]),
         ] {
@@ -419,7 +445,15 @@ mod tests {
 
     #[test]
     fn garbage_is_malformed_not_a_panic() {
-        for input in ["}", "nope\n{\"a\":1}", "{\"a\"}", "[1,2]", "{\"records\":[1]}", "{\"a\":\"unterminated", "\u{feff}{\"a\":1}"] {
+        for input in [
+            "}",
+            "nope\n{\"a\":1}",
+            "{\"a\"}",
+            "[1,2]",
+            "{\"records\":[1]}",
+            "{\"a\":\"unterminated",
+            "\u{feff}{\"a\":1}",
+        ] {
             let _ = frames(input);
         }
         assert_eq!(frames("nope\n{\"a\":1}").len(), 2);

@@ -43,7 +43,10 @@ impl ReplayFile {
         let bytes = std::fs::read(path).map_err(err)?;
         let canonical = path.canonicalize().map_err(err)?;
         let yaml = matches!(
-            path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref(),
+            path.extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase)
+                .as_deref(),
             Some("yaml" | "yml")
         );
         Ok(ReplayFile {
@@ -66,7 +69,11 @@ impl ReplayFile {
 
     /// The records of this file, decoded, in order, numbered from 0.
     pub fn records<'a>(&'a self, cluster: &'a str, prefilter: &'a Prefilter) -> Records<'a> {
-        let yaml_docs = if self.yaml { Some(yaml_documents(&self.bytes)) } else { None };
+        let yaml_docs = if self.yaml {
+            Some(yaml_documents(&self.bytes))
+        } else {
+            None
+        };
         Records {
             file: self,
             cluster,
@@ -147,7 +154,8 @@ impl Records<'_> {
             None => false,
             Some(Item::Malformed(e)) => {
                 let line = self.lines.line_of(b, e.offset);
-                self.queue.push_back((line, Decoded::Malformed(e.problem.to_string())));
+                self.queue
+                    .push_back((line, Decoded::Malformed(e.problem.to_string())));
                 true
             }
             Some(Item::Frame(f)) => {
@@ -156,14 +164,21 @@ impl Records<'_> {
                     Shape::Record => {
                         let d = activity_log::decode_record(self.prefilter, rec);
                         // Line numbers cost a scan: only records someone will look at get one.
-                        let l = if matches!(d, Decoded::Skipped(_)) { 0 } else { self.lines.line_of(b, f.start) };
+                        let l = if matches!(d, Decoded::Skipped(_)) {
+                            0
+                        } else {
+                            self.lines.line_of(b, f.start)
+                        };
                         self.queue.push_back((l, d));
                     }
                     Shape::WatchEvent | Shape::KubeObject => {
                         let line = self.lines.line_of(b, f.start);
                         match serde_json::from_slice::<Value>(rec) {
                             Ok(v) => self.decode_value(&v, line),
-                            Err(e) => self.queue.push_back((line, Decoded::Malformed(format!("invalid JSON: {e}")))),
+                            Err(e) => self.queue.push_back((
+                                line,
+                                Decoded::Malformed(format!("invalid JSON: {e}")),
+                            )),
                         }
                     }
                 }
@@ -190,7 +205,11 @@ impl Iterator for Records<'_> {
                 index,
             };
         }
-        Some(Record { index, line, decoded })
+        Some(Record {
+            index,
+            line,
+            decoded,
+        })
     }
 }
 
@@ -200,7 +219,10 @@ fn yaml_documents(bytes: &[u8]) -> VecDeque<Result<Value, String>> {
     for doc in serde_yaml::Deserializer::from_slice(bytes) {
         match serde_yaml::Value::deserialize(doc) {
             Ok(serde_yaml::Value::Null) => {}
-            Ok(y) => out.push_back(serde_json::to_value(y).map_err(|e| format!("YAML document is not JSON-compatible: {e}"))),
+            Ok(y) => out.push_back(
+                serde_json::to_value(y)
+                    .map_err(|e| format!("YAML document is not JSON-compatible: {e}")),
+            ),
             Err(e) => {
                 out.push_back(Err(format!("invalid YAML: {e}")));
                 // The YAML parser cannot resume after an error inside a stream.
@@ -227,7 +249,10 @@ mod tests {
         let p = Prefilter::default();
         let recs: Vec<Record> = f.records("c", &p).collect();
         assert_eq!(recs.len(), 5);
-        assert_eq!(recs.iter().map(|r| r.index).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+        assert_eq!(
+            recs.iter().map(|r| r.index).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3, 4]
+        );
         assert!(matches!(&recs[2].decoded, Decoded::Observation(o) if o.prov.location.index == 2));
         assert!(matches!(&recs[3].decoded, Decoded::Malformed(_)));
         assert_eq!(recs[3].line, 3);
@@ -245,6 +270,8 @@ mod tests {
         let p = Prefilter::default();
         let recs: Vec<Record> = f.records("c", &p).collect();
         assert_eq!(recs.len(), 2);
-        assert!(recs.iter().all(|r| matches!(r.decoded, Decoded::Observation(_))));
+        assert!(recs
+            .iter()
+            .all(|r| matches!(r.decoded, Decoded::Observation(_))));
     }
 }

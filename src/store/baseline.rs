@@ -69,10 +69,12 @@ impl Tx<'_> {
         let mut out = Vec::new();
         for r in rows {
             let (kind, key, value, version, by, at, from) = r?;
-            let kind = kind.parse().map_err(|e: crate::domain::UnknownFactKind| super::StoreError::Corrupt {
-                table: "baseline",
-                key: key.clone(),
-                problem: e.to_string(),
+            let kind = kind.parse().map_err(|e: crate::domain::UnknownFactKind| {
+                super::StoreError::Corrupt {
+                    table: "baseline",
+                    key: key.clone(),
+                    problem: e.to_string(),
+                }
             })?;
             out.push(BaselineEntry {
                 kind,
@@ -108,7 +110,13 @@ impl Tx<'_> {
     }
 
     /// Opens a new baseline version; changes made with it are recorded in the history.
-    pub fn new_baseline_version(&self, actor: &str, action: &str, note: &str, at: EventTime) -> Result<i64> {
+    pub fn new_baseline_version(
+        &self,
+        actor: &str,
+        action: &str,
+        note: &str,
+        at: EventTime,
+    ) -> Result<i64> {
         let next = self.baseline_version()?.map_or(1, |v| v.version + 1);
         self.0.execute(
             "INSERT INTO baseline_versions (version, created_at, actor, action, note) VALUES (?1, ?2, ?3, ?4, ?5)",

@@ -84,11 +84,13 @@ impl Tx<'_> {
         let mut out = Vec::new();
         for r in rows {
             let (kind, key, v, rid, t, p) = r?;
-            let kind = kind.parse::<FactKind>().map_err(|e| super::StoreError::Corrupt {
-                table: "facts",
-                key: key.clone(),
-                problem: e.to_string(),
-            })?;
+            let kind = kind
+                .parse::<FactKind>()
+                .map_err(|e| super::StoreError::Corrupt {
+                    table: "facts",
+                    key: key.clone(),
+                    problem: e.to_string(),
+                })?;
             out.push(row(kind, key, v, rid, t, p)?);
         }
         Ok(out)
@@ -134,7 +136,12 @@ impl Tx<'_> {
     }
 
     /// Applies a delete (a tombstone) if it is the latest write for its key.
-    pub fn delete_fact(&self, kind: FactKind, target: &FactRef, prov: &Provenance) -> Result<FactApply> {
+    pub fn delete_fact(
+        &self,
+        kind: FactKind,
+        target: &FactRef,
+        prov: &Provenance,
+    ) -> Result<FactApply> {
         let key = match target {
             FactRef::Key(k) => k.clone(),
             FactRef::ResourceId(id) => {
@@ -157,7 +164,10 @@ impl Tx<'_> {
             let Some(old_value) = &old.value else {
                 return Ok(FactApply::Unchanged);
             };
-            if !wins((prov.event_time, ""), (old.event_time, &old_value.to_string())) {
+            if !wins(
+                (prov.event_time, ""),
+                (old.event_time, &old_value.to_string()),
+            ) {
                 return Ok(FactApply::Stale);
             }
         }
@@ -170,8 +180,17 @@ impl Tx<'_> {
     }
 }
 
-fn row(kind: FactKind, key: String, v: Option<String>, rid: Option<String>, t: i64, p: String) -> Result<FactRow> {
-    let value = v.map(|v| json_col::<Value>("facts", &key, &v)).transpose()?;
+fn row(
+    kind: FactKind,
+    key: String,
+    v: Option<String>,
+    rid: Option<String>,
+    t: i64,
+    p: String,
+) -> Result<FactRow> {
+    let value = v
+        .map(|v| json_col::<Value>("facts", &key, &v))
+        .transpose()?;
     let prov = json_col("facts", &key, &p)?;
     Ok(FactRow {
         kind,

@@ -76,8 +76,12 @@ impl Tx<'_> {
                 "no finding with id {p:?}; give the full 12-character id from `accessdrift findings`"
             )));
         }
-        let mut stmt = self.0.prepare("SELECT id FROM findings WHERE id LIKE ?1 || '%' LIMIT 2")?;
-        let ids: Vec<String> = stmt.query_map([&p], |r| r.get(0))?.collect::<std::result::Result<_, _>>()?;
+        let mut stmt = self
+            .0
+            .prepare("SELECT id FROM findings WHERE id LIKE ?1 || '%' LIMIT 2")?;
+        let ids: Vec<String> = stmt
+            .query_map([&p], |r| r.get(0))?
+            .collect::<std::result::Result<_, _>>()?;
         match ids.as_slice() {
             [one] => self
                 .finding(one)?
@@ -93,7 +97,9 @@ impl Tx<'_> {
 
     /// Number of findings per status.
     pub fn finding_counts(&self) -> Result<Vec<(Status, u64)>> {
-        let mut stmt = self.0.prepare("SELECT status, COUNT(*) FROM findings GROUP BY status ORDER BY status")?;
+        let mut stmt = self
+            .0
+            .prepare("SELECT status, COUNT(*) FROM findings GROUP BY status ORDER BY status")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
         let mut out = Vec::new();
         for r in rows {

@@ -83,15 +83,21 @@ impl Store {
         }
         let conn = Connection::open_with_flags(
             path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(open_err)?;
         // WAL: readers (CLI) never block the writer (daemon). NORMAL sync survives process
         // crashes, which is what the exactly-once guarantee is about.
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(open_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(open_err)?;
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
@@ -106,7 +112,9 @@ impl Store {
     }
 
     fn migrate(&mut self) -> Result<()> {
-        let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
         let supported = schema::MIGRATIONS.len() as i64;
         if version > supported {
             return Err(StoreError::TooNew {
@@ -127,14 +135,16 @@ impl Store {
 
     /// A read-only view (deferred transaction): never blocks the daemon's writes.
     pub fn read(&mut self) -> Result<Tx<'_>> {
-        Ok(Tx(self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)?))
+        Ok(Tx(self.conn.transaction_with_behavior(
+            rusqlite::TransactionBehavior::Deferred,
+        )?))
     }
 
     /// Starts the one transaction a batch runs in (IMMEDIATE: takes the write lock up front).
     pub fn tx(&mut self) -> Result<Tx<'_>> {
-        Ok(Tx(self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?))
+        Ok(Tx(self.conn.transaction_with_behavior(
+            rusqlite::TransactionBehavior::Immediate,
+        )?))
     }
 }
 
@@ -166,7 +176,7 @@ impl Tx<'_> {
     }
 
     /// Every row of every table, in a stable order, as text: for equality checks in tests
-    /// and `accessdrift state dump`.
+    /// and debugging.
     pub fn dump(&self) -> Result<String> {
         let mut out = String::new();
         for (table, order) in [
@@ -180,7 +190,9 @@ impl Tx<'_> {
             ("checkpoints", "source"),
             ("meta", "key"),
         ] {
-            let mut stmt = self.0.prepare(&format!("SELECT * FROM {table} ORDER BY {order}"))?;
+            let mut stmt = self
+                .0
+                .prepare(&format!("SELECT * FROM {table} ORDER BY {order}"))?;
             let cols = stmt.column_count();
             let mut rows = stmt.query([])?;
             out.push_str(&format!("== {table}\n"));
@@ -198,7 +210,11 @@ impl Tx<'_> {
     }
 }
 
-fn json_col<T: serde::de::DeserializeOwned>(table: &'static str, key: &str, text: &str) -> Result<T> {
+fn json_col<T: serde::de::DeserializeOwned>(
+    table: &'static str,
+    key: &str,
+    text: &str,
+) -> Result<T> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
         table,
         key: key.to_string(),

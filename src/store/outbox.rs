@@ -61,7 +61,11 @@ impl Tx<'_> {
              FROM outbox WHERE state = ?1 AND next_attempt_at <= ?2 ORDER BY seq LIMIT ?3",
         )?;
         let rows = stmt.query_map(
-            params![if dead { "dead" } else { "pending" }, due_at.unwrap_or(i64::MAX), limit as i64],
+            params![
+                if dead { "dead" } else { "pending" },
+                due_at.unwrap_or(i64::MAX),
+                limit as i64
+            ],
             |r| {
                 Ok(OutboxRow {
                     seq: r.get(0)?,

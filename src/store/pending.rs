@@ -18,18 +18,24 @@ pub struct PendingRow {
 impl Tx<'_> {
     /// All rows of one operation.
     pub fn pending(&self, operation_id: &str) -> Result<Vec<PendingRow>> {
-        let mut stmt = self
-            .0
-            .prepare_cached("SELECT phase, candidate, provenance FROM pending_ops WHERE operation_id = ?1")?;
+        let mut stmt = self.0.prepare_cached(
+            "SELECT phase, candidate, provenance FROM pending_ops WHERE operation_id = ?1",
+        )?;
         let rows = stmt.query_map([operation_id], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, String>(2)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, String>(2)?,
+            ))
         })?;
         let mut out = Vec::new();
         for r in rows {
             let (phase, cand, prov) = r?;
             out.push(PendingRow {
                 phase,
-                candidate: cand.map(|c| json_col("pending_ops", operation_id, &c)).transpose()?,
+                candidate: cand
+                    .map(|c| json_col("pending_ops", operation_id, &c))
+                    .transpose()?,
                 prov: json_col("pending_ops", operation_id, &prov)?,
             });
         }
@@ -37,7 +43,13 @@ impl Tx<'_> {
     }
 
     /// Records a phase; the first record of a phase wins (duplicates are ignored).
-    pub fn put_pending(&self, operation_id: &str, phase: &str, candidate: Option<&ChangeOp>, prov: &Provenance) -> Result<()> {
+    pub fn put_pending(
+        &self,
+        operation_id: &str,
+        phase: &str,
+        candidate: Option<&ChangeOp>,
+        prov: &Provenance,
+    ) -> Result<()> {
         self.0
             .prepare_cached(
                 "INSERT OR IGNORE INTO pending_ops (operation_id, phase, candidate, provenance, event_time) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -47,7 +59,12 @@ impl Tx<'_> {
     }
 
     /// Replaces every row of an operation by one terminal marker (`applied` or `failed`).
-    pub fn settle_pending(&self, operation_id: &str, marker: &str, prov: &Provenance) -> Result<()> {
+    pub fn settle_pending(
+        &self,
+        operation_id: &str,
+        marker: &str,
+        prov: &Provenance,
+    ) -> Result<()> {
         self.0
             .prepare_cached("DELETE FROM pending_ops WHERE operation_id = ?1")?
             .execute([operation_id])?;

@@ -61,9 +61,28 @@ pub fn owner_grant(corr: &str, name: &str, principal: &str, day: u32) -> [Rec; 3
     let op = "Microsoft.Authorization/roleAssignments/write";
     let body = json!({"properties": {"roleDefinitionId": format!("/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{OWNER}"), "principalId": principal, "principalType": "User", "scope": format!("/subscriptions/{SUB}")}});
     [
-        Rec::new(op, &id, "Start", corr, &format!("2026-11-{day:02}T10:00:00.0000000Z")).request(body),
-        Rec::new(op, &id, "Accept", corr, &format!("2026-11-{day:02}T10:00:01.0000000Z")),
-        Rec::new(op, &id, "Success", corr, &format!("2026-11-{day:02}T10:00:02.0000000Z")),
+        Rec::new(
+            op,
+            &id,
+            "Start",
+            corr,
+            &format!("2026-11-{day:02}T10:00:00.0000000Z"),
+        )
+        .request(body),
+        Rec::new(
+            op,
+            &id,
+            "Accept",
+            corr,
+            &format!("2026-11-{day:02}T10:00:01.0000000Z"),
+        ),
+        Rec::new(
+            op,
+            &id,
+            "Success",
+            corr,
+            &format!("2026-11-{day:02}T10:00:02.0000000Z"),
+        ),
     ]
 }
 
@@ -94,7 +113,10 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Env {
-        Env { dir: tempfile::tempdir().unwrap(), cfg: Config::default() }
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+            cfg: Config::default(),
+        }
     }
 
     pub fn db(&self) -> PathBuf {

@@ -51,7 +51,14 @@ pub fn normalize_guid(s: &str) -> String {
     let t = s.trim();
     if t.len() == 32 && t.bytes().all(|c| c.is_ascii_hexdigit()) {
         let l = t.to_ascii_lowercase();
-        format!("{}-{}-{}-{}-{}", &l[0..8], &l[8..12], &l[12..16], &l[16..20], &l[20..])
+        format!(
+            "{}-{}-{}-{}-{}",
+            &l[0..8],
+            &l[8..12],
+            &l[12..16],
+            &l[16..20],
+            &l[20..]
+        )
     } else if looks_like_guid(t) {
         t.to_ascii_lowercase()
     } else {
@@ -80,7 +87,10 @@ mod tests {
         for (input, want) in [
             (json!("{\"properties\":{\"a\":1}}"), Some(obj.clone())),
             (obj.clone(), Some(obj.clone())),
-            (json!("\"{\\\"properties\\\":{\\\"a\\\":1}}\""), Some(obj.clone())),
+            (
+                json!("\"{\\\"properties\\\":{\\\"a\\\":1}}\""),
+                Some(obj.clone()),
+            ),
             (json!("******"), None),
             (json!(""), None),
             (json!("{\"properties\":{\"a\""), None),
@@ -93,8 +103,14 @@ mod tests {
 
     #[test]
     fn guid_and_case_helpers() {
-        assert_eq!(normalize_guid("5C6AFC93F94942B38DF879B1ED60ACA2"), "5c6afc93-f949-42b3-8df8-79b1ed60aca2");
-        assert_eq!(normalize_guid(" ABCDEF00-1111-2222-3333-444455556666 "), "abcdef00-1111-2222-3333-444455556666");
+        assert_eq!(
+            normalize_guid("5C6AFC93F94942B38DF879B1ED60ACA2"),
+            "5c6afc93-f949-42b3-8df8-79b1ed60aca2"
+        );
+        assert_eq!(
+            normalize_guid(" ABCDEF00-1111-2222-3333-444455556666 "),
+            "abcdef00-1111-2222-3333-444455556666"
+        );
         assert_eq!(normalize_guid("Alice"), "Alice");
         let v = json!({"Properties": {"PrincipalId": "x"}, "op": {"value": " W ", "localizedValue": "w"}});
         assert_eq!(text(path(&v, &["properties", "principalId"])), Some("x"));

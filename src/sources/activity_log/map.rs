@@ -25,19 +25,33 @@ pub fn candidate(op: AzureOp, resource_id: &str, body: Option<&Value>) -> Option
             upsert(FactKind::RoleAssignment, key, value, Some(id))
         }
         AzureOp::RoleAssignmentDelete => delete(FactKind::RoleAssignment, FactRef::ResourceId(id)),
-        AzureOp::RoleDefinitionWrite => upsert(FactKind::RoleDefinition, id, role_definition(body?)?, None),
+        AzureOp::RoleDefinitionWrite => {
+            upsert(FactKind::RoleDefinition, id, role_definition(body?)?, None)
+        }
         AzureOp::RoleDefinitionDelete => delete(FactKind::RoleDefinition, FactRef::Key(id)),
         AzureOp::ClusterWrite => {
             let id = cluster_id(&id);
-            upsert(FactKind::ClusterSettings, id, cluster_settings(body?)?, None)
+            upsert(
+                FactKind::ClusterSettings,
+                id,
+                cluster_settings(body?)?,
+                None,
+            )
         }
         AzureOp::ClusterDelete => delete(FactKind::ClusterSettings, FactRef::Key(cluster_id(&id))),
-        AzureOp::IdentityWrite => upsert(FactKind::ManagedIdentity, id, managed_identity(body?), None),
-        AzureOp::IdentityDelete => delete(FactKind::ManagedIdentity, FactRef::Key(id)),
-        AzureOp::FederatedCredentialWrite => {
-            upsert(FactKind::FederatedCredential, id, federated_credential(body?)?, None)
+        AzureOp::IdentityWrite => {
+            upsert(FactKind::ManagedIdentity, id, managed_identity(body?), None)
         }
-        AzureOp::FederatedCredentialDelete => delete(FactKind::FederatedCredential, FactRef::Key(id)),
+        AzureOp::IdentityDelete => delete(FactKind::ManagedIdentity, FactRef::Key(id)),
+        AzureOp::FederatedCredentialWrite => upsert(
+            FactKind::FederatedCredential,
+            id,
+            federated_credential(body?)?,
+            None,
+        ),
+        AzureOp::FederatedCredentialDelete => {
+            delete(FactKind::FederatedCredential, FactRef::Key(id))
+        }
         AzureOp::ListAdminCredential => Some(ChangeOp::Activity(Activity {
             kind: ActivityKind::AdminCredentialListed,
             subject: cluster_id(&id),
@@ -63,7 +77,9 @@ fn props(body: &Value) -> &Value {
 }
 
 fn lower_str(v: Option<&Value>) -> Value {
-    text(v).map_or(Value::Null, |s| Value::String(normalize_guid(s).to_ascii_lowercase()))
+    text(v).map_or(Value::Null, |s| {
+        Value::String(normalize_guid(s).to_ascii_lowercase())
+    })
 }
 
 fn sorted_lower(v: Option<&Value>, ids: bool) -> Value {
@@ -72,7 +88,13 @@ fn sorted_lower(v: Option<&Value>, ids: bool) -> Value {
         .map(|a| {
             a.iter()
                 .filter_map(|x| x.as_str())
-                .map(|s| if ids { canonical_id(s) } else { normalize_guid(s).to_ascii_lowercase() })
+                .map(|s| {
+                    if ids {
+                        canonical_id(s)
+                    } else {
+                        normalize_guid(s).to_ascii_lowercase()
+                    }
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -167,7 +189,10 @@ fn cluster_settings(body: &Value) -> Option<Value> {
     if let Some(m) = get_ci(p, "addonProfiles").and_then(Value::as_object) {
         for (name, a) in m {
             if let Some(oid) = text(path(a, &["identity", "objectId"])) {
-                addons.insert(name.to_ascii_lowercase(), json!(normalize_guid(oid).to_ascii_lowercase()));
+                addons.insert(
+                    name.to_ascii_lowercase(),
+                    json!(normalize_guid(oid).to_ascii_lowercase()),
+                );
             }
         }
     }
@@ -198,7 +223,12 @@ fn federated_credential(body: &Value) -> Option<Value> {
     let p = props(body);
     let mut audiences: Vec<String> = get_ci(p, "audiences")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|x| x.as_str()).map(|s| s.trim().to_string()).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str())
+                .map(|s| s.trim().to_string())
+                .collect()
+        })
         .unwrap_or_default();
     audiences.sort();
     audiences.dedup();
@@ -213,14 +243,20 @@ fn federated_credential(body: &Value) -> Option<Value> {
 mod tests {
     use super::*;
 
-    const RA: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Authorization/roleAssignments/A1";
+    const RA: &str =
+        "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Authorization/roleAssignments/A1";
 
     #[test]
     fn role_assignment_camel_and_pascal_give_one_key() {
         let camel = json!({"properties": {"roleDefinitionId": "/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/B24988AC-6180-42A0-AB88-20F7382DD24C", "principalId": "CE2CE14E-85D7-4629-BDBC-454D0519D987", "principalType": "User", "scope": "/subscriptions/s/resourceGroups/RG"}});
         let pascal = json!({"Id": "a1", "Properties": {"PrincipalId": "ce2ce14e85d74629bdbc454d0519d987", "RoleDefinitionId": "/providers/Microsoft.Authorization/roleDefinitions/b24988ac-6180-42a0-ab88-20f7382dd24c", "Scope": "/subscriptions/s/resourceGroups/rg/"}});
         let a = candidate(AzureOp::RoleAssignmentWrite, RA, Some(&camel)).unwrap();
-        let b = candidate(AzureOp::RoleAssignmentWrite, &RA.to_uppercase(), Some(&pascal)).unwrap();
+        let b = candidate(
+            AzureOp::RoleAssignmentWrite,
+            &RA.to_uppercase(),
+            Some(&pascal),
+        )
+        .unwrap();
         assert_eq!(a, b);
         let ChangeOp::Upsert(f) = a else { panic!() };
         assert_eq!(f.key, "/subscriptions/s/resourcegroups/rg|ce2ce14e-85d7-4629-bdbc-454d0519d987|b24988ac-6180-42a0-ab88-20f7382dd24c");
@@ -230,9 +266,26 @@ mod tests {
     #[test]
     fn missing_or_partial_bodies_give_no_candidate() {
         assert_eq!(candidate(AzureOp::RoleAssignmentWrite, RA, None), None);
-        assert_eq!(candidate(AzureOp::RoleAssignmentWrite, RA, Some(&json!({"properties": {"principalId": "x"}}))), None);
-        assert_eq!(candidate(AzureOp::ClusterWrite, "/x/managedClusters/c", Some(&json!({"location": "x"}))), None);
-        assert!(matches!(candidate(AzureOp::RoleAssignmentDelete, RA, None), Some(ChangeOp::Delete { .. })));
+        assert_eq!(
+            candidate(
+                AzureOp::RoleAssignmentWrite,
+                RA,
+                Some(&json!({"properties": {"principalId": "x"}}))
+            ),
+            None
+        );
+        assert_eq!(
+            candidate(
+                AzureOp::ClusterWrite,
+                "/x/managedClusters/c",
+                Some(&json!({"location": "x"}))
+            ),
+            None
+        );
+        assert!(matches!(
+            candidate(AzureOp::RoleAssignmentDelete, RA, None),
+            Some(ChangeOp::Delete { .. })
+        ));
     }
 
     #[test]
@@ -244,7 +297,10 @@ mod tests {
         assert_eq!(a["disable_local_accounts"], json!(false));
         assert_eq!(a["aad"]["enable_azure_rbac"], json!(true));
         assert_eq!(a["identity_type"], json!("systemassigned"));
-        assert_eq!(a["service_principal_client_id"], json!("00000000-0000-0000-0000-000000000001"));
+        assert_eq!(
+            a["service_principal_client_id"],
+            json!("00000000-0000-0000-0000-000000000001")
+        );
         body["properties"]["kubernetesVersion"] = json!("1.30.0");
         body["properties"]["agentPoolProfiles"] = json!([]);
         assert_eq!(cluster_settings(&body).unwrap(), a);

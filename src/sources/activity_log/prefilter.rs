@@ -30,17 +30,50 @@ pub enum AzureOp {
 }
 
 const OPS: &[(&str, AzureOp)] = &[
-    ("microsoft.authorization/roleassignments/write", AzureOp::RoleAssignmentWrite),
-    ("microsoft.authorization/roleassignments/delete", AzureOp::RoleAssignmentDelete),
-    ("microsoft.authorization/roledefinitions/write", AzureOp::RoleDefinitionWrite),
-    ("microsoft.authorization/roledefinitions/delete", AzureOp::RoleDefinitionDelete),
-    ("microsoft.containerservice/managedclusters/write", AzureOp::ClusterWrite),
-    ("microsoft.containerservice/managedclusters/delete", AzureOp::ClusterDelete),
-    ("microsoft.containerservice/managedclusters/listclusteradmincredential/action", AzureOp::ListAdminCredential),
-    ("microsoft.managedidentity/userassignedidentities/write", AzureOp::IdentityWrite),
-    ("microsoft.managedidentity/userassignedidentities/delete", AzureOp::IdentityDelete),
-    ("microsoft.managedidentity/userassignedidentities/federatedidentitycredentials/write", AzureOp::FederatedCredentialWrite),
-    ("microsoft.managedidentity/userassignedidentities/federatedidentitycredentials/delete", AzureOp::FederatedCredentialDelete),
+    (
+        "microsoft.authorization/roleassignments/write",
+        AzureOp::RoleAssignmentWrite,
+    ),
+    (
+        "microsoft.authorization/roleassignments/delete",
+        AzureOp::RoleAssignmentDelete,
+    ),
+    (
+        "microsoft.authorization/roledefinitions/write",
+        AzureOp::RoleDefinitionWrite,
+    ),
+    (
+        "microsoft.authorization/roledefinitions/delete",
+        AzureOp::RoleDefinitionDelete,
+    ),
+    (
+        "microsoft.containerservice/managedclusters/write",
+        AzureOp::ClusterWrite,
+    ),
+    (
+        "microsoft.containerservice/managedclusters/delete",
+        AzureOp::ClusterDelete,
+    ),
+    (
+        "microsoft.containerservice/managedclusters/listclusteradmincredential/action",
+        AzureOp::ListAdminCredential,
+    ),
+    (
+        "microsoft.managedidentity/userassignedidentities/write",
+        AzureOp::IdentityWrite,
+    ),
+    (
+        "microsoft.managedidentity/userassignedidentities/delete",
+        AzureOp::IdentityDelete,
+    ),
+    (
+        "microsoft.managedidentity/userassignedidentities/federatedidentitycredentials/write",
+        AzureOp::FederatedCredentialWrite,
+    ),
+    (
+        "microsoft.managedidentity/userassignedidentities/federatedidentitycredentials/delete",
+        AzureOp::FederatedCredentialDelete,
+    ),
 ];
 
 impl AzureOp {
@@ -130,7 +163,11 @@ impl Prefilter {
         }
         let name = &rec[start..start + len];
         // Every watched operation lives under one of three providers: reject the rest at once.
-        const PREFIXES: [&[u8]; 3] = [b"microsoft.authorization/", b"microsoft.containerservice/", b"microsoft.managedidentity/"];
+        const PREFIXES: [&[u8]; 3] = [
+            b"microsoft.authorization/",
+            b"microsoft.containerservice/",
+            b"microsoft.managedidentity/",
+        ];
         if !PREFIXES
             .iter()
             .any(|p| name.len() > p.len() && name[..p.len()].eq_ignore_ascii_case(p))
@@ -159,11 +196,26 @@ mod tests {
     fn classify_table() {
         let p = Prefilter::default();
         for (rec, want) in [
-            (r#"{"operationName":"MICROSOFT.AUTHORIZATION/ROLEASSIGNMENTS/WRITE"}"#, Verdict::Relevant(AzureOp::RoleAssignmentWrite)),
-            (r#"{"operationName" : { "value": "Microsoft.ContainerService/managedClusters/listClusterAdminCredential/action", "localizedValue":"x"}}"#, Verdict::Relevant(AzureOp::ListAdminCredential)),
-            (r#"{"operationName":"MICROSOFT.WEB/SITES/CONFIG/WRITE"}"#, Verdict::Irrelevant),
-            (r#"{"operationName":"Microsoft.Authorization/elevateAccess/action"}"#, Verdict::Irrelevant),
-            (r#"{"operationName":"Sign-in activity"}"#, Verdict::Irrelevant),
+            (
+                r#"{"operationName":"MICROSOFT.AUTHORIZATION/ROLEASSIGNMENTS/WRITE"}"#,
+                Verdict::Relevant(AzureOp::RoleAssignmentWrite),
+            ),
+            (
+                r#"{"operationName" : { "value": "Microsoft.ContainerService/managedClusters/listClusterAdminCredential/action", "localizedValue":"x"}}"#,
+                Verdict::Relevant(AzureOp::ListAdminCredential),
+            ),
+            (
+                r#"{"operationName":"MICROSOFT.WEB/SITES/CONFIG/WRITE"}"#,
+                Verdict::Irrelevant,
+            ),
+            (
+                r#"{"operationName":"Microsoft.Authorization/elevateAccess/action"}"#,
+                Verdict::Irrelevant,
+            ),
+            (
+                r#"{"operationName":"Sign-in activity"}"#,
+                Verdict::Irrelevant,
+            ),
             (r#"{"time":"x"}"#, Verdict::Unsure),
             (r#"{"operationName":"a\"b"}"#, Verdict::Unsure),
             (r#"{"operationName":12}"#, Verdict::Unsure),

@@ -63,8 +63,18 @@ pub fn decode(rec: &[u8], verdict: Verdict) -> Decoded {
     let candidate = response
         .as_ref()
         .and_then(|b| candidate(op, resource_id, Some(b)))
-        .or_else(|| request.as_ref().and_then(|b| candidate(op, resource_id, Some(b))))
-        .or_else(|| if op.needs_body() { None } else { candidate(op, resource_id, None) });
+        .or_else(|| {
+            request
+                .as_ref()
+                .and_then(|b| candidate(op, resource_id, Some(b)))
+        })
+        .or_else(|| {
+            if op.needs_body() {
+                None
+            } else {
+                candidate(op, resource_id, None)
+            }
+        });
     // Exports that dropped the status (az CLI `--query` output) still show the request
     // phase by its body; anything else without a phase cannot be judged.
     let Some(phase) = phase(&v).or(request.as_ref().map(|_| Phase::Start)) else {
@@ -144,8 +154,12 @@ fn actor(v: &Value) -> Actor {
             .or_else(|| claim("unique_name"))
             .or_else(|| claim(CLAIM_NAME).filter(|n| n.contains('@')))
             .map(str::to_string),
-        object_id: claim(CLAIM_OID).or_else(|| claim("oid")).map(|s| normalize_guid(s).to_ascii_lowercase()),
-        app_id: claim("appid").or_else(|| claim("azp")).map(|s| normalize_guid(s).to_ascii_lowercase()),
+        object_id: claim(CLAIM_OID)
+            .or_else(|| claim("oid"))
+            .map(|s| normalize_guid(s).to_ascii_lowercase()),
+        app_id: claim("appid")
+            .or_else(|| claim("azp"))
+            .map(|s| normalize_guid(s).to_ascii_lowercase()),
         ip: text(get_ci(v, "callerIpAddress"))
             .or_else(|| claim("ipaddr"))
             .map(str::to_string),
@@ -154,7 +168,8 @@ fn actor(v: &Value) -> Actor {
         if caller.contains('@') {
             a.upn.get_or_insert_with(|| caller.to_string());
         } else if looks_like_guid(&normalize_guid(caller)) {
-            a.object_id.get_or_insert_with(|| normalize_guid(caller).to_ascii_lowercase());
+            a.object_id
+                .get_or_insert_with(|| normalize_guid(caller).to_ascii_lowercase());
         }
     }
     if let Some(Value::String(s)) = identity {
@@ -163,8 +178,12 @@ fn actor(v: &Value) -> Actor {
         }
     }
     if a.object_id.is_none() {
-        let evidence = identity.and_then(|i| path(i, &["authorization", "evidence", "principalId"]));
-        if let Some(p) = text(evidence).map(normalize_guid).filter(|p| looks_like_guid(p)) {
+        let evidence =
+            identity.and_then(|i| path(i, &["authorization", "evidence", "principalId"]));
+        if let Some(p) = text(evidence)
+            .map(normalize_guid)
+            .filter(|p| looks_like_guid(p))
+        {
             a.object_id = Some(p);
         }
     }
@@ -191,9 +210,18 @@ mod tests {
             (json!({"resultType": "Failure"}), Some(Phase::Failure)),
             (json!({"resultType": "Updated"}), None),
             (json!({"resultType": "0"}), None),
-            (json!({"status": {"value": "Succeeded", "localizedValue": "x"}}), Some(Phase::Success)),
-            (json!({"properties": {"statusCode": "Created"}}), Some(Phase::Success)),
-            (json!({"properties": {"statusCode": "Forbidden"}}), Some(Phase::Failure)),
+            (
+                json!({"status": {"value": "Succeeded", "localizedValue": "x"}}),
+                Some(Phase::Success),
+            ),
+            (
+                json!({"properties": {"statusCode": "Created"}}),
+                Some(Phase::Success),
+            ),
+            (
+                json!({"properties": {"statusCode": "Forbidden"}}),
+                Some(Phase::Failure),
+            ),
             (json!({}), None),
         ] {
             assert_eq!(phase(&rec), want, "{rec}");
@@ -209,13 +237,22 @@ mod tests {
         });
         let a = actor(&rec);
         assert_eq!(a.upn.as_deref(), Some("alice@contoso.com"));
-        assert_eq!(a.object_id.as_deref(), Some("c0ffee00-1111-2222-3333-444455556666"));
+        assert_eq!(
+            a.object_id.as_deref(),
+            Some("c0ffee00-1111-2222-3333-444455556666")
+        );
         assert_eq!(a.ip.as_deref(), Some("2001:db8::1"));
         let rest = json!({"caller": "rob@contoso.com", "claims": {"ipaddr": "111.111.1.111"}});
         let a = actor(&rest);
-        assert_eq!((a.upn.as_deref(), a.ip.as_deref()), (Some("rob@contoso.com"), Some("111.111.1.111")));
+        assert_eq!(
+            (a.upn.as_deref(), a.ip.as_deref()),
+            (Some("rob@contoso.com"), Some("111.111.1.111"))
+        );
         let ev = json!({"identity": {"authorization": {"evidence": {"principalId": "95fdefa0a7b847b969df046862c9a979"}}}});
-        assert_eq!(actor(&ev).object_id.as_deref(), Some("95fdefa0-a7b8-47b9-69df-046862c9a979"));
+        assert_eq!(
+            actor(&ev).object_id.as_deref(),
+            Some("95fdefa0-a7b8-47b9-69df-046862c9a979")
+        );
     }
 
     #[test]
@@ -226,24 +263,45 @@ mod tests {
             "resourceId": "/SUBSCRIPTIONS/S/PROVIDERS/MICROSOFT.AUTHORIZATION/ROLEASSIGNMENTS/X",
             "properties": {"requestbody": "{\"properties\":{\"principalId\":\"p\",\"roleDefinitionId\":\"/r/8e3af657-a8ff-443c-a75c-2fe8c4bcb635\",\"scope\":\"/subscriptions/s\"}}"}
         });
-        let Decoded::Observation(o) = dec(start) else { panic!() };
+        let Decoded::Observation(o) = dec(start) else {
+            panic!()
+        };
         assert_eq!(o.phase, Phase::Start);
-        assert_eq!(o.operation_id.as_deref(), Some("abc|/subscriptions/s/providers/microsoft.authorization/roleassignments/x"));
+        assert_eq!(
+            o.operation_id.as_deref(),
+            Some("abc|/subscriptions/s/providers/microsoft.authorization/roleassignments/x")
+        );
         assert!(matches!(o.candidate, Some(ChangeOp::Upsert(_))));
         let success = json!({"time": "2026-11-03T10:00:02Z", "resultType": "Success", "correlationId": "abc",
             "operationName": {"value": "Microsoft.Authorization/roleAssignments/write"}, "resourceId": "/subscriptions/s/providers/Microsoft.Authorization/roleAssignments/x",
             "properties": {"responseBody": "******"}});
-        let Decoded::Observation(o) = dec(success) else { panic!() };
+        let Decoded::Observation(o) = dec(success) else {
+            panic!()
+        };
         assert_eq!((o.phase, o.candidate), (Phase::Success, None));
     }
 
     #[test]
     fn decode_errors_name_the_field() {
-        let Decoded::Malformed(m) = dec(json!({"operationName": "Microsoft.Authorization/roleAssignments/delete", "resultType": "Success", "time": "yesterday", "resourceId": "/x"})) else { panic!() };
+        let Decoded::Malformed(m) = dec(
+            json!({"operationName": "Microsoft.Authorization/roleAssignments/delete", "resultType": "Success", "time": "yesterday", "resourceId": "/x"}),
+        ) else {
+            panic!()
+        };
         assert!(m.contains("`time`") && m.contains("yesterday"), "{m}");
-        let Decoded::Malformed(m) = dec(json!({"operationName": "Microsoft.Authorization/roleAssignments/delete", "resultType": "Success", "time": "2020-01-01T00:00:00Z"})) else { panic!() };
+        let Decoded::Malformed(m) = dec(
+            json!({"operationName": "Microsoft.Authorization/roleAssignments/delete", "resultType": "Success", "time": "2020-01-01T00:00:00Z"}),
+        ) else {
+            panic!()
+        };
         assert!(m.contains("resourceId"), "{m}");
-        assert!(matches!(decode(b"{\"a\":", Verdict::Unsure), Decoded::Malformed(_)));
-        assert!(matches!(dec(json!({"time": "1/9/2007 09:41:00"})), Decoded::Skipped(SkipReason::NoOperation)));
+        assert!(matches!(
+            decode(b"{\"a\":", Verdict::Unsure),
+            Decoded::Malformed(_)
+        ));
+        assert!(matches!(
+            dec(json!({"time": "1/9/2007 09:41:00"})),
+            Decoded::Skipped(SkipReason::NoOperation)
+        ));
     }
 }

@@ -34,7 +34,9 @@ impl EventType {
 /// Decodes a watch event `{"type": …, "object": …}`.
 pub fn decode_watch_event(v: &Value, cluster: &str) -> Vec<Decoded> {
     let Some(t) = v.get("type").and_then(Value::as_str) else {
-        return vec![Decoded::Malformed("watch event field `type` is missing or not a string".into())];
+        return vec![Decoded::Malformed(
+            "watch event field `type` is missing or not a string".into(),
+        )];
     };
     let ty = match t {
         "ADDED" => EventType::Added,
@@ -43,13 +45,15 @@ pub fn decode_watch_event(v: &Value, cluster: &str) -> Vec<Decoded> {
         "BOOKMARK" | "ERROR" => return vec![Decoded::Skipped(SkipReason::WatchControl)],
         other => {
             return vec![Decoded::Malformed(format!(
-                "watch event `type` is {other:?}; expected ADDED, MODIFIED, DELETED, BOOKMARK or ERROR"
-            ))]
+            "watch event `type` is {other:?}; expected ADDED, MODIFIED, DELETED, BOOKMARK or ERROR"
+        ))]
         }
     };
     match v.get("object") {
         Some(o) if o.is_object() => vec![decode_object(o, ty, cluster)],
-        _ => vec![Decoded::Malformed("watch event field `object` is missing or not an object".into())],
+        _ => vec![Decoded::Malformed(
+            "watch event field `object` is missing or not an object".into(),
+        )],
     }
 }
 
@@ -129,7 +133,9 @@ mod tests {
             {"metadata": {"name": "b"}}
         ]});
         let out = decode_listing(&list, "c");
-        assert!(matches!(&out[0], Decoded::Observation(o) if matches!(&o.candidate, Some(ChangeOp::Upsert(f)) if f.key == "c/n/a")));
+        assert!(
+            matches!(&out[0], Decoded::Observation(o) if matches!(&o.candidate, Some(ChangeOp::Upsert(f)) if f.key == "c/n/a"))
+        );
         assert!(matches!(&out[1], Decoded::Malformed(m) if m.contains("metadata.namespace")));
     }
 
@@ -139,8 +145,14 @@ mod tests {
         for (ev, ok) in [
             (json!({"type": "ADDED", "object": obj}), "upsert"),
             (json!({"type": "DELETED", "object": obj}), "delete"),
-            (json!({"type": "BOOKMARK", "object": {"kind": "ClusterRole"}}), "skip"),
-            (json!({"type": "ADDED", "object": {"kind": "Pod", "metadata": {"name": "p"}}}), "skip"),
+            (
+                json!({"type": "BOOKMARK", "object": {"kind": "ClusterRole"}}),
+                "skip",
+            ),
+            (
+                json!({"type": "ADDED", "object": {"kind": "Pod", "metadata": {"name": "p"}}}),
+                "skip",
+            ),
             (json!({"type": "WAT", "object": obj}), "malformed"),
             (json!({"type": "ADDED"}), "malformed"),
         ] {

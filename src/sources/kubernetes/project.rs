@@ -40,7 +40,9 @@ pub fn key(kind: FactKind, obj: &Value, cluster: &str) -> Result<String, String>
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| format!("field `metadata.namespace` is missing on namespaced {kind} {name:?}"))?;
+        .ok_or_else(|| {
+            format!("field `metadata.namespace` is missing on namespaced {kind} {name:?}")
+        })?;
     Ok(format!("{cluster}/{ns}/{name}"))
 }
 
@@ -64,8 +66,14 @@ pub fn object_time(obj: &Value) -> EventTime {
             times.push(t);
         }
     }
-    if let Some(mf) = meta.and_then(|m| m.get("managedFields")).and_then(Value::as_array) {
-        times.extend(mf.iter().filter_map(|e| e.get("time").and_then(Value::as_str)));
+    if let Some(mf) = meta
+        .and_then(|m| m.get("managedFields"))
+        .and_then(Value::as_array)
+    {
+        times.extend(
+            mf.iter()
+                .filter_map(|e| e.get("time").and_then(Value::as_str)),
+        );
     }
     times
         .into_iter()
@@ -77,7 +85,11 @@ pub fn object_time(obj: &Value) -> EventTime {
 fn sorted_strings(v: Option<&Value>) -> Vec<String> {
     let mut out: Vec<String> = v
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     out.sort();
     out.dedup();
@@ -95,8 +107,14 @@ fn subject_name(s: &str) -> String {
 
 fn binding(obj: &Value) -> Result<Value, String> {
     let rr = obj.get("roleRef").ok_or("field `roleRef` is missing")?;
-    let role_kind = rr.get("kind").and_then(Value::as_str).ok_or("field `roleRef.kind` is missing")?;
-    let role_name = rr.get("name").and_then(Value::as_str).ok_or("field `roleRef.name` is missing")?;
+    let role_kind = rr
+        .get("kind")
+        .and_then(Value::as_str)
+        .ok_or("field `roleRef.kind` is missing")?;
+    let role_name = rr
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or("field `roleRef.name` is missing")?;
     let mut subjects: Vec<Value> = obj
         .get("subjects")
         .and_then(Value::as_array)
@@ -107,7 +125,11 @@ fn binding(obj: &Value) -> Result<Value, String> {
                         "kind": s.get("kind").and_then(Value::as_str).unwrap_or(""),
                         "name": subject_name(s.get("name").and_then(Value::as_str).unwrap_or("")),
                     });
-                    if let Some(ns) = s.get("namespace").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+                    if let Some(ns) = s
+                        .get("namespace")
+                        .and_then(Value::as_str)
+                        .filter(|n| !n.is_empty())
+                    {
                         v["namespace"] = json!(ns);
                     }
                     v
@@ -144,7 +166,10 @@ fn role(obj: &Value) -> Value {
     rules.sort_by_cached_key(|v| v.to_string());
     rules.dedup();
     let mut v = json!({ "rules": rules });
-    if let Some(selectors) = obj.pointer("/aggregationRule/clusterRoleSelectors").and_then(Value::as_array) {
+    if let Some(selectors) = obj
+        .pointer("/aggregationRule/clusterRoleSelectors")
+        .and_then(Value::as_array)
+    {
         let mut s: Vec<Value> = selectors.to_vec();
         s.sort_by_cached_key(|v| v.to_string());
         v["aggregation_selectors"] = Value::Array(s);
@@ -204,9 +229,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a, b);
-        assert_eq!(a["subjects"][0]["name"], "c0ffee00-1111-2222-3333-444455556666");
+        assert_eq!(
+            a["subjects"][0]["name"],
+            "c0ffee00-1111-2222-3333-444455556666"
+        );
         assert_eq!(a["subjects"][1]["name"], "Alice");
-        let c = value(FactKind::ClusterRoleBinding, &crb(json!({"labels": {"addonmanager.kubernetes.io/mode": "Reconcile"}}))).unwrap();
+        let c = value(
+            FactKind::ClusterRoleBinding,
+            &crb(json!({"labels": {"addonmanager.kubernetes.io/mode": "Reconcile"}})),
+        )
+        .unwrap();
         assert_eq!(c["platform_managed"], json!(true));
     }
 
@@ -214,15 +246,29 @@ mod tests {
     fn rule_order_does_not_matter() {
         let r1 = json!({"rules": [{"verbs": ["list", "get"], "resources": ["secrets"], "apiGroups": [""]}, {"verbs": ["*"], "resources": ["pods"]}]});
         let r2 = json!({"rules": [{"verbs": ["*"], "resources": ["pods"]}, {"verbs": ["get", "list"], "resources": ["secrets"], "apiGroups": [""]}]});
-        assert_eq!(value(FactKind::Role, &r1).unwrap(), value(FactKind::Role, &r2).unwrap());
+        assert_eq!(
+            value(FactKind::Role, &r1).unwrap(),
+            value(FactKind::Role, &r2).unwrap()
+        );
     }
 
     #[test]
     fn keys_and_errors() {
         let o = json!({"metadata": {"name": "sa", "namespace": "payments"}});
-        assert_eq!(key(FactKind::ServiceAccount, &o, "prod").unwrap(), "prod/payments/sa");
+        assert_eq!(
+            key(FactKind::ServiceAccount, &o, "prod").unwrap(),
+            "prod/payments/sa"
+        );
         assert_eq!(key(FactKind::ClusterRole, &o, "prod").unwrap(), "prod/sa");
-        assert!(key(FactKind::RoleBinding, &json!({"metadata": {"name": "b"}}), "c").unwrap_err().contains("metadata.namespace"));
-        assert!(value(FactKind::RoleBinding, &json!({})).unwrap_err().contains("roleRef"));
+        assert!(key(
+            FactKind::RoleBinding,
+            &json!({"metadata": {"name": "b"}}),
+            "c"
+        )
+        .unwrap_err()
+        .contains("metadata.namespace"));
+        assert!(value(FactKind::RoleBinding, &json!({}))
+            .unwrap_err()
+            .contains("roleRef"));
     }
 }
