@@ -1,6 +1,7 @@
 //! Logging set-up: structured logs to stderr, text for people or JSON for collectors.
 //! (OpenTelemetry export of the same spans comes with the telemetry issue.)
 
+use std::io::IsTerminal;
 use tracing_subscriber::{fmt, EnvFilter};
 
 /// Log output format.
@@ -18,6 +19,7 @@ pub fn init(level: &str, format: LogFormat) {
     let builder = fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     // A second init (tests) is harmless: the first subscriber stays.
     let _ = match format {

@@ -11,7 +11,24 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// The bundled files, written out so every location in the output points at a real file.
-const FILES: &[(&str, &[u8])] = &[];
+const FILES: &[(&str, &[u8])] = &[
+    (
+        "day1-activity.json",
+        include_bytes!("../../examples/demo/day1-activity.json"),
+    ),
+    (
+        "day1-k8s.json",
+        include_bytes!("../../examples/demo/day1-k8s.json"),
+    ),
+    (
+        "day2-activity.json",
+        include_bytes!("../../examples/demo/day2-activity.json"),
+    ),
+    (
+        "day2-k8s.ndjson",
+        include_bytes!("../../examples/demo/day2-k8s.ndjson"),
+    ),
+];
 
 /// The example configuration, which names the demo cluster.
 pub const EXAMPLE_CONFIG: &str = include_str!("../../config/accessdrift.example.toml");

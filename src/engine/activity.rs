@@ -48,10 +48,9 @@ pub fn evaluate(
         .rsplit('/')
         .next()
         .unwrap_or(&activity.subject);
-    let who = prov.actor.describe();
     let title = match activity.kind {
         ActivityKind::AdminCredentialListed => format!(
-            "Cluster admin credential listed on {cluster} by {who}{}",
+            "Cluster admin credential listed on {cluster}{}",
             if local_accounts_off {
                 " while the baseline says local accounts are disabled"
             } else {

@@ -227,7 +227,7 @@ fn title(
     };
     let lead = match change {
         DriftChange::Unapproved => "Unapproved",
-        DriftChange::Missing => "Removed (approved)",
+        DriftChange::Missing => "Missing approved",
         DriftChange::Changed => "Changed",
     };
     let mut t = format!("{lead} {what}");

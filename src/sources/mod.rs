@@ -16,7 +16,8 @@ pub enum SkipReason {
     NoOperation,
     /// A `resultType`/`status` that is not a phase (`Updated`, `0`, …).
     UnknownResult,
-    /// Start or Accept of an operation: waits for its Success.
+    /// Start or Accept of an operation, or a Success waiting for its body: joined by the
+    /// other phases (possibly in a later batch or file), never applied on its own.
     Pending,
     /// The operation failed: nothing applies.
     Failed,
@@ -43,7 +44,7 @@ impl SkipReason {
             SkipReason::IrrelevantOperation => "irrelevant_operation",
             SkipReason::NoOperation => "no_operation",
             SkipReason::UnknownResult => "unknown_result",
-            SkipReason::Pending => "pending_phase",
+            SkipReason::Pending => "intermediate_phase",
             SkipReason::Failed => "failed_operation",
             SkipReason::NoBody => "no_body",
             SkipReason::Duplicate => "duplicate",
