@@ -291,3 +291,31 @@ fn malformed_records_are_counted_located_and_skipped() {
     );
     assert!(s.malformed[0].input.ends_with("m.json"));
 }
+
+#[test]
+fn records_without_correlation_id_join_by_resource_and_do_not_block_later_changes() {
+    let env = Env::new();
+    capture(&env);
+    let op = "Microsoft.ContainerService/managedClusters/write";
+    let body = |off: bool| json!({"properties": {"disableLocalAccounts": off}});
+    let mut recs = vec![
+        Rec::new(op, &cluster_id(), "Start", "", "2026-11-03T01:00:00Z").request(body(true)),
+        Rec::new(op, &cluster_id(), "Success", "", "2026-11-03T01:00:05Z"),
+        Rec::new(op, &cluster_id(), "Start", "", "2026-11-03T02:00:00Z").request(body(false)),
+        Rec::new(op, &cluster_id(), "Success", "", "2026-11-03T02:00:05Z"),
+    ];
+    for r in &mut recs {
+        r.v.as_object_mut().unwrap().remove("correlationId");
+    }
+    let lines: Vec<String> = recs.iter().map(Rec::line).collect();
+    let s = env.replay(&[env.write("nc.json", &lines)]);
+    assert_eq!(
+        s.stats.applied, 2,
+        "the second write is a change, not a duplicate"
+    );
+    let facts = env.store().read().unwrap().facts().unwrap();
+    assert_eq!(
+        facts[0].value.as_ref().unwrap()["disable_local_accounts"],
+        json!(false)
+    );
+}

@@ -140,6 +140,9 @@ pub struct Change {
     pub prov: Provenance,
 }
 
+/// Stands for the correlation id in the operation id of records that have none.
+pub const NO_CORRELATION: &str = "-";
+
 /// Phase of an Azure operation as the Activity Log reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -1,6 +1,6 @@
 //! Joins the phases of one Azure operation across records, batches and runs.
 
-use crate::domain::{ChangeOp, Observation, Phase, Provenance};
+use crate::domain::{ChangeOp, Observation, Phase, Provenance, NO_CORRELATION};
 use crate::sources::SkipReason;
 use crate::store::{PendingRow, Result, Tx};
 
@@ -48,7 +48,7 @@ pub fn resolve(tx: &Tx<'_>, obs: Observation) -> Result<Resolution> {
             // The Success came first (out of order): this body completes it.
             if let Some(success) = rows.iter().find(|r| r.phase == Phase::Success.as_str()) {
                 let prov = merge(&success.prov, &obs.prov);
-                tx.settle_pending(op_id, APPLIED, &prov)?;
+                settle_applied(tx, op_id, &prov)?;
                 return Ok(Resolution::Apply(candidate, prov));
             }
             tx.put_pending(op_id, obs.phase.as_str(), Some(&candidate), &obs.prov)?;
@@ -65,7 +65,7 @@ pub fn resolve(tx: &Tx<'_>, obs: Observation) -> Result<Resolution> {
                         Some(e) => merge(&obs.prov, &e.prov),
                         None => obs.prov,
                     };
-                    tx.settle_pending(op_id, APPLIED, &prov)?;
+                    settle_applied(tx, op_id, &prov)?;
                     Ok(Resolution::Apply(c, prov))
                 }
                 None => {
@@ -74,6 +74,16 @@ pub fn resolve(tx: &Tx<'_>, obs: Observation) -> Result<Resolution> {
                 }
             }
         }
+    }
+}
+
+/// Marks an operation applied. Without a correlation id the "operation" is only the resource,
+/// so no marker is kept: it would swallow the next real change to that resource.
+fn settle_applied(tx: &Tx<'_>, op_id: &str, prov: &Provenance) -> Result<()> {
+    if op_id.starts_with(NO_CORRELATION) && op_id[NO_CORRELATION.len()..].starts_with('|') {
+        tx.clear_pending(op_id)
+    } else {
+        tx.settle_pending(op_id, APPLIED, prov)
     }
 }
 

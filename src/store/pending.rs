@@ -58,6 +58,14 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Forgets an operation.
+    pub fn clear_pending(&self, operation_id: &str) -> Result<()> {
+        self.0
+            .prepare_cached("DELETE FROM pending_ops WHERE operation_id = ?1")?
+            .execute([operation_id])?;
+        Ok(())
+    }
+
     /// Replaces every row of an operation by one terminal marker (`applied` or `failed`).
     pub fn settle_pending(
         &self,

@@ -85,7 +85,9 @@ pub fn decode(rec: &[u8], verdict: Verdict) -> Decoded {
     // credential ids are unique per object, so this pairs the right records in practice.
     let operation_id = Some(format!(
         "{}|{}",
-        correlation_id.as_deref().unwrap_or("-"),
+        correlation_id
+            .as_deref()
+            .unwrap_or(crate::domain::NO_CORRELATION),
         canonical_id(resource_id)
     ));
     Decoded::Observation(Observation {
