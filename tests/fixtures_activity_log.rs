@@ -10,7 +10,7 @@ use std::path::Path;
 
 /// (observations, skipped, malformed) and the operations the observations carry.
 fn counts(path: &Path) -> (usize, usize, usize, Vec<String>) {
-    let f = ReplayFile::read(path).unwrap();
+    let f = ReplayFile::open(path).unwrap();
     let p = Prefilter::default();
     let (mut obs, mut skipped, mut malformed, mut ops) = (0, 0, 0, Vec::new());
     for r in f.records("local", &p) {

@@ -47,7 +47,7 @@ pub struct ReplaySummary {
     pub pending_operations: u64,
 }
 
-/// Replays files in order. All files are read before anything is applied, so an unreadable
+/// Replays files in order. Every file is opened before anything is applied, so an unreadable
 /// file leaves the store untouched.
 pub fn run(
     pipeline: &mut Pipeline<'_>,
@@ -56,7 +56,7 @@ pub fn run(
 ) -> Result<ReplaySummary, ReplayRunError> {
     let files = paths
         .iter()
-        .map(|p| ReplayFile::read(p))
+        .map(|p| ReplayFile::open(p))
         .collect::<Result<Vec<_>, _>>()?;
     let batch_size = pipeline.config.pipeline.batch_size as u64;
     let prefilter = Prefilter::default();
@@ -66,7 +66,7 @@ pub fn run(
     };
     for file in &files {
         let source = format!("replay:{}", file.canonical.display());
-        let fingerprint = fingerprint(&file.bytes);
+        let fingerprint = file.fingerprint.clone();
         let start = {
             let tx = pipeline.store().read().map_err(PipelineError::from)?;
             match tx.checkpoint(&source).map_err(PipelineError::from)? {
@@ -84,7 +84,8 @@ pub fn run(
         let mut consumed = 0u64;
         let mut flushed = start;
         let mut file_stats = Stats::default();
-        for rec in file.records(cluster, &prefilter) {
+        let mut records = file.records(cluster, &prefilter);
+        for rec in records.by_ref() {
             summary.records += 1;
             consumed = rec.index + 1;
             if rec.index < start {
@@ -125,6 +126,10 @@ pub fn run(
             let s = pipeline.apply_batch(std::mem::take(&mut batch), Some((&source, &cp)))?;
             file_stats.merge(&s);
         }
+        if let Some(e) = records.take_error() {
+            // What was read is committed with its checkpoint; a rerun continues from there.
+            return Err(e.into());
+        }
         tracing::info!(
             file = %file.display,
             applied = file_stats.applied,
@@ -137,11 +142,4 @@ pub fn run(
     let tx = pipeline.store().read().map_err(PipelineError::from)?;
     summary.pending_operations = tx.pending_count().map_err(PipelineError::from)?;
     Ok(summary)
-}
-
-/// Identifies a file by its first 64 KiB, so an appended-to file keeps its checkpoint and a
-/// replaced one starts over.
-fn fingerprint(bytes: &[u8]) -> String {
-    let head = &bytes[..bytes.len().min(64 * 1024)];
-    format!("fnv1a64:{:016x}", crate::engine::id::fnv1a64(head))
 }

@@ -47,16 +47,25 @@ pub enum Item {
     Malformed(FrameError),
 }
 
-/// Iterator over the records of a JSON input.
+/// Iterator over the records of a JSON input, or of one chunk of a larger input.
 pub struct Frames<'a> {
     b: &'a [u8],
     pos: usize,
     queue: std::collections::VecDeque<Item>,
+    complete: bool,
+    incomplete_from: Option<usize>,
 }
 
 impl<'a> Frames<'a> {
-    /// Starts framing `input`.
+    /// Starts framing a whole input.
     pub fn new(input: &'a [u8]) -> Self {
+        Frames::chunk(input, true)
+    }
+
+    /// Starts framing a chunk. When `complete` is false, a top-level value cut off by the end
+    /// of the chunk is not malformed: iteration stops before it and [`Frames::incomplete_from`]
+    /// says where it starts, so the caller can read more and frame again from there.
+    pub fn chunk(input: &'a [u8], complete: bool) -> Self {
         // A UTF-8 byte-order mark is legal at the start of files written on Windows.
         let pos = if input.starts_with(&[0xEF, 0xBB, 0xBF]) {
             3
@@ -67,13 +76,20 @@ impl<'a> Frames<'a> {
             b: input,
             pos,
             queue: Default::default(),
+            complete,
+            incomplete_from: None,
         }
+    }
+
+    /// Where the value cut off by the end of an incomplete chunk starts, once iteration ended.
+    pub fn incomplete_from(&self) -> Option<usize> {
+        self.incomplete_from
     }
 
     fn fill(&mut self) {
         let b = self.b;
         self.pos = skip_ws(b, self.pos);
-        if self.pos >= b.len() {
+        if self.pos >= b.len() || self.incomplete_from.is_some() {
             return;
         }
         let start = self.pos;
@@ -90,8 +106,15 @@ impl<'a> Frames<'a> {
             Ok(end) => self.pos = end,
             Err(e) => {
                 self.queue.truncate(before);
+                let next = resync(b, start + 1);
+                // No later line starts a value: the chunk may just end mid-value.
+                if !self.complete && next >= b.len() {
+                    self.incomplete_from = Some(start);
+                    self.pos = b.len();
+                    return;
+                }
                 self.queue.push_back(Item::Malformed(e));
-                self.pos = resync(b, start + 1);
+                self.pos = next;
             }
         }
     }
@@ -441,6 +464,21 @@ mod tests {
         assert!(got[0].is_ok());
         assert!(got[1].is_err());
         assert_eq!(got[2], Ok(("{\"c\":3}".to_string(), Shape::Record)));
+    }
+
+    #[test]
+    fn an_incomplete_chunk_stops_before_the_cut_value() {
+        let input = b"{\"a\":1}\n{\"records\":[{\"b\":2},{\"c\":";
+        let mut f = Frames::chunk(input, false);
+        let items: Vec<Item> = f.by_ref().collect();
+        assert_eq!(items.len(), 1);
+        assert_eq!(f.incomplete_from(), Some(8));
+        // The same bytes as a whole input: the cut value is malformed.
+        assert_eq!(Frames::new(input).count(), 2);
+        // A broken line followed by a good one is malformed even in a chunk.
+        let mut f = Frames::chunk(b"{\"a\":\n{\"b\":1}\n{\"c\":", false);
+        assert_eq!(f.by_ref().count(), 2);
+        assert!(f.incomplete_from().is_some());
     }
 
     #[test]

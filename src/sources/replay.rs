@@ -1,4 +1,5 @@
 //! Replay input: files of Activity Log records and Kubernetes events, cut into numbered records.
+//! JSON files are streamed in chunks, so memory stays flat whatever the file size.
 
 use super::activity_log::{self, Prefilter};
 use super::frame::{Frames, Item, LineCounter, Shape};
@@ -7,7 +8,13 @@ use super::Decoded;
 use crate::domain::Location;
 use serde_json::Value;
 use std::collections::VecDeque;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+
+/// Bytes read per chunk; a record larger than this grows the buffer.
+pub const CHUNK: usize = 8 << 20;
+/// Bytes that identify a file for its checkpoint.
+const FINGERPRINT_BYTES: usize = 64 * 1024;
 
 /// A replay file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -22,25 +29,39 @@ pub enum ReplayError {
     },
 }
 
-/// A whole input file in memory (replay files are bounded; the daemon streams instead).
+enum Origin {
+    File(PathBuf),
+    Memory(Vec<u8>),
+}
+
+/// An input file, checked readable and fingerprinted; its records are read when iterated.
 pub struct ReplayFile {
     /// The path as given, used in messages and locations.
     pub display: String,
     /// The canonical path, used as the checkpoint's source id.
     pub canonical: PathBuf,
-    /// The content.
-    pub bytes: Vec<u8>,
+    /// Identifies the content for checkpoints: a hash of the first 64 KiB, so an appended-to
+    /// file keeps its checkpoint and a replaced one starts over.
+    pub fingerprint: String,
+    origin: Origin,
     yaml: bool,
 }
 
+fn fingerprint(head: &[u8]) -> String {
+    format!("fnv1a64:{:016x}", crate::engine::id::fnv1a64(head))
+}
+
 impl ReplayFile {
-    /// Reads a file; `.yaml`/`.yml` files are read as (multi-document) YAML, all else as JSON.
-    pub fn read(path: &Path) -> Result<ReplayFile, ReplayError> {
+    /// Opens a file; `.yaml`/`.yml` files are read as (multi-document) YAML, all else as JSON.
+    pub fn open(path: &Path) -> Result<ReplayFile, ReplayError> {
         let err = |source| ReplayError::Read {
             path: path.to_path_buf(),
             source,
         };
-        let bytes = std::fs::read(path).map_err(err)?;
+        let mut head = Vec::with_capacity(FINGERPRINT_BYTES);
+        std::fs::File::open(path)
+            .and_then(|f| f.take(FINGERPRINT_BYTES as u64).read_to_end(&mut head))
+            .map_err(err)?;
         let canonical = path.canonicalize().map_err(err)?;
         let yaml = matches!(
             path.extension()
@@ -52,38 +73,63 @@ impl ReplayFile {
         Ok(ReplayFile {
             display: path.display().to_string(),
             canonical,
-            bytes,
+            fingerprint: fingerprint(&head),
+            origin: Origin::File(path.to_path_buf()),
             yaml,
         })
     }
 
-    /// Builds an in-memory input (tests, benchmarks).
-    pub fn from_bytes(display: &str, bytes: Vec<u8>) -> ReplayFile {
+    /// An in-memory input (tests, benchmarks); `name` ending in `.yaml` reads it as YAML.
+    pub fn from_bytes(name: &str, bytes: Vec<u8>) -> ReplayFile {
         ReplayFile {
-            display: display.to_string(),
-            canonical: PathBuf::from(display),
-            bytes,
-            yaml: false,
+            display: name.to_string(),
+            canonical: PathBuf::from(name),
+            fingerprint: fingerprint(&bytes[..bytes.len().min(FINGERPRINT_BYTES)]),
+            origin: Origin::Memory(bytes),
+            yaml: name.ends_with(".yaml") || name.ends_with(".yml"),
         }
     }
 
-    /// The records of this file, decoded, in order, numbered from 0.
+    /// The records of this file, decoded, in order, numbered from 0. A read error ends the
+    /// iteration; [`Records::take_error`] returns it.
     pub fn records<'a>(&'a self, cluster: &'a str, prefilter: &'a Prefilter) -> Records<'a> {
-        let yaml_docs = if self.yaml {
-            Some(yaml_documents(&self.bytes))
-        } else {
-            None
+        let reader: Result<(Box<dyn Read + 'a>, u64), std::io::Error> = match &self.origin {
+            Origin::File(p) => std::fs::File::open(p)
+                .and_then(|f| Ok((f.metadata()?.len(), f)))
+                .map(|(n, f)| (Box::new(f) as Box<dyn Read>, n)),
+            Origin::Memory(b) => Ok((Box::new(b.as_slice()), b.len() as u64)),
         };
-        Records {
+        let mut r = Records {
             file: self,
             cluster,
             prefilter,
-            frames: Frames::new(if self.yaml { b"" } else { &self.bytes }),
-            yaml_docs,
+            reader: None,
+            chunk: CHUNK,
+            buf: Vec::new(),
+            filled: 0,
+            eof: false,
+            lines_before: 0,
+            yaml_docs: None,
             queue: VecDeque::new(),
             next_index: 0,
-            lines: LineCounter::default(),
+            error: None,
+        };
+        match reader {
+            Err(e) => r.fail(e),
+            Ok((mut rd, _)) if self.yaml => {
+                let mut all = Vec::new();
+                match rd.read_to_end(&mut all) {
+                    Ok(_) => r.yaml_docs = Some(yaml_documents(&all)),
+                    Err(e) => r.fail(e),
+                }
+            }
+            Ok((rd, size)) => {
+                // Small files get a buffer their size (plus one byte to see the end at once).
+                r.chunk = CHUNK.min(size as usize + 1).max(4096);
+                r.reader = Some(rd);
+            }
         }
+        r
     }
 }
 
@@ -92,7 +138,7 @@ impl ReplayFile {
 pub struct Record {
     /// 0-based record number within the file.
     pub index: u64,
-    /// 1-based line where the record (or its enclosing list) starts.
+    /// 1-based line where the record (or its enclosing list) starts; 0 for skipped records.
     pub line: usize,
     /// What it decoded to; observations carry their location already.
     pub decoded: Decoded,
@@ -103,36 +149,138 @@ pub struct Records<'a> {
     file: &'a ReplayFile,
     cluster: &'a str,
     prefilter: &'a Prefilter,
-    frames: Frames<'a>,
+    reader: Option<Box<dyn Read + 'a>>,
+    chunk: usize,
+    buf: Vec<u8>,
+    filled: usize,
+    eof: bool,
+    lines_before: usize,
     yaml_docs: Option<VecDeque<Result<Value, String>>>,
     queue: VecDeque<(usize, Decoded)>,
     next_index: u64,
-    lines: LineCounter,
+    error: Option<ReplayError>,
 }
 
 impl Records<'_> {
-    fn decode_value(&mut self, v: &Value, line: usize) {
+    /// The read error that ended iteration early, if any.
+    pub fn take_error(&mut self) -> Option<ReplayError> {
+        self.error.take()
+    }
+
+    fn fail(&mut self, source: std::io::Error) {
+        self.error = Some(ReplayError::Read {
+            path: PathBuf::from(&self.file.display),
+            source,
+        });
+        self.reader = None;
+        self.yaml_docs = None;
+    }
+
+    fn decode_value(
+        cluster: &str,
+        prefilter: &Prefilter,
+        v: &Value,
+        line: usize,
+        queue: &mut VecDeque<(usize, Decoded)>,
+    ) {
         let obj = v.as_object();
         let has = |k: &str| obj.is_some_and(|o| o.contains_key(k));
         if has("type") && has("object") {
-            for d in kubernetes::decode_watch_event(v, self.cluster) {
-                self.queue.push_back((line, d));
-            }
+            queue.extend(
+                kubernetes::decode_watch_event(v, cluster)
+                    .into_iter()
+                    .map(|d| (line, d)),
+            );
         } else if has("apiVersion") && has("kind") {
-            for d in kubernetes::decode_listing(v, self.cluster) {
-                self.queue.push_back((line, d));
-            }
-        } else if let Some(records) = v.get("records").and_then(Value::as_array) {
+            queue.extend(
+                kubernetes::decode_listing(v, cluster)
+                    .into_iter()
+                    .map(|d| (line, d)),
+            );
+        } else {
+            let records = match v.get("records").and_then(Value::as_array) {
+                Some(r) => r.iter().collect(),
+                None => vec![v],
+            };
             for r in records {
                 let bytes = serde_json::to_vec(r).unwrap_or_default();
-                let d = activity_log::decode_record(self.prefilter, &bytes);
-                self.queue.push_back((line, d));
+                queue.push_back((line, activity_log::decode_record(prefilter, &bytes)));
             }
-        } else {
-            let bytes = serde_json::to_vec(v).unwrap_or_default();
-            let d = activity_log::decode_record(self.prefilter, &bytes);
-            self.queue.push_back((line, d));
         }
+    }
+
+    /// Reads the next chunk and decodes every complete record in it. False at the end.
+    fn fill_chunk(&mut self) -> bool {
+        let Some(reader) = self.reader.as_mut() else {
+            return false;
+        };
+        if self.buf.len() < self.filled + self.chunk {
+            self.buf.resize(self.filled + self.chunk, 0);
+        }
+        while !self.eof && self.filled < self.buf.len() {
+            match reader.read(&mut self.buf[self.filled..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.fail(e);
+                    return false;
+                }
+            }
+        }
+        let b = &self.buf[..self.filled];
+        let mut frames = Frames::chunk(b, self.eof);
+        let mut lines = LineCounter::default();
+        let base = self.lines_before;
+        for item in frames.by_ref() {
+            match item {
+                Item::Malformed(e) => {
+                    let line = base + lines.line_of(b, e.offset);
+                    self.queue
+                        .push_back((line, Decoded::Malformed(e.problem.to_string())));
+                }
+                Item::Frame(f) => {
+                    let rec = &b[f.start..f.end];
+                    match f.shape {
+                        Shape::Record => {
+                            let d = activity_log::decode_record(self.prefilter, rec);
+                            // Line numbers cost a scan: only records someone will look at get one.
+                            let l = if matches!(d, Decoded::Skipped(_)) {
+                                0
+                            } else {
+                                base + lines.line_of(b, f.start)
+                            };
+                            self.queue.push_back((l, d));
+                        }
+                        Shape::WatchEvent | Shape::KubeObject => {
+                            let line = base + lines.line_of(b, f.start);
+                            match serde_json::from_slice::<Value>(rec) {
+                                Ok(v) => Self::decode_value(
+                                    self.cluster,
+                                    self.prefilter,
+                                    &v,
+                                    line,
+                                    &mut self.queue,
+                                ),
+                                Err(e) => self.queue.push_back((
+                                    line,
+                                    Decoded::Malformed(format!("invalid JSON: {e}")),
+                                )),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let keep_from = frames.incomplete_from().unwrap_or(self.filled);
+        self.lines_before += memchr::memchr_iter(b'\n', &b[..keep_from]).count();
+        self.buf.copy_within(keep_from..self.filled, 0);
+        self.filled -= keep_from;
+        if self.eof && self.filled == 0 {
+            self.reader = None;
+        }
+        // Progress was made, or the buffer grows next round to fit a record larger than it.
+        true
     }
 
     fn fill(&mut self) -> bool {
@@ -140,7 +288,7 @@ impl Records<'_> {
             return match docs.pop_front() {
                 None => false,
                 Some(Ok(v)) => {
-                    self.decode_value(&v, 1);
+                    Self::decode_value(self.cluster, self.prefilter, &v, 1, &mut self.queue);
                     true
                 }
                 Some(Err(e)) => {
@@ -149,42 +297,7 @@ impl Records<'_> {
                 }
             };
         }
-        let b = &self.file.bytes;
-        match self.frames.next() {
-            None => false,
-            Some(Item::Malformed(e)) => {
-                let line = self.lines.line_of(b, e.offset);
-                self.queue
-                    .push_back((line, Decoded::Malformed(e.problem.to_string())));
-                true
-            }
-            Some(Item::Frame(f)) => {
-                let rec = &b[f.start..f.end];
-                match f.shape {
-                    Shape::Record => {
-                        let d = activity_log::decode_record(self.prefilter, rec);
-                        // Line numbers cost a scan: only records someone will look at get one.
-                        let l = if matches!(d, Decoded::Skipped(_)) {
-                            0
-                        } else {
-                            self.lines.line_of(b, f.start)
-                        };
-                        self.queue.push_back((l, d));
-                    }
-                    Shape::WatchEvent | Shape::KubeObject => {
-                        let line = self.lines.line_of(b, f.start);
-                        match serde_json::from_slice::<Value>(rec) {
-                            Ok(v) => self.decode_value(&v, line),
-                            Err(e) => self.queue.push_back((
-                                line,
-                                Decoded::Malformed(format!("invalid JSON: {e}")),
-                            )),
-                        }
-                    }
-                }
-                true
-            }
-        }
+        self.fill_chunk()
     }
 }
 
@@ -261,17 +374,44 @@ mod tests {
     #[test]
     fn yaml_lists_decode() {
         let yaml = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ServiceAccount\n  metadata:\n    name: a\n    namespace: n\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: r\nrules: []\n";
-        let f = ReplayFile {
-            display: "x.yaml".into(),
-            canonical: "x.yaml".into(),
-            bytes: yaml.as_bytes().to_vec(),
-            yaml: true,
-        };
+        let f = ReplayFile::from_bytes("x.yaml", yaml.as_bytes().to_vec());
         let p = Prefilter::default();
         let recs: Vec<Record> = f.records("c", &p).collect();
         assert_eq!(recs.len(), 2);
         assert!(recs
             .iter()
             .all(|r| matches!(r.decoded, Decoded::Observation(_))));
+    }
+
+    #[test]
+    fn records_spanning_chunks_decode_like_a_whole_file() {
+        // Many records, lines long enough that chunk boundaries fall inside records.
+        let rec = |i: usize| {
+            format!(
+                "{{\"operationName\":\"Microsoft.Web/sites/write\",\"pad\":\"{}\",\"i\":{i}}}",
+                "x".repeat(1000 + i % 97)
+            )
+        };
+        let mut text = String::new();
+        for i in 0..20_000 {
+            text.push_str(&rec(i));
+            text.push('\n');
+            if i == 12_345 {
+                text.push_str("{\"truncated\": [\n");
+            }
+        }
+        assert!(text.len() > 2 * CHUNK);
+        let f = ReplayFile::from_bytes("big", text.into_bytes());
+        let p = Prefilter::default();
+        let mut recs = f.records("c", &p);
+        let all: Vec<Record> = recs.by_ref().collect();
+        assert!(recs.take_error().is_none());
+        assert_eq!(all.len(), 20_001);
+        let bad: Vec<&Record> = all
+            .iter()
+            .filter(|r| matches!(r.decoded, Decoded::Malformed(_)))
+            .collect();
+        assert_eq!(bad.len(), 1);
+        assert_eq!((bad[0].index, bad[0].line), (12_346, 12_347));
     }
 }
