@@ -3,6 +3,8 @@
 //! Data flow (DESIGN §2): `sources` → `domain::Observation` → `pipeline` (one `store`
 //! transaction per batch, `engine` decides finding transitions) → outbox → `notify`.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod config;
 pub mod domain;

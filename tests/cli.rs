@@ -253,3 +253,13 @@ fn help_teaches() {
     let t = text(&ad(&["replay", "--help"]));
     assert!(t.contains("--cluster") && t.contains("checkpoint"), "{t}");
 }
+
+#[test]
+fn reading_a_missing_database_is_an_error_not_an_empty_answer() {
+    let env = Env::new();
+    let db = env.dir.path().join("typo.db");
+    let o = ad(&["findings", "--db", db.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("no database at"), "{}", text(&o));
+    assert!(!db.exists(), "a read must not create the file");
+}

@@ -106,13 +106,13 @@ pub(super) fn run(cfg: &Config, cmd: BaselineCmd) -> anyhow::Result<ExitCode> {
     let sinks = vec!["stdout".to_string()];
     match cmd {
         BaselineCmd::Capture { db, by, note } => {
-            let mut store = db.open(cfg)?;
+            let mut store = db.open_existing(cfg)?;
             let by = actor(&by);
             let (v, n, s) = capture(&mut store, cfg, &by, &note, &sinks)?;
             print_stats("captured", v, n, &s);
         }
         BaselineCmd::Show { db, json } => {
-            let mut store = db.open(cfg)?;
+            let mut store = db.open_existing(cfg)?;
             let tx = store.read()?;
             let entries = tx.baseline()?;
             let version = tx.baseline_version()?;
@@ -143,7 +143,7 @@ pub(super) fn run(cfg: &Config, cmd: BaselineCmd) -> anyhow::Result<ExitCode> {
             }
         }
         BaselineCmd::Diff { db } => {
-            let mut store = db.open(cfg)?;
+            let mut store = db.open_existing(cfg)?;
             let tx = store.read()?;
             let mut n = 0;
             let facts = tx.facts()?;
@@ -180,7 +180,7 @@ pub(super) fn run(cfg: &Config, cmd: BaselineCmd) -> anyhow::Result<ExitCode> {
             println!("{n} differences between observed state and the baseline");
         }
         BaselineCmd::Approve { db, by, ids } => {
-            let mut store = db.open(cfg)?;
+            let mut store = db.open_existing(cfg)?;
             let by = actor(&by);
             let now = EventTime::now();
             let tx = store.tx()?;
@@ -225,7 +225,7 @@ pub(super) fn run(cfg: &Config, cmd: BaselineCmd) -> anyhow::Result<ExitCode> {
             print_stats("approve", version, ids.len(), &stats);
         }
         BaselineCmd::Export { db, file } => {
-            let mut store = db.open(cfg)?;
+            let mut store = db.open_existing(cfg)?;
             let entries = store.read()?.baseline()?;
             let text = serde_json::to_string_pretty(&export_file(&entries))? + "\n";
             match file {

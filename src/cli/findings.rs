@@ -31,7 +31,7 @@ pub struct FindingsArgs {
 }
 
 pub(super) fn list(cfg: &Config, a: FindingsArgs) -> anyhow::Result<ExitCode> {
-    let mut store = a.db.open(cfg)?;
+    let mut store = a.db.open_existing(cfg)?;
     let findings = store.read()?.findings(a.status == StatusFilter::Open)?;
     if a.json {
         let arr: Vec<_> = findings.iter().map(render::finding_json).collect();
@@ -56,7 +56,7 @@ pub struct AckArgs {
 }
 
 pub(super) fn ack(cfg: &Config, a: AckArgs) -> anyhow::Result<ExitCode> {
-    let mut store = a.db.open(cfg)?;
+    let mut store = a.db.open_existing(cfg)?;
     let by = actor(&a.by);
     let now = EventTime::now();
     let tx = store.tx()?;
@@ -93,7 +93,7 @@ pub struct NotifyArgs {
 }
 
 pub(super) fn notify(cfg: &Config, a: NotifyArgs) -> anyhow::Result<ExitCode> {
-    let mut store = a.db.open(cfg)?;
+    let mut store = a.db.open_existing(cfg)?;
     let mut notifier = Notifier::new(
         vec![Box::new(StdoutSink::new(std::io::stdout(), a.json))],
         cfg.notify.clone(),

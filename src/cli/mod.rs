@@ -51,9 +51,27 @@ pub struct DbArg {
 }
 
 impl DbArg {
+    fn path(&self, cfg: &Config) -> PathBuf {
+        self.db.clone().unwrap_or_else(|| cfg.store.path.clone())
+    }
+
+    /// Opens the database, creating it when missing (commands that write observations).
     fn open(&self, cfg: &Config) -> anyhow::Result<Store> {
-        let path = self.db.clone().unwrap_or_else(|| cfg.store.path.clone());
+        let path = self.path(cfg);
         Store::open(&path).with_context(|| format!("opening the store at {}", path.display()))
+    }
+
+    /// Opens a database that must exist: a mistyped path is an error, not an empty answer.
+    fn open_existing(&self, cfg: &Config) -> anyhow::Result<Store> {
+        let path = self.path(cfg);
+        if !path.exists() {
+            anyhow::bail!(
+                "no database at {}: create it with `accessdrift replay --db {} FILE…` (or check --db / ACCESSDRIFT_DB / [store] path)",
+                path.display(),
+                path.display()
+            );
+        }
+        self.open(cfg)
     }
 }
 
