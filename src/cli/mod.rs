@@ -17,8 +17,9 @@ use std::process::ExitCode;
 
 /// accessdrift — tells you when AKS identity and RBAC drift from what was approved, and who did it.
 ///
-/// It replays (and, as a daemon, streams) Azure Activity Log records and Kubernetes RBAC
-/// objects into a SQLite store, compares them with an approved baseline, and queues alerts.
+/// It replays Azure Activity Log records and Kubernetes RBAC objects into a SQLite store,
+/// compares them with an approved baseline, and queues alerts with who did it. (The in-cluster
+/// daemon feeds the same pipeline from Event Hubs and the Kubernetes API.)
 ///
 /// Typical first run:
 ///   accessdrift replay --db ad.db --cluster aks-prod day1-activity.json day1-k8s.json
@@ -98,7 +99,7 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Measure replay throughput on a generated corpus against a bare JSON parse.
     Bench(bench::BenchArgs),
-    /// Load and validate the configuration, then print it (secrets redacted).
+    /// Load and validate the configuration, then print the effective settings.
     CheckConfig,
 }
 
