@@ -319,3 +319,40 @@ fn records_without_correlation_id_join_by_resource_and_do_not_block_later_change
         json!(false)
     );
 }
+
+#[test]
+fn aks_managed_admin_binding_from_kubectl_yaml_is_platform_managed() {
+    let env = Env::new();
+    let yaml = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/k8s/aks-cluster-admin-binding-aad.yaml"
+    ));
+    let mut store = env.store();
+    let mut p = accessdrift::pipeline::Pipeline::new(&mut store, &env.cfg, vec!["stdout".into()]);
+    let s = accessdrift::pipeline::replay::run(&mut p, &[yaml.to_path_buf()], "aks-prod").unwrap();
+    assert_eq!((s.records, s.stats.applied), (1, 1));
+    let facts = store.read().unwrap().facts().unwrap();
+    assert_eq!(facts[0].key, "aks-prod/aks-cluster-admin-binding-aad");
+    assert_eq!(
+        facts[0].value.as_ref().unwrap()["platform_managed"],
+        json!(true)
+    );
+    assert_eq!(
+        facts[0].value.as_ref().unwrap()["role_ref"]["name"],
+        json!("cluster-admin")
+    );
+    drop(store);
+    capture(&env);
+    // AKS reconciles the binding to new admin groups: drift, but at the platform severity.
+    let mut changed: serde_json::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(yaml).unwrap()).unwrap();
+    changed["subjects"][0]["name"] = json!("0f0f0f0f-0000-4000-8000-000000000000");
+    changed["metadata"]["creationTimestamp"] = json!("2026-11-03T00:00:00Z");
+    let mut store = env.store();
+    let mut p = accessdrift::pipeline::Pipeline::new(&mut store, &env.cfg, vec!["stdout".into()]);
+    let f = env.write("w.ndjson", &[watch("MODIFIED", &changed)]);
+    let s = accessdrift::pipeline::replay::run(&mut p, &[f], "aks-prod").unwrap();
+    assert_eq!(s.stats.opened, 1);
+    let found = store.read().unwrap().findings(true).unwrap();
+    assert_eq!(found[0].severity, accessdrift::engine::Severity::Low);
+}

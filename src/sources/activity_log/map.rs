@@ -309,6 +309,27 @@ mod tests {
     }
 
     #[test]
+    fn rest_api_spec_response_body_maps_to_the_same_key_as_its_request() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/arm-bodies/azure-rest-api-specs__RoleAssignments_CreateForResourceGroup.json"))
+            .expect("../shared/fixtures is beside the checkout");
+        let spec: Value = serde_json::from_str(&text).unwrap();
+        let body = &spec["responses"]["201"]["body"];
+        let id = body["id"].as_str().unwrap();
+        let Some(ChangeOp::Upsert(f)) = candidate(AzureOp::RoleAssignmentWrite, id, Some(body))
+        else {
+            panic!("no candidate")
+        };
+        assert_eq!(f.key, "/subscriptions/a925f2f7-5c63-4b7b-8799-25a5f97bc3b2/resourcegroups/testrg|ce2ce14e-85d7-4629-bdbc-454d0519d987|0b5fe924-9a61-425c-96af-cfe6e287ca2d");
+        // The request in the same spec has no scope: it comes from the assignment id instead.
+        let req = &spec["parameters"]["parameters"];
+        let Some(ChangeOp::Upsert(g)) = candidate(AzureOp::RoleAssignmentWrite, id, Some(req))
+        else {
+            panic!("no candidate")
+        };
+        assert_eq!(g.key, f.key);
+    }
+
+    #[test]
     fn cluster_id_truncates_children() {
         assert_eq!(cluster_id("/s/providers/microsoft.containerservice/managedclusters/aks/listclusteradmincredential"), "/s/providers/microsoft.containerservice/managedclusters/aks");
     }
