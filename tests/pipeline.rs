@@ -356,3 +356,27 @@ fn aks_managed_admin_binding_from_kubectl_yaml_is_platform_managed() {
     let found = store.read().unwrap().findings(true).unwrap();
     assert_eq!(found[0].severity, accessdrift::engine::Severity::Low);
 }
+
+#[test]
+fn kubernetes_ties_go_to_the_later_event() {
+    let env = Env::new();
+    let t = "2026-11-05T00:00:00Z";
+    // Two changes within one second, then a DELETED carrying the same managedFields time.
+    let a = crb("x", "view", ("Group", "zzz"), "1", t);
+    let b = crb("x", "view", ("Group", "aaa"), "2", t);
+    env.replay(&[env.write("k.ndjson", &[watch("ADDED", &a), watch("MODIFIED", &b)])]);
+    let facts = env.store().read().unwrap().facts().unwrap();
+    assert_eq!(
+        facts[0].value.as_ref().unwrap()["subjects"][0]["name"],
+        "aaa",
+        "file order wins a tie"
+    );
+    let s = env.replay(&[env.write("d.ndjson", &[watch("DELETED", &b)])]);
+    assert_eq!(s.stats.applied, 1);
+    assert!(
+        env.store().read().unwrap().facts().unwrap()[0]
+            .value
+            .is_none(),
+        "the delete applies"
+    );
+}

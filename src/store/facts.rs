@@ -1,7 +1,7 @@
 //! Facts with last-writer-wins by event time per key.
 
 use super::{json_col, to_json, Result, Tx};
-use crate::domain::{EventTime, Fact, FactKind, FactRef, Provenance};
+use crate::domain::{EventTime, Fact, FactKind, FactRef, Plane, Provenance};
 use rusqlite::{params, OptionalExtension};
 use serde_json::Value;
 
@@ -40,9 +40,17 @@ pub enum FactApply {
     UnknownTarget,
 }
 
-/// Total order on writes: event time, then value text, so the winner never depends on arrival order.
-fn wins(new: (EventTime, &str), old: (EventTime, &str)) -> bool {
-    new > old
+/// Whether a write replaces the stored one.
+///
+/// Azure records arrive out of order, so the order is total and arrival-independent: event
+/// time, then value text. Kubernetes watch events arrive in order per object but carry only
+/// second-resolution times (managedFields), and a DELETED event repeats the last state's
+/// times: there a tie goes to the newcomer.
+fn wins(kind: FactKind, new: (EventTime, &str), old: (EventTime, &str)) -> bool {
+    match kind.plane() {
+        Plane::Kubernetes => new.0 >= old.0,
+        Plane::Azure => new > old,
+    }
 }
 
 impl Tx<'_> {
@@ -111,7 +119,11 @@ impl Tx<'_> {
                 }
                 return Ok(FactApply::Unchanged);
             }
-            if !wins((prov.event_time, &new_text), (old.event_time, &old_text)) {
+            if !wins(
+                fact.kind,
+                (prov.event_time, &new_text),
+                (old.event_time, &old_text),
+            ) {
                 return Ok(FactApply::Stale);
             }
         }
@@ -165,6 +177,7 @@ impl Tx<'_> {
                 return Ok(FactApply::Unchanged);
             };
             if !wins(
+                kind,
                 (prov.event_time, ""),
                 (old.event_time, &old_value.to_string()),
             ) {
