@@ -5,7 +5,7 @@
 //! and yields its elements. The depth-1 keys that tell Kubernetes input from Activity Log
 //! records are noted on the way, for free.
 
-use memchr::memchr2;
+use memchr::memchr3;
 
 /// What the depth-1 keys say a record is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,17 +287,19 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// `i` is at an opening quote; returns the offset just past the closing quote.
+/// `i` is at an opening quote; returns the offset just past the closing quote. JSON strings
+/// cannot hold a raw line break, so one ends the string as an error: a record cut off
+/// mid-string then never swallows the lines after it.
 #[inline]
 fn skip_string(b: &[u8], i: usize) -> Result<usize, ()> {
     let mut j = i + 1;
     loop {
-        let p = memchr2(b'"', b'\\', &b[j.min(b.len())..]).ok_or(())?;
+        let p = memchr3(b'"', b'\\', b'\n', &b[j.min(b.len())..]).ok_or(())?;
         j += p;
-        if b[j] == b'\\' {
-            j += 2;
-        } else {
-            return Ok(j + 1);
+        match b[j] {
+            b'\\' => j += 2,
+            b'"' => return Ok(j + 1),
+            _ => return Err(()),
         }
     }
 }
@@ -336,8 +338,10 @@ fn skip_value(b: &[u8], i: usize) -> Result<usize, FrameError> {
                             match b.get(j) {
                                 Some(b'"') => break,
                                 Some(b'\\') => j += 2,
+                                Some(b'\n') | None => {
+                                    return Err(err(i, "unterminated string (record cut off?)"))
+                                }
                                 Some(_) => j += 1,
-                                None => return Err(err(i, "unterminated string")),
                             }
                         }
                     }
@@ -464,6 +468,14 @@ mod tests {
         assert!(got[0].is_ok());
         assert!(got[1].is_err());
         assert_eq!(got[2], Ok(("{\"c\":3}".to_string(), Shape::Record)));
+    }
+
+    #[test]
+    fn a_line_cut_inside_a_string_does_not_swallow_the_next_lines() {
+        let got = frames("{\"records\":[{\"a\":\"cut\n{\"records\":[{\"b\":\"x\"}]}\n");
+        assert_eq!(got.len(), 2);
+        assert!(got[0].is_err());
+        assert_eq!(got[1], Ok(("{\"b\":\"x\"}".to_string(), Shape::Record)));
     }
 
     #[test]

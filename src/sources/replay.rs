@@ -229,7 +229,8 @@ impl Records<'_> {
             }
         }
         let b = &self.buf[..self.filled];
-        let span = tracing::debug_span!("normalise", file = %self.file.display, chunk.bytes = b.len());
+        let span =
+            tracing::debug_span!("normalise", file = %self.file.display, chunk.bytes = b.len());
         let _g = span.enter();
         let mut frames = Frames::chunk(b, self.eof);
         let mut lines = LineCounter::default();
