@@ -55,11 +55,6 @@ impl Notifier {
         Notifier { sinks, policy }
     }
 
-    /// Names of the configured sinks: what the pipeline queues alerts for.
-    pub fn sink_names(&self) -> Vec<String> {
-        self.sinks.iter().map(|s| s.name().to_string()).collect()
-    }
-
     /// Retry delay after `attempts` failed attempts: exponential, capped.
     pub fn backoff_secs(&self, attempts: u32) -> i64 {
         let base = self.policy.initial_backoff.as_secs_f64().max(0.001);
