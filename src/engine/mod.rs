@@ -41,19 +41,6 @@ impl Severity {
             Severity::Critical => "critical",
         }
     }
-
-    /// Parses the lower-case name.
-    pub fn parse(s: &str) -> Option<Severity> {
-        [
-            Severity::Info,
-            Severity::Low,
-            Severity::Medium,
-            Severity::High,
-            Severity::Critical,
-        ]
-        .into_iter()
-        .find(|v| v.as_str() == s)
-    }
 }
 
 /// The three kinds of finding (DESIGN §3).

@@ -172,8 +172,11 @@ impl<'a> Pipeline<'a> {
                 ChangeOp::Upsert(f) => tx.upsert_fact(f, &prov)?,
                 ChangeOp::Delete { kind, target } => tx.delete_fact(*kind, target, &prov)?,
                 ChangeOp::Activity(a) => {
-                    stats.applied += 1;
-                    apply_activity(&tx, a, &prov, &sinks, &mut stats)?;
+                    if apply_activity(&tx, a, &prov, &sinks, &mut stats)? {
+                        stats.applied += 1;
+                    } else {
+                        stats.skip(SkipReason::Duplicate);
+                    }
                     continue;
                 }
             };
@@ -219,20 +222,23 @@ impl<'a> Pipeline<'a> {
     }
 }
 
-/// Evaluates one activity and persists its transition.
+/// Evaluates one activity and persists its transition; false when it was already recorded.
 fn apply_activity(
     tx: &Tx<'_>,
     a: &Activity,
     prov: &Provenance,
     sinks: &[String],
     stats: &mut Stats,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let baseline_cluster = tx.baseline_value(FactKind::ClusterSettings, &a.subject)?;
     let existing = tx.finding(&activity::finding_id(a, prov))?;
-    if let Some(t) = activity::evaluate(a, prov, baseline_cluster.as_ref(), existing.as_ref()) {
-        persist(tx, &t, sinks, stats)?;
+    match activity::evaluate(a, prov, baseline_cluster.as_ref(), existing.as_ref()) {
+        Some(t) => {
+            persist(tx, &t, sinks, stats)?;
+            Ok(true)
+        }
+        None => Ok(false),
     }
-    Ok(())
 }
 
 /// Evaluates drift of one fact against the baseline and persists its transition.

@@ -106,11 +106,6 @@ impl Store {
         Ok(store)
     }
 
-    /// Path of the database file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn migrate(&mut self) -> Result<()> {
         let version: i64 = self
             .conn
