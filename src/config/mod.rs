@@ -93,7 +93,7 @@ pub struct ClusterConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SeverityConfig {
     /// Severity of drift on platform-managed Kubernetes objects (AKS upgrades change them).
-    pub platform_managed: crate::engine::Severity,
+    pub platform_managed: crate::domain::Severity,
 }
 
 /// `[notify]`.
@@ -135,7 +135,7 @@ impl Default for PipelineConfig {
 impl Default for SeverityConfig {
     fn default() -> Self {
         SeverityConfig {
-            platform_managed: crate::engine::Severity::Low,
+            platform_managed: crate::domain::Severity::Low,
         }
     }
 }

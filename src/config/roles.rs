@@ -1,15 +1,6 @@
 //! Azure built-in role definitions by their well-known GUIDs, so people read names, not GUIDs.
 
-/// How dangerous holding a role is, for severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RoleTier {
-    /// Can change access or become cluster-admin (Owner, Contributor, UAA, AKS admin roles).
-    Privileged,
-    /// Grants access inside the cluster or to data, short of admin.
-    Sensitive,
-    /// Read or narrow access.
-    Ordinary,
-}
+pub use crate::domain::RoleTier;
 
 /// One built-in role: GUID (lower-case), display name, tier.
 pub struct BuiltinRole {

@@ -1,9 +1,12 @@
 //! Domain types: what sources emit and the store and engine consume. No SDK types live here.
 
 mod fact;
+pub mod id;
+mod severity;
 mod time;
 
 pub use fact::{canonical_id, Fact, FactKind, FactRef, Plane, UnknownFactKind};
+pub use severity::{RoleTier, Severity};
 pub use time::EventTime;
 
 use serde::{Deserialize, Serialize};

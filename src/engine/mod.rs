@@ -4,44 +4,15 @@
 pub mod activity;
 pub mod diff;
 pub mod drift;
-pub mod id;
 pub mod severity;
 
+pub use crate::domain::{id, Severity};
 pub use diff::DiffEntry;
 
-use crate::config::roles::RoleTier;
+use crate::domain::RoleTier;
 use crate::domain::{Actor, EventTime, FactKind, Provenance};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-/// How urgent a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Informational; platform churn.
-    Info,
-    /// Worth a look in the daily review.
-    Low,
-    /// Needs an owner this week.
-    Medium,
-    /// Needs someone today.
-    High,
-    /// Page now.
-    Critical,
-}
-
-impl Severity {
-    /// Lower-case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-}
 
 /// The three kinds of finding (DESIGN §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

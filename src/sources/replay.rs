@@ -48,7 +48,7 @@ pub struct ReplayFile {
 }
 
 fn fingerprint(head: &[u8]) -> String {
-    format!("fnv1a64:{:016x}", crate::engine::id::fnv1a64(head))
+    format!("fnv1a64:{:016x}", crate::domain::id::fnv1a64(head))
 }
 
 impl ReplayFile {
