@@ -40,6 +40,7 @@ fn finding_with(
             baseline: None,
             existing: None,
             cause: Cause::Observation(&p),
+            fact_prov: Some(&p),
         },
         &cfg,
     )
@@ -198,6 +199,7 @@ fn drift_transition_table() {
                 baseline,
                 existing,
                 cause: Cause::Observation(&p),
+                fact_prov: Some(&p),
             },
             &cfg,
         );
@@ -245,6 +247,7 @@ fn approval_resolves_as_approved_and_counts_a_transition() {
                 by: "lead",
                 at: EventTime::from_unix_seconds(300),
             },
+            fact_prov: None,
         },
         &cfg,
     )
@@ -252,6 +255,7 @@ fn approval_resolves_as_approved_and_counts_a_transition() {
     assert_eq!(t.kind, TransitionKind::Resolved);
     assert_eq!(t.finding.status, Status::Approved);
     assert_eq!(t.finding.resolution.as_deref(), Some("approved by lead"));
+    assert_eq!(t.finding.approved_by.as_deref(), Some("lead"));
     assert_eq!(t.finding.transitions, open.transitions + 1);
     assert_ne!(t.finding.idempotency_key(), open.idempotency_key());
 }
@@ -270,6 +274,7 @@ fn changed_has_a_field_level_diff() {
             baseline: Some(&base),
             existing: None,
             cause: Cause::Observation(&p),
+            fact_prov: Some(&p),
         },
         &cfg,
     )
@@ -344,6 +349,7 @@ fn severity_table() {
                 baseline: None,
                 existing: None,
                 cause: Cause::Observation(&p),
+                fact_prov: Some(&p),
             },
             &cfg,
         )

@@ -71,9 +71,17 @@ pub struct PipelineConfig {
     /// Input records per transaction (relevant or not). Larger is faster; smaller redoes
     /// less work after a crash.
     pub batch_size: usize,
-    /// How long a Start phase waits for its Success (event time) before it is dropped.
+    /// How long (wall clock, from ingest) a phase waits for its partner before it is dropped.
     #[serde(with = "humantime_serde")]
     pub pending_ttl: Duration,
+    /// How long (wall clock) `applied`/`failed` markers and delete tombstones are kept, so a
+    /// redelivered record is still a duplicate: longer than the Event Hub's retention.
+    #[serde(with = "humantime_serde")]
+    pub marker_ttl: Duration,
+    /// Event times later than the wall clock plus this are clamped to it (and logged): one
+    /// record dated 2099 must not outrank every real change to its fact.
+    #[serde(with = "humantime_serde")]
+    pub max_clock_skew: Duration,
     /// Cluster name given to Kubernetes facts when `--cluster` is not passed.
     pub default_cluster: String,
 }
@@ -127,6 +135,8 @@ impl Default for PipelineConfig {
         PipelineConfig {
             batch_size: 2000,
             pending_ttl: Duration::from_secs(24 * 3600),
+            marker_ttl: Duration::from_secs(8 * 24 * 3600),
+            max_clock_skew: Duration::from_secs(15 * 60),
             default_cluster: "local".to_string(),
         }
     }

@@ -8,9 +8,16 @@ use serde_json::{json, Value};
 pub const ADMIN_CREDENTIAL_RULE: &str = "aks.admin_credential_listed";
 
 /// The finding id for an activity by one caller on one subject: repeats by the same caller
-/// fold into one open finding; another caller gets a finding of their own.
+/// fold into one open finding; another caller gets a finding of their own. The caller is
+/// keyed by object id (stable), not by UPN (renamed users, guest UPNs).
 pub fn finding_id(activity: &Activity, prov: &Provenance) -> String {
-    let who = prov.actor.principal().unwrap_or("unknown");
+    let a = &prov.actor;
+    let who = a
+        .object_id
+        .as_deref()
+        .or(a.app_id.as_deref())
+        .or(a.upn.as_deref())
+        .unwrap_or("unknown");
     id::stable_id(&[
         "activity",
         rule(activity.kind),
@@ -83,6 +90,7 @@ pub fn evaluate(
             resolution: None,
             occurrences: 0,
             transitions: 0,
+            approved_by: None,
         },
     };
     if !f.add_evidence(Evidence::from(prov)) {

@@ -6,6 +6,7 @@ use super::{
     TransitionKind,
 };
 use crate::domain::{Actor, EventTime, FactKind, Provenance};
+
 use serde_json::Value;
 
 /// What the store knows of a fact.
@@ -48,6 +49,9 @@ pub struct DriftInput<'a> {
     pub existing: Option<&'a Finding>,
     /// What triggered the evaluation.
     pub cause: Cause<'a>,
+    /// Provenance of the stored fact (the change that produced the observed value): a
+    /// finding opened by a baseline change names the person who made the change.
+    pub fact_prov: Option<&'a Provenance>,
 }
 
 /// The id of the drift finding of a fact.
@@ -72,9 +76,15 @@ pub fn evaluate(input: &DriftInput<'_>, catalog: &dyn Catalog) -> Option<Transit
         (Observed::Present(o), Some(b)) if o != b => Some(DriftChange::Changed),
         _ => None,
     };
-    let (time, actor, corr) = match &input.cause {
-        Cause::Observation(p) => (p.event_time, p.actor.clone(), p.correlation_id.clone()),
-        Cause::Baseline { at, .. } => (*at, Actor::default(), None),
+    let time = match &input.cause {
+        Cause::Observation(p) => p.event_time,
+        Cause::Baseline { at, .. } => *at,
+    };
+    // Who made the observed state what it is: the record at hand, or, when a baseline change
+    // re-judges a stored fact, the record that produced that fact.
+    let origin = match &input.cause {
+        Cause::Observation(p) => Some(*p),
+        Cause::Baseline { .. } => input.fact_prov,
     };
     let Some(change) = change else {
         let f = input.existing.filter(|f| f.status.is_active())?;
@@ -85,6 +95,7 @@ pub fn evaluate(input: &DriftInput<'_>, catalog: &dyn Catalog) -> Option<Transit
             Cause::Baseline { by, .. } => {
                 f.status = Status::Approved;
                 f.resolution = Some(format!("approved by {by}"));
+                f.approved_by = Some((*by).to_string());
             }
             Cause::Observation(p) => {
                 f.status = Status::Resolved;
@@ -132,6 +143,7 @@ pub fn evaluate(input: &DriftInput<'_>, catalog: &dyn Catalog) -> Option<Transit
             resolution: None,
             occurrences: 0,
             transitions: 0,
+            approved_by: None,
         },
     };
     let before = f.clone();
@@ -143,12 +155,18 @@ pub fn evaluate(input: &DriftInput<'_>, catalog: &dyn Catalog) -> Option<Transit
     let previous_severity = f.severity;
     f.severity = severity;
     if let Cause::Observation(p) = &input.cause {
-        f.actor = actor;
-        f.correlation_id = corr;
         f.last_seen = f.last_seen.max(time);
         f.occurrences += 1;
         f.add_evidence(Evidence::from(*p));
     }
+    if let Some(p) = origin {
+        f.actor = p.actor.clone();
+        f.correlation_id = p.correlation_id.clone();
+        if matches!(input.cause, Cause::Baseline { .. }) && f.evidence.is_empty() {
+            f.add_evidence(Evidence::from(p));
+        }
+    }
+    f.approved_by = None;
     let kind = match input.existing {
         None => TransitionKind::Opened,
         Some(e) if !e.status.is_active() => {

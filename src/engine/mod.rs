@@ -120,6 +120,17 @@ pub struct Evidence {
     pub location: String,
 }
 
+impl Evidence {
+    /// The same event, wherever it was read: operation, correlation id and time identify it,
+    /// so a redelivery from another partition or file is recognised. The input location is
+    /// deliberately not part of the identity.
+    pub fn same_event(&self, other: &Evidence) -> bool {
+        self.time == other.time
+            && self.operation == other.operation
+            && self.correlation_id == other.correlation_id
+    }
+}
+
 impl From<&Provenance> for Evidence {
     fn from(p: &Provenance) -> Self {
         Evidence {
@@ -180,6 +191,9 @@ pub struct Finding {
     pub occurrences: u64,
     /// Number of notifying transitions so far; with the id it makes the idempotency key.
     pub transitions: u64,
+    /// Who approved it, when a baseline change resolved it as approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
 }
 
 impl Finding {
@@ -188,14 +202,9 @@ impl Finding {
         format!("{}:{}", self.id, self.transitions)
     }
 
-    /// Appends evidence unless that correlation id is already there; returns whether it was new.
+    /// Appends evidence unless the same event is already there; returns whether it was new.
     pub fn add_evidence(&mut self, e: Evidence) -> bool {
-        if e.correlation_id.is_some()
-            && self
-                .evidence
-                .iter()
-                .any(|x| x.correlation_id == e.correlation_id && x.location == e.location)
-        {
+        if self.evidence.iter().any(|x| x.same_event(&e)) {
             return false;
         }
         self.evidence.push(e);

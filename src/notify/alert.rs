@@ -46,6 +46,9 @@ pub struct Alert {
     /// Why it was resolved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolution: Option<String>,
+    /// Who approved it, on a resolved-as-approved alert (then `actor` is who made the change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
 }
 
 impl Alert {
@@ -70,15 +73,16 @@ impl Alert {
             first_seen: f.first_seen,
             last_seen: f.last_seen,
             resolution: f.resolution.clone(),
+            approved_by: f.approved_by.clone(),
         }
     }
 
     /// One line for a log or a terminal.
     pub fn one_line(&self) -> String {
-        let who = if self.actor.is_empty() {
-            String::new()
-        } else {
-            format!(" — by {}", self.actor.describe())
+        let who = match (&self.approved_by, self.actor.is_empty()) {
+            (Some(by), _) => format!(" — approved by {by}"),
+            (None, true) => String::new(),
+            (None, false) => format!(" — by {}", self.actor.describe()),
         };
         format!(
             "[{}] {} {}: {}{} (finding {}, key {})",

@@ -8,11 +8,49 @@ pub use resolve::Resolution;
 use crate::config::Config;
 use crate::domain::{Activity, ChangeOp, EventTime, FactKind, Observation, Provenance};
 use crate::engine::drift::{self, Cause, DriftInput, Observed};
-use crate::engine::{activity, Transition, TransitionKind};
+use crate::engine::{activity, Evidence, Transition, TransitionKind};
 use crate::notify::Alert;
-use crate::sources::SkipReason;
-use crate::store::{Checkpoint, FactApply, Store, StoreError, Tx};
-use std::collections::{BTreeMap, HashSet};
+use crate::store::{Checkpoint, FactApply, FactRow, Store, StoreError, Tx};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// Why a record changed nothing: what its source said, or what the store made of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SkipReason {
+    /// The source read it and found nothing to do.
+    Source(crate::sources::SkipReason),
+    /// Start or Accept of an operation, or a Success waiting for its body: joined by the
+    /// other phases (possibly in a later batch or file), never applied on its own.
+    Pending,
+    /// The operation failed: nothing applies.
+    Failed,
+    /// A Success with no body and no earlier Start carrying one: only a hint.
+    NoBody,
+    /// The same operation was already applied (a duplicated record).
+    Duplicate,
+    /// Older than what the store already holds for the fact (out-of-order delivery).
+    Stale,
+}
+
+impl SkipReason {
+    /// Stable name for summaries and metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::Source(r) => r.as_str(),
+            SkipReason::Pending => "intermediate_phase",
+            SkipReason::Failed => "failed_operation",
+            SkipReason::NoBody => "no_body",
+            SkipReason::Duplicate => "duplicate",
+            SkipReason::Stale => "stale",
+        }
+    }
+}
+
+impl From<crate::sources::SkipReason> for SkipReason {
+    fn from(r: crate::sources::SkipReason) -> Self {
+        SkipReason::Source(r)
+    }
+}
 
 /// Pipeline failures: only the store can fail; bad input is counted, never an error.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +71,10 @@ pub struct Stats {
     pub skipped: BTreeMap<SkipReason, u64>,
     /// Changed facts not evaluated because no baseline exists yet.
     pub awaiting_baseline: u64,
+    /// Deletes that arrived before the write they delete, kept as tombstones.
+    pub tombstoned: u64,
+    /// Event times in the future beyond `max_clock_skew`, clamped to the wall clock.
+    pub clamped: u64,
     /// Findings opened for the first time.
     pub opened: u64,
     /// Findings opened again.
@@ -49,8 +91,8 @@ pub struct Stats {
 
 impl Stats {
     /// Counts one skip.
-    pub fn skip(&mut self, r: SkipReason) {
-        *self.skipped.entry(r).or_default() += 1;
+    pub fn skip(&mut self, r: impl Into<SkipReason>) {
+        *self.skipped.entry(r.into()).or_default() += 1;
     }
 
     /// Adds another set of counts.
@@ -61,6 +103,8 @@ impl Stats {
             *self.skipped.entry(*k).or_default() += v;
         }
         self.awaiting_baseline += o.awaiting_baseline;
+        self.tombstoned += o.tombstoned;
+        self.clamped += o.clamped;
         self.opened += o.opened;
         self.reopened += o.reopened;
         self.resolved += o.resolved;
@@ -115,6 +159,7 @@ pub struct Pipeline<'a> {
     sinks: Vec<String>,
     batches: u64,
     crash: Option<CrashPoint>,
+    clock: fn() -> EventTime,
 }
 
 impl<'a> Pipeline<'a> {
@@ -126,7 +171,14 @@ impl<'a> Pipeline<'a> {
             sinks,
             batches: 0,
             crash: CrashPoint::from_env(),
+            clock: EventTime::now,
         }
+    }
+
+    /// The same pipeline with another wall clock (tests of expiry and clamping).
+    pub fn with_clock(mut self, clock: fn() -> EventTime) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The store, for reads between batches.
@@ -152,25 +204,41 @@ impl<'a> Pipeline<'a> {
         let crash = self.crash.clone();
         let batch_no = self.batches;
         let maybe_crash = |stage: &str| CrashPoint::check(&crash, batch_no, stage);
+        let now = (self.clock)();
+        let pcfg = &config.pipeline;
+        let latest_allowed = now.add_nanos(nanos(pcfg.max_clock_skew));
         let tx = self.store.tx()?;
         let mut stats = Stats::default();
         let has_baseline = tx.baseline_version()?.is_some();
-        let mut touched: Vec<(FactKind, String)> = Vec::new();
-        let mut seen: HashSet<(FactKind, String)> = HashSet::new();
-        let mut max_time = EventTime::UNKNOWN;
+        let mut watermarks: BTreeMap<String, EventTime> = BTreeMap::new();
 
-        for obs in batch {
-            max_time = max_time.max(obs.prov.event_time);
-            let (op, prov) = match resolve::resolve(&tx, obs)? {
+        for mut obs in batch {
+            if obs.prov.event_time > latest_allowed {
+                tracing::warn!(
+                    location = %obs.prov.location,
+                    event_time = %obs.prov.event_time,
+                    clamped_to = %latest_allowed,
+                    "event time is later than the wall clock plus max_clock_skew: clamped"
+                );
+                obs.prov.event_time = latest_allowed;
+                stats.clamped += 1;
+            }
+            let wm = watermarks
+                .entry(obs.prov.source.clone())
+                .or_insert(EventTime::UNKNOWN);
+            *wm = (*wm).max(obs.prov.event_time);
+            let (op, prov) = match resolve::resolve(&tx, obs, now)? {
                 Resolution::Skip(r) => {
                     stats.skip(r);
                     continue;
                 }
                 Resolution::Apply(op, prov) => (op, prov),
             };
-            let applied = match &op {
-                ChangeOp::Upsert(f) => tx.upsert_fact(f, &prov)?,
-                ChangeOp::Delete { kind, target } => tx.delete_fact(*kind, target, &prov)?,
+            let (applied, stale_value) = match &op {
+                ChangeOp::Upsert(f) => (tx.upsert_fact(f, &prov)?, Some(&f.value)),
+                ChangeOp::Delete { kind, target } => {
+                    (tx.delete_fact(*kind, target, &prov, now)?, None)
+                }
                 ChangeOp::Activity(a) => {
                     if apply_activity(&tx, a, &prov, &sinks, &mut stats)? {
                         stats.applied += 1;
@@ -180,46 +248,67 @@ impl<'a> Pipeline<'a> {
                     continue;
                 }
             };
+            // Drift is evaluated after every change, not once per batch on the final state:
+            // a grant revoked 40 s later in the same batch is still a finding, and where the
+            // batches are cut changes nothing.
             match applied {
                 FactApply::Changed { kind, key } => {
                     stats.applied += 1;
-                    if seen.insert((kind, key.clone())) {
-                        touched.push((kind, key));
+                    if has_baseline {
+                        evaluate_fact(&tx, config, kind, &key, None, &sinks, &mut stats)?;
+                    } else {
+                        stats.awaiting_baseline += 1;
                     }
                 }
                 FactApply::Unchanged => stats.unchanged += 1,
-                FactApply::Stale => stats.skip(SkipReason::Stale),
-                FactApply::UnknownTarget => stats.skip(SkipReason::UnknownTarget),
+                FactApply::Stale { kind, key } => {
+                    stats.skip(SkipReason::Stale);
+                    if has_baseline {
+                        evaluate_superseded(
+                            &tx,
+                            config,
+                            kind,
+                            &key,
+                            stale_value,
+                            &prov,
+                            &sinks,
+                            &mut stats,
+                        )?;
+                    }
+                }
+                FactApply::Tombstoned => stats.tombstoned += 1,
             }
         }
         maybe_crash("facts");
-
-        if has_baseline {
-            let span = tracing::info_span!("evaluate", facts.touched = touched.len());
-            let _g = span.enter();
-            for (kind, key) in &touched {
-                evaluate_fact(&tx, config, *kind, key, None, &sinks, &mut stats)?;
-            }
-        } else {
-            stats.awaiting_baseline += touched.len() as u64;
-        }
         maybe_crash("findings");
 
-        let ttl = i64::try_from(config.pipeline.pending_ttl.as_nanos()).unwrap_or(i64::MAX);
-        let watermark = tx
-            .meta("watermark")?
-            .and_then(|w| w.parse().ok())
-            .map_or(max_time, |w: i64| EventTime(w).max(max_time));
-        tx.set_meta("watermark", &watermark.0.to_string())?;
-        tx.expire_pending(watermark.add_nanos(-ttl))?;
+        let mut batch_watermark = EventTime::UNKNOWN;
+        for (source, t) in &watermarks {
+            let key = format!("watermark:{source}");
+            let stored = tx.meta(&key)?.and_then(|w| w.parse().ok()).map(EventTime);
+            let wm = stored.map_or(*t, |s| s.max(*t));
+            tx.set_meta(&key, &wm.0.to_string())?;
+            batch_watermark = batch_watermark.max(wm);
+        }
+        // Expiry counts wall-clock time since ingest, never event time: a far-future record
+        // cannot expire its neighbours, and a replay of old files keeps its phases.
+        tx.expire_pending(
+            now.add_nanos(-nanos(pcfg.pending_ttl)),
+            now.add_nanos(-nanos(pcfg.marker_ttl)),
+        )?;
+        tx.expire_tombstones(now.add_nanos(-nanos(pcfg.marker_ttl)))?;
         if let Some((source, cp)) = checkpoint {
-            tx.set_checkpoint(source, cp, watermark)?;
+            tx.set_checkpoint(source, cp, batch_watermark)?;
         }
         maybe_crash("before_commit");
         tx.commit()?;
         maybe_crash("after_commit");
         Ok(stats)
     }
+}
+
+fn nanos(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
 /// Evaluates one activity and persists its transition; false when it was already recorded.
@@ -253,29 +342,118 @@ pub fn evaluate_fact(
     stats: &mut Stats,
 ) -> Result<(), StoreError> {
     let row = tx.fact(kind, key)?;
-    let baseline = tx.baseline_value(kind, key)?;
-    let existing = tx.finding(&drift::finding_id(kind, key))?;
-    let observed = match &row {
-        Some(r) => r
-            .value
-            .as_ref()
-            .map_or(Observed::Deleted, Observed::Present),
-        None => Observed::Unknown,
-    };
     let cause = match (baseline_cause, &row) {
         (Some((by, at)), _) => Cause::Baseline { by, at },
         (None, Some(r)) => Cause::Observation(&r.prov),
         (None, None) => return Ok(()),
     };
+    let baseline = tx.baseline_value(kind, key)?;
+    let existing = tx.finding(&drift::finding_id(kind, key))?;
     let input = DriftInput {
         kind,
         key,
-        observed,
+        observed: observed(row.as_ref()),
         baseline: baseline.as_ref(),
         existing: existing.as_ref(),
         cause,
+        fact_prov: row.as_ref().map(|r| &r.prov),
     };
     if let Some(t) = drift::evaluate(&input, config) {
+        persist(tx, &t, sinks, stats)?;
+    }
+    Ok(())
+}
+
+fn observed(row: Option<&FactRow>) -> Observed<'_> {
+    match row {
+        Some(r) => r
+            .value
+            .as_ref()
+            .map_or(Observed::Deleted, Observed::Present),
+        None => Observed::Unknown,
+    }
+}
+
+/// A write that lost to a newer one (it arrived late) still tells what the fact held between
+/// the two. When that value was drift, the finding must exist as if the records had come in
+/// order: opened by this write, resolved by the newer one; or, while a finding is already
+/// open, this write joins its evidence. Delivery order then changes nothing.
+#[allow(clippy::too_many_arguments)]
+fn evaluate_superseded(
+    tx: &Tx<'_>,
+    config: &Config,
+    kind: FactKind,
+    key: &str,
+    value: Option<&Value>,
+    prov: &Provenance,
+    sinks: &[String],
+    stats: &mut Stats,
+) -> Result<(), StoreError> {
+    let baseline = tx.baseline_value(kind, key)?;
+    let drifted = match (value, &baseline) {
+        (Some(v), Some(b)) => v != b,
+        (Some(_), None) => true,
+        (None, Some(_)) => true,
+        (None, None) => false,
+    };
+    let Some(current) = tx.fact(kind, key)? else {
+        return Ok(());
+    };
+    if !drifted || current.event_time <= prov.event_time {
+        return Ok(());
+    }
+    let id = drift::finding_id(kind, key);
+    let existing = tx.finding(&id)?;
+    let evidence = Evidence::from(prov);
+    if let Some(f) = &existing {
+        if f.evidence.iter().any(|e| e.same_event(&evidence)) {
+            return Ok(()); // this interval was reported already (a redelivery)
+        }
+        if f.status.is_active() {
+            let mut f = f.clone();
+            f.add_evidence(evidence);
+            f.first_seen = f.first_seen.min(prov.event_time);
+            f.occurrences += 1;
+            let t = Transition {
+                kind: TransitionKind::Updated,
+                finding: f,
+            };
+            return persist(tx, &t, sinks, stats);
+        }
+    }
+    let past = match value {
+        Some(v) => Observed::Present(v),
+        None => Observed::Deleted,
+    };
+    let opened = drift::evaluate(
+        &DriftInput {
+            kind,
+            key,
+            observed: past,
+            baseline: baseline.as_ref(),
+            existing: existing.as_ref(),
+            cause: Cause::Observation(prov),
+            fact_prov: Some(prov),
+        },
+        config,
+    );
+    let Some(opened) = opened else {
+        return Ok(());
+    };
+    persist(tx, &opened, sinks, stats)?;
+    let now = drift::evaluate(
+        &DriftInput {
+            kind,
+            key,
+            observed: observed(Some(&current)),
+            baseline: baseline.as_ref(),
+            existing: Some(&opened.finding),
+            cause: Cause::Observation(&current.prov),
+            fact_prov: Some(&current.prov),
+        },
+        config,
+    );
+    if let Some(t) = now {
         persist(tx, &t, sinks, stats)?;
     }
     Ok(())

@@ -7,7 +7,8 @@ pub mod replay;
 
 use crate::domain::Observation;
 
-/// Why a record was read but changed nothing. Stable snake_case names appear in summaries.
+/// Why a source read a record and made nothing of it (what the store makes of a record is
+/// `pipeline::SkipReason`). Stable snake_case names appear in summaries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SkipReason {
     /// An Activity Log operation accessdrift does not watch (storage writes, sign-ins, health…).
@@ -16,19 +17,6 @@ pub enum SkipReason {
     NoOperation,
     /// A `resultType`/`status` that is not a phase (`Updated`, `0`, …).
     UnknownResult,
-    /// Start or Accept of an operation, or a Success waiting for its body: joined by the
-    /// other phases (possibly in a later batch or file), never applied on its own.
-    Pending,
-    /// The operation failed: nothing applies.
-    Failed,
-    /// A Success with no body and no earlier Start carrying one: only a hint.
-    NoBody,
-    /// The same operation was already applied (a duplicated record).
-    Duplicate,
-    /// Older than what the store already holds for the fact (out-of-order delivery).
-    Stale,
-    /// A delete of a role assignment the store never saw.
-    UnknownTarget,
     /// Already applied by an earlier run (before the source checkpoint).
     BeforeCheckpoint,
     /// A Kubernetes kind accessdrift does not watch.
@@ -44,12 +32,6 @@ impl SkipReason {
             SkipReason::IrrelevantOperation => "irrelevant_operation",
             SkipReason::NoOperation => "no_operation",
             SkipReason::UnknownResult => "unknown_result",
-            SkipReason::Pending => "intermediate_phase",
-            SkipReason::Failed => "failed_operation",
-            SkipReason::NoBody => "no_body",
-            SkipReason::Duplicate => "duplicate",
-            SkipReason::Stale => "stale",
-            SkipReason::UnknownTarget => "unknown_target",
             SkipReason::BeforeCheckpoint => "before_checkpoint",
             SkipReason::IrrelevantKind => "irrelevant_kind",
             SkipReason::WatchControl => "watch_control",

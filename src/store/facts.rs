@@ -34,10 +34,17 @@ pub enum FactApply {
     },
     /// Same value as stored: nothing to evaluate.
     Unchanged,
-    /// Older than the stored write: ignored.
-    Stale,
-    /// A delete by resource id that matches no known fact.
-    UnknownTarget,
+    /// Older than the stored write (or than a tombstone of its resource id): the state did
+    /// not change, but the value held between this write and the newer one may be drift.
+    Stale {
+        /// The fact's kind.
+        kind: FactKind,
+        /// The fact's key.
+        key: String,
+    },
+    /// A delete by resource id that matches no fact yet: kept as a tombstone, so the write it
+    /// deletes loses when it arrives later.
+    Tombstoned,
 }
 
 /// Whether a write replaces the stored one.
@@ -107,6 +114,30 @@ impl Tx<'_> {
     /// Applies an upsert if it is the latest write for its key.
     pub fn upsert_fact(&self, fact: &Fact, prov: &Provenance) -> Result<FactApply> {
         let new_text = fact.value.to_string();
+        if let Some(rid) = &fact.resource_id {
+            if let Some((t, tomb_prov)) = self.tombstone(fact.kind, rid)? {
+                if t > prov.event_time {
+                    // Deleted after this write: the delete arrived first. Record the key as
+                    // deleted at the delete's time, so last-writer-wins holds from now on.
+                    let del = self.delete_fact(
+                        fact.kind,
+                        &FactRef::Key(fact.key.clone()),
+                        &tomb_prov,
+                        EventTime::UNKNOWN,
+                    )?;
+                    if matches!(del, FactApply::Changed { .. } | FactApply::Unchanged) {
+                        self.0.execute(
+                            "UPDATE facts SET resource_id = ?3 WHERE kind = ?1 AND key = ?2",
+                            params![fact.kind.as_str(), fact.key, rid],
+                        )?;
+                    }
+                    return Ok(FactApply::Stale {
+                        kind: fact.kind,
+                        key: fact.key.clone(),
+                    });
+                }
+            }
+        }
         let old = self.fact(fact.kind, &fact.key)?;
         if let Some(old) = &old {
             let old_text = old.value.as_ref().map(Value::to_string).unwrap_or_default();
@@ -124,7 +155,10 @@ impl Tx<'_> {
                 (prov.event_time, &new_text),
                 (old.event_time, &old_text),
             ) {
-                return Ok(FactApply::Stale);
+                return Ok(FactApply::Stale {
+                    kind: fact.kind,
+                    key: fact.key.clone(),
+                });
             }
         }
         self.0.execute(
@@ -153,6 +187,7 @@ impl Tx<'_> {
         kind: FactKind,
         target: &FactRef,
         prov: &Provenance,
+        now: EventTime,
     ) -> Result<FactApply> {
         let key = match target {
             FactRef::Key(k) => k.clone(),
@@ -167,7 +202,10 @@ impl Tx<'_> {
                     .optional()?;
                 match found {
                     Some(k) => k,
-                    None => return Ok(FactApply::UnknownTarget),
+                    None => {
+                        self.put_tombstone(kind, id, prov, now)?;
+                        return Ok(FactApply::Tombstoned);
+                    }
                 }
             }
         };
@@ -181,7 +219,7 @@ impl Tx<'_> {
                 (prov.event_time, ""),
                 (old.event_time, &old_value.to_string()),
             ) {
-                return Ok(FactApply::Stale);
+                return Ok(FactApply::Stale { kind, key });
             }
         }
         self.0.execute(
@@ -190,6 +228,51 @@ impl Tx<'_> {
             params![kind.as_str(), key, prov.event_time.0, to_json(prov)],
         )?;
         Ok(FactApply::Changed { kind, key })
+    }
+}
+
+impl Tx<'_> {
+    /// The latest delete of a resource id that matched no fact when it arrived.
+    pub fn tombstone(
+        &self,
+        kind: FactKind,
+        resource_id: &str,
+    ) -> Result<Option<(EventTime, Provenance)>> {
+        let found: Option<(i64, String)> = self
+            .0
+            .prepare_cached("SELECT event_time, provenance FROM tombstones WHERE kind = ?1 AND resource_id = ?2")?
+            .query_row(params![kind.as_str(), resource_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        found
+            .map(|(t, p)| Ok((EventTime(t), json_col("tombstones", resource_id, &p)?)))
+            .transpose()
+    }
+
+    /// Remembers a delete by resource id; the latest delete wins.
+    fn put_tombstone(
+        &self,
+        kind: FactKind,
+        resource_id: &str,
+        prov: &Provenance,
+        now: EventTime,
+    ) -> Result<()> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO tombstones (kind, resource_id, event_time, provenance, ingested_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (kind, resource_id) DO UPDATE SET event_time = excluded.event_time, provenance = excluded.provenance,
+                     ingested_at = excluded.ingested_at
+                 WHERE excluded.event_time > tombstones.event_time",
+            )?
+            .execute(params![kind.as_str(), resource_id, prov.event_time.0, to_json(prov), now.0])?;
+        Ok(())
+    }
+
+    /// Drops tombstones ingested before `cutoff` (wall clock). Returns how many.
+    pub fn expire_tombstones(&self, cutoff: EventTime) -> Result<usize> {
+        Ok(self
+            .0
+            .prepare_cached("DELETE FROM tombstones WHERE ingested_at < ?1")?
+            .execute([cutoff.0])?)
     }
 }
 

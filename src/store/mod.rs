@@ -13,7 +13,7 @@ pub use baseline::{BaselineEntry, BaselineVersion};
 pub use checkpoint::Checkpoint;
 pub use facts::{FactApply, FactRow};
 pub use outbox::OutboxRow;
-pub use pending::PendingRow;
+pub use pending::{PendingKind, PendingRow};
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -180,7 +180,8 @@ impl Tx<'_> {
             ("baseline_versions", "version"),
             ("baseline_history", "version, kind, key, op"),
             ("findings", "id"),
-            ("pending_ops", "operation_id, phase"),
+            ("pending_ops", "operation_id, phase, event_time"),
+            ("tombstones", "kind, resource_id"),
             ("outbox", "seq"),
             ("checkpoints", "source"),
             ("meta", "key"),
@@ -189,11 +190,16 @@ impl Tx<'_> {
                 .0
                 .prepare(&format!("SELECT * FROM {table} ORDER BY {order}"))?;
             let cols = stmt.column_count();
+            let stmt_cols: Vec<String> = stmt.column_names().map(str::to_string).collect();
             let mut rows = stmt.query([])?;
             out.push_str(&format!("== {table}\n"));
             while let Some(r) = rows.next()? {
                 let mut fields = Vec::with_capacity(cols);
                 for i in 0..cols {
+                    // Wall-clock ingest times differ between otherwise identical runs.
+                    if stmt_cols[i] == "ingested_at" {
+                        continue;
+                    }
                     let v: rusqlite::types::Value = r.get(i)?;
                     fields.push(format!("{v:?}"));
                 }

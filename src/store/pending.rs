@@ -1,25 +1,64 @@
 //! Phases of Azure operations that wait for their partner, and applied/failed markers.
 
-use super::{json_col, to_json, Result, Tx};
-use crate::domain::{ChangeOp, EventTime, Provenance};
+use super::{json_col, to_json, Result, StoreError, Tx};
+use crate::domain::{ChangeOp, EventTime, Phase, Provenance};
 use rusqlite::params;
+
+/// What a `pending_ops` row records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PendingKind {
+    /// A phase waiting for its partner.
+    Phase(Phase),
+    /// The operation was applied: later records of it are duplicates.
+    Applied,
+    /// The operation failed: later records of it change nothing.
+    Failed,
+}
+
+impl PendingKind {
+    /// The store's column value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PendingKind::Phase(p) => p.as_str(),
+            PendingKind::Applied => "applied",
+            PendingKind::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<PendingKind> {
+        Some(match s {
+            "start" => PendingKind::Phase(Phase::Start),
+            "accept" => PendingKind::Phase(Phase::Accept),
+            "success" => PendingKind::Phase(Phase::Success),
+            "failure" => PendingKind::Phase(Phase::Failure),
+            "applied" => PendingKind::Applied,
+            "failed" => PendingKind::Failed,
+            _ => return None,
+        })
+    }
+
+    /// A terminal marker rather than a waiting phase.
+    pub fn is_marker(self) -> bool {
+        matches!(self, PendingKind::Applied | PendingKind::Failed)
+    }
+}
 
 /// A stored phase or marker.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PendingRow {
-    /// `start`, `accept`, `success`, `applied` or `failed`.
-    pub phase: String,
+    /// Phase or marker.
+    pub kind: PendingKind,
     /// The change the record implied, if it carried a body.
     pub candidate: Option<ChangeOp>,
-    /// The record's provenance.
+    /// The record's provenance (its event time orders phases of one resource).
     pub prov: Provenance,
 }
 
 impl Tx<'_> {
-    /// All rows of one operation.
+    /// All rows of one operation, oldest event first.
     pub fn pending(&self, operation_id: &str) -> Result<Vec<PendingRow>> {
         let mut stmt = self.0.prepare_cached(
-            "SELECT phase, candidate, provenance FROM pending_ops WHERE operation_id = ?1",
+            "SELECT phase, candidate, provenance FROM pending_ops WHERE operation_id = ?1 ORDER BY event_time, phase",
         )?;
         let rows = stmt.query_map([operation_id], |r| {
             Ok((
@@ -31,8 +70,13 @@ impl Tx<'_> {
         let mut out = Vec::new();
         for r in rows {
             let (phase, cand, prov) = r?;
+            let kind = PendingKind::parse(&phase).ok_or_else(|| StoreError::Corrupt {
+                table: "pending_ops",
+                key: operation_id.to_string(),
+                problem: format!("unknown phase {phase:?}"),
+            })?;
             out.push(PendingRow {
-                phase,
+                kind,
                 candidate: cand
                     .map(|c| json_col("pending_ops", operation_id, &c))
                     .transpose()?,
@@ -42,23 +86,32 @@ impl Tx<'_> {
         Ok(out)
     }
 
-    /// Records a phase; the first record of a phase wins (duplicates are ignored).
+    /// Records a phase or marker at its event time; an identical record (a redelivery) is
+    /// ignored. `now` is the ingest time that expiry counts from.
     pub fn put_pending(
         &self,
         operation_id: &str,
-        phase: &str,
+        kind: PendingKind,
         candidate: Option<&ChangeOp>,
         prov: &Provenance,
+        now: EventTime,
     ) -> Result<()> {
         self.0
             .prepare_cached(
-                "INSERT OR IGNORE INTO pending_ops (operation_id, phase, candidate, provenance, event_time) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT OR IGNORE INTO pending_ops (operation_id, phase, event_time, candidate, provenance, ingested_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![operation_id, phase, candidate.map(to_json), to_json(prov), prov.event_time.0])?;
+            .execute(params![
+                operation_id,
+                kind.as_str(),
+                prov.event_time.0,
+                candidate.map(to_json),
+                to_json(prov),
+                now.0
+            ])?;
         Ok(())
     }
 
-    /// Forgets an operation.
+    /// Forgets every row of an operation.
     pub fn clear_pending(&self, operation_id: &str) -> Result<()> {
         self.0
             .prepare_cached("DELETE FROM pending_ops WHERE operation_id = ?1")?
@@ -66,25 +119,41 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Replaces every row of an operation by one terminal marker (`applied` or `failed`).
+    /// Forgets the phases of an operation up to and including `until` (event time): for
+    /// records without a correlation id, those are the phases of the operation that just
+    /// completed; later ones belong to the next operation on the same resource.
+    pub fn clear_pending_until(&self, operation_id: &str, until: EventTime) -> Result<()> {
+        self.0
+            .prepare_cached("DELETE FROM pending_ops WHERE operation_id = ?1 AND event_time <= ?2")?
+            .execute(params![operation_id, until.0])?;
+        Ok(())
+    }
+
+    /// Replaces every row of an operation by one terminal marker.
     pub fn settle_pending(
         &self,
         operation_id: &str,
-        marker: &str,
+        marker: PendingKind,
         prov: &Provenance,
+        now: EventTime,
     ) -> Result<()> {
-        self.0
-            .prepare_cached("DELETE FROM pending_ops WHERE operation_id = ?1")?
-            .execute([operation_id])?;
-        self.put_pending(operation_id, marker, None, prov)
+        self.clear_pending(operation_id)?;
+        self.put_pending(operation_id, marker, None, prov, now)
     }
 
-    /// Drops phases and markers older than `cutoff` (event time). Returns how many.
-    pub fn expire_pending(&self, cutoff: EventTime) -> Result<usize> {
+    /// Drops waiting phases ingested before `phases_cutoff` and markers ingested before
+    /// `markers_cutoff` (both wall-clock ingest times). Returns how many rows went.
+    pub fn expire_pending(
+        &self,
+        phases_cutoff: EventTime,
+        markers_cutoff: EventTime,
+    ) -> Result<usize> {
         Ok(self
             .0
-            .prepare_cached("DELETE FROM pending_ops WHERE event_time < ?1")?
-            .execute([cutoff.0])?)
+            .prepare_cached(
+                "DELETE FROM pending_ops WHERE CASE WHEN phase IN ('applied', 'failed') THEN ingested_at < ?2 ELSE ingested_at < ?1 END",
+            )?
+            .execute(params![phases_cutoff.0, markers_cutoff.0])?)
     }
 
     /// Number of operations still waiting for a partner phase.

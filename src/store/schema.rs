@@ -97,4 +97,35 @@ pub const MIGRATIONS: &[&str] = &[
         updated_at  INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 2: phases expire by ingest time (a record dated 2099 must not expire its neighbours);
+    // one phase may be kept per event time, so records without a correlation id pair each
+    // Success with the Start just before it; deletes by resource id leave tombstones.
+    r#"
+    CREATE TABLE pending_ops_v2 (
+        operation_id TEXT NOT NULL,
+        phase        TEXT NOT NULL,
+        event_time   INTEGER NOT NULL,
+        candidate    TEXT,
+        provenance   TEXT NOT NULL,
+        ingested_at  INTEGER NOT NULL,
+        PRIMARY KEY (operation_id, phase, event_time)
+    ) WITHOUT ROWID;
+    INSERT INTO pending_ops_v2 (operation_id, phase, event_time, candidate, provenance, ingested_at)
+        SELECT operation_id, phase, event_time, candidate, provenance, CAST(strftime('%s', 'now') AS INTEGER) * 1000000000
+        FROM pending_ops;
+    DROP TABLE pending_ops;
+    ALTER TABLE pending_ops_v2 RENAME TO pending_ops;
+    CREATE INDEX pending_ops_by_ingest ON pending_ops (ingested_at);
+
+    -- A delete that names a resource id no fact carries yet (it arrived before its write):
+    -- remembered so the older write, when it comes, loses (last writer wins for deletes too).
+    CREATE TABLE tombstones (
+        kind        TEXT NOT NULL,
+        resource_id TEXT NOT NULL,
+        event_time  INTEGER NOT NULL,
+        provenance  TEXT NOT NULL,
+        ingested_at INTEGER NOT NULL,
+        PRIMARY KEY (kind, resource_id)
+    ) WITHOUT ROWID;
+    "#,
 ];

@@ -24,7 +24,13 @@ pub fn candidate(op: AzureOp, resource_id: &str, body: Option<&Value>) -> Option
             let (key, value) = role_assignment(&id, body?)?;
             upsert(FactKind::RoleAssignment, key, value, Some(id))
         }
-        AzureOp::RoleAssignmentDelete => delete(FactKind::RoleAssignment, FactRef::ResourceId(id)),
+        // The delete's response body, when logged, names the assignment: its semantic key
+        // makes the delete order-proof even if its write was never seen. Otherwise the store
+        // resolves the id (or keeps a tombstone for it).
+        AzureOp::RoleAssignmentDelete => match body.and_then(|b| role_assignment(&id, b)) {
+            Some((key, _)) => delete(FactKind::RoleAssignment, FactRef::Key(key)),
+            None => delete(FactKind::RoleAssignment, FactRef::ResourceId(id)),
+        },
         AzureOp::RoleDefinitionWrite => {
             upsert(FactKind::RoleDefinition, id, role_definition(body?)?, None)
         }
