@@ -209,6 +209,14 @@ impl<'a> Pipeline<'a> {
         let latest_allowed = now.add_nanos(nanos(pcfg.max_clock_skew));
         let tx = self.store.tx()?;
         let mut stats = Stats::default();
+        // Expiry counts wall-clock time since ingest, never event time: a far-future record
+        // cannot expire its neighbours, and a replay of old files keeps its phases. It runs
+        // before the batch is read, so a phase past its TTL cannot join.
+        tx.expire_pending(
+            now.add_nanos(-nanos(pcfg.pending_ttl)),
+            now.add_nanos(-nanos(pcfg.marker_ttl)),
+        )?;
+        tx.expire_tombstones(now.add_nanos(-nanos(pcfg.marker_ttl)))?;
         let has_baseline = tx.baseline_version()?.is_some();
         let mut watermarks: BTreeMap<String, EventTime> = BTreeMap::new();
 
@@ -290,13 +298,6 @@ impl<'a> Pipeline<'a> {
             tx.set_meta(&key, &wm.0.to_string())?;
             batch_watermark = batch_watermark.max(wm);
         }
-        // Expiry counts wall-clock time since ingest, never event time: a far-future record
-        // cannot expire its neighbours, and a replay of old files keeps its phases.
-        tx.expire_pending(
-            now.add_nanos(-nanos(pcfg.pending_ttl)),
-            now.add_nanos(-nanos(pcfg.marker_ttl)),
-        )?;
-        tx.expire_tombstones(now.add_nanos(-nanos(pcfg.marker_ttl)))?;
         if let Some((source, cp)) = checkpoint {
             tx.set_checkpoint(source, cp, batch_watermark)?;
         }

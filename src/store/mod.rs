@@ -189,15 +189,14 @@ impl Tx<'_> {
             let mut stmt = self
                 .0
                 .prepare(&format!("SELECT * FROM {table} ORDER BY {order}"))?;
-            let cols = stmt.column_count();
             let stmt_cols: Vec<String> = stmt.column_names().map(str::to_string).collect();
             let mut rows = stmt.query([])?;
             out.push_str(&format!("== {table}\n"));
             while let Some(r) = rows.next()? {
-                let mut fields = Vec::with_capacity(cols);
-                for i in 0..cols {
+                let mut fields = Vec::with_capacity(stmt_cols.len());
+                for (i, name) in stmt_cols.iter().enumerate() {
                     // Wall-clock ingest times differ between otherwise identical runs.
-                    if stmt_cols[i] == "ingested_at" {
+                    if name == "ingested_at" {
                         continue;
                     }
                     let v: rusqlite::types::Value = r.get(i)?;
