@@ -83,6 +83,7 @@ pub fn evaluate(
             resolution: None,
             occurrences: 0,
             transitions: 0,
+            revision: 0,
         },
     };
     if !f.add_evidence(Evidence::from(prov)) {

@@ -132,6 +132,7 @@ pub fn evaluate(input: &DriftInput<'_>, catalog: &dyn Catalog) -> Option<Transit
             resolution: None,
             occurrences: 0,
             transitions: 0,
+            revision: 0,
         },
     };
     let before = f.clone();

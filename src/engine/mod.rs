@@ -180,6 +180,9 @@ pub struct Finding {
     pub occurrences: u64,
     /// Number of notifying transitions so far; with the id it makes the idempotency key.
     pub transitions: u64,
+    /// Bumped by the store whenever expected, actual or status change: `approve --revision` pins it.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 impl Finding {
