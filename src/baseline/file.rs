@@ -2,7 +2,7 @@
 
 use super::{BaselineError, Result};
 use crate::domain::{EventTime, FactKind};
-use crate::sources::canonical::{canonical_key, canonicalise};
+use crate::sources::canonical::{canonical_key, canonicalise, CanonicalError};
 use crate::store::BaselineEntry;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -83,25 +83,32 @@ pub(super) fn parse(file: &str, text: &str, by: &str, at: EventTime) -> Result<V
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(parsed.entries.len());
     for (index, e) in parsed.entries.into_iter().enumerate() {
-        let entry_err = |problem: String| BaselineError::BadEntry {
+        let entry_err = |field: &str, problem: String| BaselineError::BadEntry {
             file: file.to_string(),
             index,
+            field: field.to_string(),
             kind: e.kind.clone(),
             key: e.key.clone(),
             problem,
         };
+        let canon_err = |err: CanonicalError| {
+            let field = match err.field.as_str() {
+                "key" | "value" => err.field.clone(),
+                f => format!("value.{f}"),
+            };
+            entry_err(&field, err.problem)
+        };
         let kind: FactKind = e
             .kind
             .parse()
-            .map_err(|err: crate::domain::UnknownFactKind| {
-                entry_err(format!("field `kind`: {err}"))
-            })?;
-        let value = canonicalise(kind, &e.value).map_err(|err| entry_err(err.to_string()))?;
-        let key = canonical_key(kind, &e.key, &value).map_err(|err| entry_err(err.to_string()))?;
+            .map_err(|err: crate::domain::UnknownFactKind| entry_err("kind", err.to_string()))?;
+        let value = canonicalise(kind, &e.value).map_err(canon_err)?;
+        let key = canonical_key(kind, &e.key, &value).map_err(canon_err)?;
         if !seen.insert((kind, key.clone())) {
-            return Err(entry_err(format!(
-                "{kind} {key:?} appears twice (keys are compared canonically: ids lower-cased)"
-            )));
+            return Err(entry_err(
+                "key",
+                format!("{kind} {key:?} appears twice (keys are compared canonically: ids lower-cased)"),
+            ));
         }
         out.push(BaselineEntry {
             kind,

@@ -119,12 +119,14 @@ pub enum BaselineError {
         problem: String,
     },
     /// One entry of the file is invalid.
-    #[error("baseline file {file}: entries[{index}] ({kind} {key:?}): {problem}")]
+    #[error("baseline file {file}: entries[{index}].{field} ({kind} {key:?}): {problem}")]
     BadEntry {
         /// The file.
         file: String,
         /// 0-based index in `entries`.
         index: usize,
+        /// Path of the field in the entry (`kind`, `key`, `value.subjects[0].name`).
+        field: String,
         /// The entry's kind as written.
         kind: String,
         /// The entry's key as written.

@@ -193,6 +193,10 @@ impl<'a> Obj<'a> {
         }
     }
 
+    fn bool_or_false(&mut self, name: &'static str) -> Result<bool> {
+        Ok(self.opt_bool(name)?.unwrap_or(false))
+    }
+
     fn opt_bool(&mut self, name: &'static str) -> Result<Option<bool>> {
         match self.get(name) {
             None => Ok(None),
@@ -431,7 +435,7 @@ fn binding(mut o: Obj<'_>) -> Result<Value> {
     let v = json!({
         "role_ref": role_ref,
         "subjects": sorted_values(subjects, true),
-        "platform_managed": o.req_bool("platform_managed")?,
+        "platform_managed": o.bool_or_false("platform_managed")?,
     });
     o.finish()?;
     Ok(v)
@@ -460,7 +464,7 @@ fn role(mut o: Obj<'_>) -> Result<Value> {
             .ok_or_else(|| o.wrong("aggregation_selectors", "a list of label selectors", sel))?;
         v["aggregation_selectors"] = Value::Array(sorted_values(arr.clone(), false));
     }
-    v["platform_managed"] = json!(o.req_bool("platform_managed")?);
+    v["platform_managed"] = json!(o.bool_or_false("platform_managed")?);
     o.finish()?;
     Ok(v)
 }
@@ -471,7 +475,7 @@ fn service_account(mut o: Obj<'_>) -> Result<Value> {
         "workload_identity_client_id": o.opt_raw_str("workload_identity_client_id")?.map(lower),
         "workload_identity_tenant_id": o.opt_raw_str("workload_identity_tenant_id")?.map(lower),
         "automount_token": o.opt_bool("automount_token")?,
-        "platform_managed": o.req_bool("platform_managed")?,
+        "platform_managed": o.bool_or_false("platform_managed")?,
     });
     o.finish()?;
     Ok(v)
