@@ -61,7 +61,7 @@ fn approve_takes_the_shown_value_and_the_alert_names_the_approver() {
     let s = sinks();
     let mut store = env.store();
     let out = svc(&mut store, &env, &s)
-        .approve("lead", &[f.id.clone()], None)
+        .approve("lead", std::slice::from_ref(&f.id), None)
         .unwrap();
     assert_eq!(out.approved.len(), 1);
     assert_eq!(out.approved[0].status, Status::Approved);
@@ -86,7 +86,9 @@ fn approve_takes_the_shown_value_and_the_alert_names_the_approver() {
 fn approve_refuses_when_the_fact_changed_after_the_finding() {
     let (env, mut f) = two_days();
     // The finding as someone reviewed it, before the fact moved on (a writer in between).
-    f.actual = Some(json!({"scope": "/subscriptions/elsewhere", "principal_id": P2, "role_definition_id": OWNER}));
+    f.actual = Some(
+        json!({"scope": "/subscriptions/elsewhere", "principal_id": P2, "role_definition_id": OWNER}),
+    );
     {
         let mut store = env.store();
         let tx = store.tx().unwrap();
@@ -97,14 +99,16 @@ fn approve_refuses_when_the_fact_changed_after_the_finding() {
     let s = sinks();
     let mut store = env.store();
     let err = svc(&mut store, &env, &s)
-        .approve("lead", &[f.id.clone()], None)
+        .approve("lead", std::slice::from_ref(&f.id), None)
         .unwrap_err();
-    assert!(
-        matches!(err, BaselineError::FactChanged { .. }),
-        "{err}"
-    );
+    assert!(matches!(err, BaselineError::FactChanged { .. }), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains(&f.id) && msg.contains("/subscriptions/elsewhere") && msg.contains("approve again"), "{msg}");
+    assert!(
+        msg.contains(&f.id)
+            && msg.contains("/subscriptions/elsewhere")
+            && msg.contains("approve again"),
+        "{msg}"
+    );
     drop(store);
     assert_eq!(env.dump(), before, "a refused approve changes nothing");
 }
@@ -116,7 +120,13 @@ fn revision_counts_content_changes_and_approve_can_pin_it() {
     let s = sinks();
     svc(&mut env.store(), &env, &s).capture("lead", "").unwrap();
     let step = |name: &str, subjects: &[(&str, &str)], rv: &str| {
-        let f = env.write(name, &[watch("MODIFIED", &crb_subjects("ops", "view", subjects, rv))]);
+        let f = env.write(
+            name,
+            &[watch(
+                "MODIFIED",
+                &crb_subjects("ops", "view", subjects, rv),
+            )],
+        );
         env.replay(&[f]);
     };
     step("k2.ndjson", &[("User", "zed"), ("User", "eve")], "11");
@@ -129,15 +139,25 @@ fn revision_counts_content_changes_and_approve_can_pin_it() {
 
     let mut store = env.store();
     let err = svc(&mut store, &env, &s)
-        .approve("lead", &[id.clone()], Some(1))
+        .approve("lead", std::slice::from_ref(&id), Some(1))
         .unwrap_err();
     assert!(
-        matches!(err, BaselineError::RevisionMismatch { pinned: 1, current: 2, .. }),
+        matches!(
+            err,
+            BaselineError::RevisionMismatch {
+                pinned: 1,
+                current: 2,
+                ..
+            }
+        ),
         "{err}"
     );
-    assert!(err.to_string().contains("mallory"), "names what it is now: {err}");
+    assert!(
+        err.to_string().contains("mallory"),
+        "names what it is now: {err}"
+    );
     let out = svc(&mut store, &env, &s)
-        .approve("lead", &[id.clone()], Some(2))
+        .approve("lead", std::slice::from_ref(&id), Some(2))
         .unwrap();
     assert_eq!(out.approved[0].status, Status::Approved);
     assert_eq!(out.approved[0].revision, 3, "status change is a revision");
@@ -161,7 +181,11 @@ fn id_prefixes_are_literal_and_ambiguity_lists_candidates() {
     let (env, f) = two_days();
     plant(&env, &f, &["abcd00000001", "abcd00000002", "abce00000003"]);
     let many: Vec<String> = (0..12).map(|i| format!("eeee{i:08}")).collect();
-    plant(&env, &f, &many.iter().map(String::as_str).collect::<Vec<_>>());
+    plant(
+        &env,
+        &f,
+        &many.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
     let s = sinks();
     let mut store = env.store();
     let tx = store.read().unwrap();
@@ -173,20 +197,26 @@ fn id_prefixes_are_literal_and_ambiguity_lists_candidates() {
         ("abc_", |r| matches!(r, Err(BaselineError::NotFound(_)))),
         ("ab_d0", |r| matches!(r, Err(BaselineError::NotFound(_)))),
         ("abce", |r| matches!(r, Ok(f) if f.id == "abce00000003")),
-        (" ABCD00000002 ", |r| matches!(r, Ok(f) if f.id == "abcd00000002")),
+        (
+            " ABCD00000002 ",
+            |r| matches!(r, Ok(f) if f.id == "abcd00000002"),
+        ),
         ("abcd", |r| {
             matches!(r, Err(BaselineError::Ambiguous { candidates, more: false, .. })
                 if candidates.iter().map(|c| c.id.as_str()).collect::<Vec<_>>() == ["abcd00000001", "abcd00000002"])
         }),
-        ("eeee", |r| {
-            matches!(r, Err(BaselineError::Ambiguous { candidates, more: true, .. }) if candidates.len() == 10)
-        }),
+        (
+            "eeee",
+            |r| matches!(r, Err(BaselineError::Ambiguous { candidates, more: true, .. }) if candidates.len() == 10),
+        ),
     ];
     for (input, check) in table {
         let r = accessdrift::baseline::resolve(&tx, input);
         assert!(check(&r), "{input:?}: {r:?}");
     }
-    let msg = accessdrift::baseline::resolve(&tx, "abcd").unwrap_err().to_string();
+    let msg = accessdrift::baseline::resolve(&tx, "abcd")
+        .unwrap_err()
+        .to_string();
     assert!(
         msg.contains("abcd00000001  planted abcd00000001") && msg.contains("abcd00000002"),
         "{msg}"
@@ -207,7 +237,9 @@ fn several_ids_apply_all_or_none() {
     let mut store = env.store();
     for bad in ["ffffffffffff", "%%%%"] {
         let ids = [f.id.clone(), bad.to_string()];
-        let err = svc(&mut store, &env, &s).approve("lead", &ids, None).unwrap_err();
+        let err = svc(&mut store, &env, &s)
+            .approve("lead", &ids, None)
+            .unwrap_err();
         assert!(matches!(err, BaselineError::NotFound(_)), "{err}");
         let err = svc(&mut store, &env, &s).ack("oncall", &ids).unwrap_err();
         assert!(matches!(err, BaselineError::NotFound(_)), "{err}");
@@ -223,7 +255,9 @@ fn ack_of_an_acknowledged_finding_is_a_no_op() {
     let (env, f) = two_days();
     let s = sinks();
     let mut store = env.store();
-    let out = svc(&mut store, &env, &s).ack("oncall", &[f.id.clone()]).unwrap();
+    let out = svc(&mut store, &env, &s)
+        .ack("oncall", std::slice::from_ref(&f.id))
+        .unwrap();
     assert_eq!(out.acknowledged.len(), 1);
     assert_eq!(
         out.acknowledged[0].resolution.as_deref(),
@@ -248,7 +282,12 @@ fn export_json(env: &Env) -> Value {
     serde_json::to_value(file).unwrap()
 }
 
-fn import(env: &Env, by: &str, file: &Value, opts: ImportOptions) -> Result<accessdrift::baseline::ImportOutcome, BaselineError> {
+fn import(
+    env: &Env,
+    by: &str,
+    file: &Value,
+    opts: ImportOptions,
+) -> Result<accessdrift::baseline::ImportOutcome, BaselineError> {
     let s = sinks();
     svc(&mut env.store(), env, &s).import(by, "b.json", &file.to_string(), opts)
 }
@@ -313,17 +352,72 @@ fn import_validates_every_entry_against_its_kind() {
     let good_key = format!("/subscriptions/s|{P1}|{OWNER}");
     // (entries, index, field, words in the message)
     let table: Vec<(Value, usize, &str, &str)> = vec![
-        (json!([{"kind": "role_assignment", "key": good_key, "value": ra}, {"kind": "nope", "key": "k", "value": {}}]), 1, "kind", "unknown fact kind"),
-        (json!([{"kind": "role_assignment", "key": good_key, "value": {"scope": "/subscriptions/s", "role_definition_id": OWNER}}]), 0, "value.principal_id", "required"),
-        (json!([{"kind": "role_assignment", "key": good_key, "value": {"scope": "/subscriptions/s", "principal_id": 7, "role_definition_id": OWNER}}]), 0, "value.principal_id", "found a number"),
-        (json!([{"kind": "role_assignment", "key": "/subscriptions/other|x|y", "value": ra}]), 0, "key", "does not match the value"),
-        (json!([{"kind": "role_binding", "key": "c1/ns/b", "value": {"role_ref": {"kind": "Role", "name": "r"}, "subjects": [{"kind": "User"}]}}]), 0, "value.subjects[0].name", "required"),
-        (json!([{"kind": "cluster_role_binding", "key": "c1/ns/b", "value": {"role_ref": {"kind": "ClusterRole", "name": "r"}}}]), 0, "key", "cluster/name"),
-        (json!([{"kind": "cluster_settings", "key": "/x/managedclusters/a", "value": {"disable_local_acounts": true}}]), 0, "value.disable_local_accounts", "required"),
-        (json!([{"kind": "service_account", "key": "c1/ns/sa", "value": {"automount_token": "yes"}}]), 0, "value.automount_token", "true, false or null"),
-        (json!([{"kind": "role", "key": "c1/ns/r", "value": {"rules": [], "rulez": []}}]), 0, "value.rulez", "not a field"),
-        (json!([{"kind": "federated_credential", "key": "/x/fic", "value": []}]), 0, "value", "must be an object"),
-        (json!([{"kind": "role_assignment", "key": good_key, "value": ra}, {"kind": "role_assignment", "key": good_key.to_uppercase(), "value": ra}]), 1, "key", "appears twice"),
+        (
+            json!([{"kind": "role_assignment", "key": good_key, "value": ra}, {"kind": "nope", "key": "k", "value": {}}]),
+            1,
+            "kind",
+            "unknown fact kind",
+        ),
+        (
+            json!([{"kind": "role_assignment", "key": good_key, "value": {"scope": "/subscriptions/s", "role_definition_id": OWNER}}]),
+            0,
+            "value.principal_id",
+            "required",
+        ),
+        (
+            json!([{"kind": "role_assignment", "key": good_key, "value": {"scope": "/subscriptions/s", "principal_id": 7, "role_definition_id": OWNER}}]),
+            0,
+            "value.principal_id",
+            "found a number",
+        ),
+        (
+            json!([{"kind": "role_assignment", "key": "/subscriptions/other|x|y", "value": ra}]),
+            0,
+            "key",
+            "does not match the value",
+        ),
+        (
+            json!([{"kind": "role_binding", "key": "c1/ns/b", "value": {"role_ref": {"kind": "Role", "name": "r"}, "subjects": [{"kind": "User"}]}}]),
+            0,
+            "value.subjects[0].name",
+            "required",
+        ),
+        (
+            json!([{"kind": "cluster_role_binding", "key": "c1/ns/b", "value": {"role_ref": {"kind": "ClusterRole", "name": "r"}}}]),
+            0,
+            "key",
+            "cluster/name",
+        ),
+        (
+            json!([{"kind": "cluster_settings", "key": "/x/managedclusters/a", "value": {"disable_local_acounts": true}}]),
+            0,
+            "value.disable_local_accounts",
+            "required",
+        ),
+        (
+            json!([{"kind": "service_account", "key": "c1/ns/sa", "value": {"automount_token": "yes"}}]),
+            0,
+            "value.automount_token",
+            "true, false or null",
+        ),
+        (
+            json!([{"kind": "role", "key": "c1/ns/r", "value": {"rules": [], "rulez": []}}]),
+            0,
+            "value.rulez",
+            "not a field",
+        ),
+        (
+            json!([{"kind": "federated_credential", "key": "/x/fic", "value": []}]),
+            0,
+            "value",
+            "must be an object",
+        ),
+        (
+            json!([{"kind": "role_assignment", "key": good_key, "value": ra}, {"kind": "role_assignment", "key": good_key.to_uppercase(), "value": ra}]),
+            1,
+            "key",
+            "appears twice",
+        ),
     ];
     let before = env.dump();
     for (entries, index, field, words) in table {
@@ -331,8 +425,8 @@ fn import_validates_every_entry_against_its_kind() {
         let err = import(&env, "x", &file, ImportOptions::default()).unwrap_err();
         let msg = err.to_string();
         match &err {
-            BaselineError::BadEntry { index: i, field: fld, .. } => {
-                assert_eq!((*i, fld.as_str()), (index, field), "{msg}");
+            BaselineError::BadEntry(e) => {
+                assert_eq!((e.index, e.field.as_str()), (index, field), "{msg}");
             }
             other => panic!("{entries}: {other}"),
         }
@@ -354,20 +448,58 @@ fn import_refuses_removing_most_of_the_baseline_unless_forced_and_dry_run_change
     let before = env.dump();
     let err = import(&env, "x", &file, ImportOptions::default()).unwrap_err();
     assert!(
-        matches!(err, BaselineError::WouldRemoveMost { removes: 2, current: 2, .. }),
+        matches!(
+            err,
+            BaselineError::WouldRemoveMost {
+                removes: 2,
+                current: 2,
+                ..
+            }
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("--force"), "{err}");
-    let dry = import(&env, "x", &file, ImportOptions { dry_run: true, force: true }).unwrap();
+    let dry = import(
+        &env,
+        "x",
+        &file,
+        ImportOptions {
+            dry_run: true,
+            force: true,
+        },
+    )
+    .unwrap();
     assert!(dry.applied.is_none());
-    assert_eq!((dry.plan.adds.len(), dry.plan.replaces.len(), dry.plan.removes.len()), (1, 0, 2));
-    assert_eq!(env.dump(), before, "refused and dry-run imports change nothing");
-    let done = import(&env, "x", &file, ImportOptions { dry_run: false, force: true }).unwrap();
+    assert_eq!(
+        (
+            dry.plan.adds.len(),
+            dry.plan.replaces.len(),
+            dry.plan.removes.len()
+        ),
+        (1, 0, 2)
+    );
+    assert_eq!(
+        env.dump(),
+        before,
+        "refused and dry-run imports change nothing"
+    );
+    let done = import(
+        &env,
+        "x",
+        &file,
+        ImportOptions {
+            dry_run: false,
+            force: true,
+        },
+    )
+    .unwrap();
     assert_eq!(done.applied.unwrap().changed, 3);
     // Removing exactly half is allowed without --force.
     let env2 = Env::new();
     env2.replay(&baseline_day1(&env2));
-    svc(&mut env2.store(), &env2, &s).capture("lead", "").unwrap();
+    svc(&mut env2.store(), &env2, &s)
+        .capture("lead", "")
+        .unwrap();
     let mut half = export_json(&env2);
     half["entries"].as_array_mut().unwrap().pop();
     assert!(import(&env2, "x", &half, ImportOptions::default()).is_ok());
@@ -390,7 +522,9 @@ fn rollback_restores_an_earlier_version_as_a_new_one() {
     let mut store = env.store();
     let v1 = baseline_version(&env).unwrap();
     let v1_entries = svc(&mut store, &env, &s).snapshot().unwrap().entries;
-    svc(&mut store, &env, &s).approve("lead", &[f.id.clone()], None).unwrap();
+    svc(&mut store, &env, &s)
+        .approve("lead", std::slice::from_ref(&f.id), None)
+        .unwrap();
     assert_eq!(finding(&env, &f.id).status, Status::Approved);
 
     let a = svc(&mut store, &env, &s).rollback("oncall", v1).unwrap();
@@ -399,16 +533,30 @@ fn rollback_restores_an_earlier_version_as_a_new_one() {
     assert_eq!(a.stats.reopened, 1, "the approved grant is drift again");
     let snap = svc(&mut store, &env, &s).snapshot().unwrap();
     let v = snap.version.unwrap();
-    assert_eq!((v.action.as_str(), v.actor.as_str()), ("rollback", "oncall"));
+    assert_eq!(
+        (v.action.as_str(), v.actor.as_str()),
+        ("rollback", "oncall")
+    );
     let values = |es: &[accessdrift::store::BaselineEntry]| {
-        es.iter().map(|e| (e.kind, e.key.clone(), e.value.clone())).collect::<Vec<_>>()
+        es.iter()
+            .map(|e| (e.kind, e.key.clone(), e.value.clone()))
+            .collect::<Vec<_>>()
     };
     assert_eq!(values(&snap.entries), values(&v1_entries));
     let g = finding(&env, &f.id);
-    assert_eq!((g.status, g.change), (Status::Open, Some(DriftChange::Unapproved)));
+    assert_eq!(
+        (g.status, g.change),
+        (Status::Open, Some(DriftChange::Unapproved))
+    );
 
-    for (version, want) in [(v1 + 2, "current one"), (99, "versions are 1 to 3"), (0, "does not exist")] {
-        let err = svc(&mut store, &env, &s).rollback("x", version).unwrap_err();
+    for (version, want) in [
+        (v1 + 2, "current one"),
+        (99, "versions are 1 to 3"),
+        (0, "does not exist"),
+    ] {
+        let err = svc(&mut store, &env, &s)
+            .rollback("x", version)
+            .unwrap_err();
         assert!(err.to_string().contains(want), "{version}: {err}");
     }
 }

@@ -48,7 +48,10 @@ fn two_days() -> (Env, String, Value) {
     ok(&["baseline", "capture", "--db", &db, "--by", "lead"]);
     let day2 = baseline_day2(&env);
     ok(&["replay", "--db", &db, "--cluster", "c1", p(&day2)]);
-    let f = findings(&db, "open").into_iter().next().expect("one open finding");
+    let f = findings(&db, "open")
+        .into_iter()
+        .next()
+        .expect("one open finding");
     (env, db, f)
 }
 
@@ -87,8 +90,15 @@ fn several_ids_apply_all_or_none_and_print_only_what_committed() {
         let o = ad(&args);
         assert!(!o.status.success(), "{cmd:?}: {}", text(&o));
         let out = String::from_utf8_lossy(&o.stdout);
-        assert!(!out.contains(id), "{cmd:?} printed success for a rolled-back id: {out}");
-        assert!(text(&o).contains("ffffffffffff"), "names the bad id: {}", text(&o));
+        assert!(
+            !out.contains(id),
+            "{cmd:?} printed success for a rolled-back id: {out}"
+        );
+        assert!(
+            text(&o).contains("ffffffffffff"),
+            "names the bad id: {}",
+            text(&o)
+        );
         assert_eq!(status_of(&db, id), "open", "{cmd:?}");
     }
 }
@@ -98,7 +108,11 @@ fn ack_of_an_acknowledged_finding_exits_zero_and_says_so() {
     let (_env, db, f) = two_days();
     let id = f["id"].as_str().unwrap();
     let o = ok(&["ack", "--db", &db, "--by", "oncall", id]);
-    assert!(text(&o).contains(&format!("acknowledged {id}")), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("acknowledged {id}")),
+        "{}",
+        text(&o)
+    );
     let o = ok(&["ack", "--db", &db, "--by", "oncall", &id[..6]]);
     assert!(
         text(&o).contains(&format!("already acknowledged {id}")),
@@ -111,13 +125,25 @@ fn ack_of_an_acknowledged_finding_exits_zero_and_says_so() {
 fn approve_with_a_stale_revision_is_refused() {
     let (_env, db, f) = two_days();
     let id = f["id"].as_str().unwrap();
-    let rev = f["revision"].as_u64().expect("findings --json has a revision");
+    let rev = f["revision"]
+        .as_u64()
+        .expect("findings --json has a revision");
     assert_eq!(rev, 1);
     ok(&["ack", "--db", &db, "--by", "oncall", id]);
     let o = ad(&["baseline", "approve", "--db", &db, "--revision", "1", id]);
     assert!(!o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("revision 2, not 1"), "{}", text(&o));
-    let o = ok(&["baseline", "approve", "--db", &db, "--by", "lead", "--revision", "2", id]);
+    let o = ok(&[
+        "baseline",
+        "approve",
+        "--db",
+        &db,
+        "--by",
+        "lead",
+        "--revision",
+        "2",
+        id,
+    ]);
     assert!(text(&o).contains(&format!("approved {id}")), "{}", text(&o));
     assert_eq!(status_of(&db, id), "approved");
 }
@@ -135,7 +161,11 @@ fn diff_exits_1_on_drift_names_the_finding_and_has_json() {
     assert_eq!(v["count"], 1);
     let d = &v["differences"][0];
     assert_eq!(
-        (d["change"].as_str(), d["finding_id"].as_str(), d["finding_status"].as_str()),
+        (
+            d["change"].as_str(),
+            d["finding_id"].as_str(),
+            d["finding_status"].as_str()
+        ),
         (Some("unapproved"), Some(id), Some("open"))
     );
     assert_eq!(d["actual"], f["actual"]);
@@ -144,7 +174,12 @@ fn diff_exits_1_on_drift_names_the_finding_and_has_json() {
     let o = ad(&["baseline", "diff", "--db", &db, "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let o = ad(&["baseline", "diff", "--db", "/nonexistent/x.db"]);
-    assert_eq!(o.status.code(), Some(2), "errors are not drift: {}", text(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "errors are not drift: {}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -173,7 +208,15 @@ fn import_of_a_hand_edited_export_shows_no_drift_and_records_the_importer() {
         }
     }
     let edited = env.write("edited.json", &[file.to_string()]);
-    ok(&["baseline", "import", "--db", &db, "--by", "reviewer", p(&edited)]);
+    ok(&[
+        "baseline",
+        "import",
+        "--db",
+        &db,
+        "--by",
+        "reviewer",
+        p(&edited),
+    ]);
     let o = ad(&["baseline", "diff", "--db", &db]);
     assert!(
         text(&o).contains("0 differences"),
@@ -203,13 +246,34 @@ fn import_guards_mass_removal_and_dry_run_prints_the_diff() {
         "{}",
         text(&o)
     );
-    let o = ok(&["baseline", "import", "--db", &db, "--dry-run", "--force", p(&lone)]);
+    let o = ok(&[
+        "baseline",
+        "import",
+        "--db",
+        &db,
+        "--dry-run",
+        "--force",
+        p(&lone),
+    ]);
     let t = text(&o);
     assert!(t.contains("+ add") && t.contains("c1/ns/sa"), "{t}");
     assert!(t.contains("- remove") && t.contains("c1/ops"), "{t}");
     assert!(t.contains("add 1, replace 0, remove 2"), "{t}");
-    assert_eq!(dump(&env.db()), before, "refused and dry-run imports change nothing");
-    ok(&["baseline", "import", "--db", &db, "--force", "--by", "lead", p(&lone)]);
+    assert_eq!(
+        dump(&env.db()),
+        before,
+        "refused and dry-run imports change nothing"
+    );
+    ok(&[
+        "baseline",
+        "import",
+        "--db",
+        &db,
+        "--force",
+        "--by",
+        "lead",
+        p(&lone),
+    ]);
     assert_ne!(dump(&env.db()), before);
 }
 
@@ -237,7 +301,8 @@ fn rollback_restores_a_version_and_reopens_what_it_unapproves() {
     assert_eq!(status_of(&db, id), "open");
     let show = text(&ok(&["baseline", "show", "--db", &db]));
     assert!(show.contains("rollback by oncall"), "{show}");
-    let now: Value = serde_json::from_slice(&ok(&["baseline", "export", "--db", &db]).stdout).unwrap();
+    let now: Value =
+        serde_json::from_slice(&ok(&["baseline", "export", "--db", &db]).stdout).unwrap();
     let then: Value = serde_json::from_slice(&v1).unwrap();
     let values = |v: &Value| -> Vec<Value> {
         v["entries"]
@@ -250,5 +315,9 @@ fn rollback_restores_a_version_and_reopens_what_it_unapproves() {
     assert_eq!(values(&now), values(&then));
     let o = ad(&["baseline", "rollback", "--db", &db, "9"]);
     assert!(!o.status.success());
-    assert!(text(&o).contains("version 9 does not exist"), "{}", text(&o));
+    assert!(
+        text(&o).contains("version 9 does not exist"),
+        "{}",
+        text(&o)
+    );
 }

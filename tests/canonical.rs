@@ -96,7 +96,9 @@ fn scramble(v: &Value) -> Value {
         Value::String(s) if s.contains('-') && s.len() == 36 => json!(s.to_uppercase()),
         Value::String(s) if s.starts_with("/subscriptions/") => json!(s.to_uppercase()),
         Value::Array(a) => Value::Array(a.iter().rev().map(scramble).collect()),
-        Value::Object(m) => Value::Object(m.iter().map(|(k, x)| (k.clone(), scramble(x))).collect()),
+        Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, x)| (k.clone(), scramble(x))).collect())
+        }
         other => other.clone(),
     }
 }

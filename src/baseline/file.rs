@@ -1,6 +1,6 @@
 //! The exported baseline file, and the plan an import of it makes against the current baseline.
 
-use super::{BaselineError, Result};
+use super::{BaselineError, EntryError, Result};
 use crate::domain::{EventTime, FactKind};
 use crate::sources::canonical::{canonical_key, canonicalise, CanonicalError};
 use crate::store::BaselineEntry;
@@ -83,13 +83,15 @@ pub(super) fn parse(file: &str, text: &str, by: &str, at: EventTime) -> Result<V
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(parsed.entries.len());
     for (index, e) in parsed.entries.into_iter().enumerate() {
-        let entry_err = |field: &str, problem: String| BaselineError::BadEntry {
-            file: file.to_string(),
-            index,
-            field: field.to_string(),
-            kind: e.kind.clone(),
-            key: e.key.clone(),
-            problem,
+        let entry_err = |field: &str, problem: String| {
+            BaselineError::BadEntry(Box::new(EntryError {
+                file: file.to_string(),
+                index,
+                field: field.to_string(),
+                kind: e.kind.clone(),
+                key: e.key.clone(),
+                problem,
+            }))
         };
         let canon_err = |err: CanonicalError| {
             let field = match err.field.as_str() {
@@ -107,7 +109,9 @@ pub(super) fn parse(file: &str, text: &str, by: &str, at: EventTime) -> Result<V
         if !seen.insert((kind, key.clone())) {
             return Err(entry_err(
                 "key",
-                format!("{kind} {key:?} appears twice (keys are compared canonically: ids lower-cased)"),
+                format!(
+                    "{kind} {key:?} appears twice (keys are compared canonically: ids lower-cased)"
+                ),
             ));
         }
         out.push(BaselineEntry {

@@ -118,22 +118,9 @@ pub enum BaselineError {
         /// What is wrong.
         problem: String,
     },
-    /// One entry of the file is invalid.
-    #[error("baseline file {file}: entries[{index}].{field} ({kind} {key:?}): {problem}")]
-    BadEntry {
-        /// The file.
-        file: String,
-        /// 0-based index in `entries`.
-        index: usize,
-        /// Path of the field in the entry (`kind`, `key`, `value.subjects[0].name`).
-        field: String,
-        /// The entry's kind as written.
-        kind: String,
-        /// The entry's key as written.
-        key: String,
-        /// What is wrong, naming the field.
-        problem: String,
-    },
+    /// One entry of the file is invalid (boxed: the error type stays small on the happy path).
+    #[error(transparent)]
+    BadEntry(Box<EntryError>),
     /// The import would drop most of the baseline, which is more often a mistake than a plan.
     #[error("baseline file {file}: importing it would remove {removes} of the {current} approved entries (more than half); preview with `--dry-run` and pass `--force` if that is intended")]
     WouldRemoveMost {
@@ -155,6 +142,24 @@ pub enum BaselineError {
     /// Rollback to the version in force.
     #[error("baseline version {0} is the current one: nothing to roll back")]
     AlreadyCurrent(i64),
+}
+
+/// An invalid entry of a baseline file, naming the entry, its kind and key, and the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("baseline file {file}: entries[{index}].{field} ({kind} {key:?}): {problem}")]
+pub struct EntryError {
+    /// The file.
+    pub file: String,
+    /// 0-based index in `entries`.
+    pub index: usize,
+    /// Path of the field in the entry (`kind`, `key`, `value.subjects[0].name`).
+    pub field: String,
+    /// The entry's kind as written.
+    pub kind: String,
+    /// The entry's key as written.
+    pub key: String,
+    /// What is wrong.
+    pub problem: String,
 }
 
 /// Result type of the service.

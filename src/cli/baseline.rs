@@ -161,8 +161,11 @@ pub(super) fn run(cfg: &Config, cmd: BaselineCmd) -> anyhow::Result<ExitCode> {
             ids,
         } => {
             let mut store = db.open_existing(cfg)?;
-            let out =
-                BaselineService::new(&mut store, cfg, &sinks).approve(&actor(&by), &ids, revision)?;
+            let out = BaselineService::new(&mut store, cfg, &sinks).approve(
+                &actor(&by),
+                &ids,
+                revision,
+            )?;
             for f in &out.already {
                 println!("already approved {} ({}): nothing to do", f.id, f.title);
             }

@@ -1,9 +1,9 @@
 //! `accessdrift findings`, `ack` and `notify`.
 
 use super::{actor, render, DbArg};
+use crate::baseline::BaselineService;
 use crate::config::Config;
 use crate::domain::EventTime;
-use crate::baseline::BaselineService;
 use crate::notify::{Notifier, StdoutSink};
 use std::process::ExitCode;
 

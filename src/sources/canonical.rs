@@ -70,7 +70,11 @@ pub fn canonical_key(kind: FactKind, key: &str, value: &Value) -> Result<String>
                     normalize_guid(principal).to_ascii_lowercase(),
                     role_guid(role)
                 ),
-                _ => return Err(err(format!("{key:?} is not `scope|principalId|roleDefinitionGuid`"))),
+                _ => {
+                    return Err(err(format!(
+                        "{key:?} is not `scope|principalId|roleDefinitionGuid`"
+                    )))
+                }
             };
             if normalised != want {
                 return Err(err(format!(
