@@ -80,19 +80,32 @@ pub(super) fn parse(file: &str, text: &str, by: &str, at: EventTime) -> Result<V
             parsed.format
         )));
     }
+    let entry_err = |index: usize, e: &ExportEntry, field: &str, problem: String| {
+        BaselineError::BadEntry(Box::new(EntryError {
+            file: file.to_string(),
+            index,
+            field: field.to_string(),
+            kind: e.kind.clone(),
+            key: e.key.clone(),
+            problem,
+        }))
+    };
+    // Kinds first, across the file: an unknown kind (a file from a newer accessdrift, or a
+    // typo) says more about the file than the value problems it would otherwise hide behind.
+    let mut kinds = Vec::with_capacity(parsed.entries.len());
+    for (index, e) in parsed.entries.iter().enumerate() {
+        let kind: FactKind = e
+            .kind
+            .parse()
+            .map_err(|err: crate::domain::UnknownFactKind| {
+                entry_err(index, e, "kind", err.to_string())
+            })?;
+        kinds.push(kind);
+    }
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(parsed.entries.len());
-    for (index, e) in parsed.entries.into_iter().enumerate() {
-        let entry_err = |field: &str, problem: String| {
-            BaselineError::BadEntry(Box::new(EntryError {
-                file: file.to_string(),
-                index,
-                field: field.to_string(),
-                kind: e.kind.clone(),
-                key: e.key.clone(),
-                problem,
-            }))
-        };
+    for (index, (e, kind)) in parsed.entries.iter().zip(kinds).enumerate() {
+        let entry_err = |field: &str, problem: String| entry_err(index, e, field, problem);
         let canon_err = |err: CanonicalError| {
             let field = match err.field.as_str() {
                 "key" | "value" => err.field.clone(),
@@ -100,10 +113,6 @@ pub(super) fn parse(file: &str, text: &str, by: &str, at: EventTime) -> Result<V
             };
             entry_err(&field, err.problem)
         };
-        let kind: FactKind = e
-            .kind
-            .parse()
-            .map_err(|err: crate::domain::UnknownFactKind| entry_err("kind", err.to_string()))?;
         let value = canonicalise(kind, &e.value).map_err(canon_err)?;
         let key = canonical_key(kind, &e.key, &value).map_err(canon_err)?;
         if !seen.insert((kind, key.clone())) {
