@@ -301,6 +301,15 @@ fn rollback_restores_a_version_and_reopens_what_it_unapproves() {
     assert_eq!(status_of(&db, id), "open");
     let show = text(&ok(&["baseline", "show", "--db", &db]));
     assert!(show.contains("rollback by oncall"), "{show}");
+    let versions = text(&ok(&["baseline", "show", "--db", &db, "--versions"]));
+    let lines: Vec<&str> = versions.lines().collect();
+    assert_eq!(lines.len(), 3, "{versions}");
+    assert!(lines[0].contains("capture  by lead"), "{versions}");
+    assert!(lines[1].contains("approve  by lead"), "{versions}");
+    assert!(
+        lines[2].contains("rollback by oncall: to version 1"),
+        "{versions}"
+    );
     let now: Value =
         serde_json::from_slice(&ok(&["baseline", "export", "--db", &db]).stdout).unwrap();
     let then: Value = serde_json::from_slice(&v1).unwrap();

@@ -111,6 +111,11 @@ impl<'a> BaselineService<'a> {
         })
     }
 
+    /// Every baseline version, oldest first (what `rollback` can restore).
+    pub fn versions(&mut self) -> Result<Vec<BaselineVersion>> {
+        Ok(self.store.read()?.baseline_versions()?)
+    }
+
     /// Approves everything observed now (present facts in, facts seen deleted out).
     pub fn capture(&mut self, by: &str, note: &str) -> Result<Applied> {
         let now = EventTime::now();

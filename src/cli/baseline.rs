@@ -32,6 +32,9 @@ pub enum BaselineCmd {
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// List the versions (who changed the baseline, when, how) instead of the entries.
+        #[arg(long, conflicts_with = "json")]
+        versions: bool,
     },
     /// Show how the observed state differs from the baseline, field by field, with the id of
     /// the finding for each difference. Exit 0: no drift; 1: drift; 2: error (like diff(1)).
@@ -82,8 +85,8 @@ pub enum BaselineCmd {
         /// The file.
         file: PathBuf,
     },
-    /// Restore the baseline as it was at VERSION (see `baseline show`), as a new version, and
-    /// re-evaluate.
+    /// Restore the baseline as it was at VERSION (see `baseline show --versions`), as a new
+    /// version, and re-evaluate.
     Rollback {
         #[command(flatten)]
         db: DbArg,
@@ -114,7 +117,34 @@ pub(super) fn run(cfg: &Config, cmd: BaselineCmd) -> anyhow::Result<ExitCode> {
             let a = BaselineService::new(&mut store, cfg, &sinks).capture(&actor(&by), &note)?;
             print_applied("captured", &a);
         }
-        BaselineCmd::Show { db, json } => {
+        BaselineCmd::Show {
+            db,
+            json: _,
+            versions: true,
+        } => {
+            let mut store = db.open_existing(cfg)?;
+            let versions = BaselineService::new(&mut store, cfg, &sinks).versions()?;
+            if versions.is_empty() {
+                println!(
+                    "no baseline yet: run `accessdrift baseline capture` or `baseline import FILE`"
+                );
+            }
+            for v in versions {
+                println!(
+                    "{:>4}  {}  {:<8} by {}{}",
+                    v.version,
+                    v.created_at,
+                    v.action,
+                    v.actor,
+                    if v.note.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", v.note)
+                    }
+                );
+            }
+        }
+        BaselineCmd::Show { db, json, .. } => {
             let mut store = db.open_existing(cfg)?;
             let snap = BaselineService::new(&mut store, cfg, &sinks).snapshot()?;
             if json {

@@ -109,6 +109,23 @@ impl Tx<'_> {
             .optional()?)
     }
 
+    /// Every baseline version, oldest first: what `rollback` can return to.
+    pub fn baseline_versions(&self) -> Result<Vec<BaselineVersion>> {
+        let mut stmt = self.0.prepare(
+            "SELECT version, created_at, actor, action, note FROM baseline_versions ORDER BY version",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(BaselineVersion {
+                version: r.get(0)?,
+                created_at: EventTime(r.get(1)?),
+                actor: r.get(2)?,
+                action: r.get(3)?,
+                note: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
     /// One baseline version, `None` when it never existed.
     pub fn baseline_version_info(&self, version: i64) -> Result<Option<BaselineVersion>> {
         Ok(self
