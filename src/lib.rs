@@ -5,6 +5,7 @@
 
 #![warn(missing_docs)]
 
+pub mod baseline;
 pub mod cli;
 pub mod config;
 pub mod domain;

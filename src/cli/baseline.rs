@@ -1,19 +1,15 @@
-//! `accessdrift baseline …`.
+//! `accessdrift baseline …`: parses arguments, calls the baseline service, prints outcomes.
 
 use super::{actor, DbArg};
+use crate::baseline::{Applied, BaselineService, Difference, ImportOptions, ImportPlan};
 use crate::config::Config;
-use crate::domain::{EventTime, FactKind};
-use crate::engine::{diff, FindingKind};
-use crate::pipeline::{evaluate_fact, reevaluate_all, Stats};
+use crate::domain::FactKind;
+use crate::pipeline::Stats;
 use crate::store::{BaselineEntry, Store};
-use anyhow::{bail, Context};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use anyhow::Context;
+use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-/// Format tag of exported baseline files.
-pub const EXPORT_FORMAT: &str = "accessdrift-baseline/v1";
 
 /// Baseline subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -36,19 +32,31 @@ pub enum BaselineCmd {
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// List the versions (who changed the baseline, when, how) instead of the entries.
+        #[arg(long, conflicts_with = "json")]
+        versions: bool,
     },
-    /// Show how the observed state differs from the baseline, field by field.
+    /// Show how the observed state differs from the baseline, field by field, with the id of
+    /// the finding for each difference. Exit 0: no drift; 1: drift; 2: error (like diff(1)).
     Diff {
         #[command(flatten)]
         db: DbArg,
+        /// A JSON object for scripts instead of text.
+        #[arg(long)]
+        json: bool,
     },
-    /// Approve drift findings: their observed state becomes the baseline.
+    /// Approve drift findings: exactly the value each finding shows becomes the baseline.
+    /// All ids or none: one bad id changes nothing.
     Approve {
         #[command(flatten)]
         db: DbArg,
         /// Who approves (default: $USER).
         #[arg(long)]
         by: Option<String>,
+        /// Refuse unless the finding is still at this revision (`revision` in
+        /// `findings --json`), so what is approved is what was reviewed. One ID only.
+        #[arg(long, value_name = "N")]
+        revision: Option<u64>,
         /// Finding ids (or unique prefixes of at least 4 characters).
         #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
@@ -61,38 +69,33 @@ pub enum BaselineCmd {
         file: Option<PathBuf>,
     },
     /// Replace the baseline with a file made by `export`, in one transaction, and re-evaluate.
+    /// Values are canonicalised and validated; entries are recorded as approved by the importer.
     Import {
         #[command(flatten)]
         db: DbArg,
         /// Who imports (default: $USER).
         #[arg(long)]
         by: Option<String>,
+        /// Print what would be added, replaced and removed, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Allow an import that removes more than half of the current baseline.
+        #[arg(long)]
+        force: bool,
         /// The file.
         file: PathBuf,
     },
-}
-
-/// The exported file.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ExportFile {
-    format: String,
-    entries: Vec<ExportEntry>,
-}
-
-/// One approved fact in the exported file.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ExportEntry {
-    kind: String,
-    key: String,
-    value: Value,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    approved_by: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    approved_at: Option<EventTime>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    from_finding: Option<String>,
+    /// Restore the baseline as it was at VERSION (see `baseline show --versions`), as a new
+    /// version, and re-evaluate.
+    Rollback {
+        #[command(flatten)]
+        db: DbArg,
+        /// Who rolls back (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+        /// The version to restore.
+        version: i64,
+    },
 }
 
 fn print_stats(what: &str, version: i64, changed: usize, s: &Stats) {
@@ -102,24 +105,53 @@ fn print_stats(what: &str, version: i64, changed: usize, s: &Stats) {
     );
 }
 
+fn print_applied(what: &str, a: &Applied) {
+    print_stats(what, a.version, a.changed, &a.stats);
+}
+
 pub(super) fn run(cfg: &Config, cmd: BaselineCmd) -> anyhow::Result<ExitCode> {
     let sinks = vec!["stdout".to_string()];
     match cmd {
         BaselineCmd::Capture { db, by, note } => {
             let mut store = db.open_existing(cfg)?;
-            let by = actor(&by);
-            let (v, n, s) = capture(&mut store, cfg, &by, &note, &sinks)?;
-            print_stats("captured", v, n, &s);
+            let a = BaselineService::new(&mut store, cfg, &sinks).capture(&actor(&by), &note)?;
+            print_applied("captured", &a);
         }
-        BaselineCmd::Show { db, json } => {
+        BaselineCmd::Show {
+            db,
+            json: _,
+            versions: true,
+        } => {
             let mut store = db.open_existing(cfg)?;
-            let tx = store.read()?;
-            let entries = tx.baseline()?;
-            let version = tx.baseline_version()?;
+            let versions = BaselineService::new(&mut store, cfg, &sinks).versions()?;
+            if versions.is_empty() {
+                println!(
+                    "no baseline yet: run `accessdrift baseline capture` or `baseline import FILE`"
+                );
+            }
+            for v in versions {
+                println!(
+                    "{:>4}  {}  {:<8} by {}{}",
+                    v.version,
+                    v.created_at,
+                    v.action,
+                    v.actor,
+                    if v.note.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", v.note)
+                    }
+                );
+            }
+        }
+        BaselineCmd::Show { db, json, .. } => {
+            let mut store = db.open_existing(cfg)?;
+            let snap = BaselineService::new(&mut store, cfg, &sinks).snapshot()?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&export_file(&entries))?);
+                let file = crate::baseline::ExportFile::from_entries(&snap.entries);
+                println!("{}", serde_json::to_string_pretty(&file)?);
             } else {
-                match version {
+                match snap.version {
                     None => println!("no baseline yet: run `accessdrift baseline capture` or `baseline import FILE`"),
                     Some(v) => println!(
                         "baseline version {} ({} by {} at {}{}), {} entries",
@@ -128,10 +160,10 @@ pub(super) fn run(cfg: &Config, cmd: BaselineCmd) -> anyhow::Result<ExitCode> {
                         v.actor,
                         v.created_at,
                         if v.note.is_empty() { String::new() } else { format!(": {}", v.note) },
-                        entries.len()
+                        snap.entries.len()
                     ),
                 }
-                for e in &entries {
+                for e in &snap.entries {
                     println!(
                         "{:<22} {}  [{} by {}]",
                         e.kind.as_str(),
@@ -142,120 +174,87 @@ pub(super) fn run(cfg: &Config, cmd: BaselineCmd) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        BaselineCmd::Diff { db } => {
-            let mut store = db.open_existing(cfg)?;
-            let tx = store.read()?;
-            let mut n = 0;
-            let facts = tx.facts()?;
-            for f in &facts {
-                let base = tx.baseline_value(f.kind, &f.key)?;
-                let line = match (&f.value, &base) {
-                    (Some(_), None) => format!(
-                        "+ unapproved {} {}",
-                        f.kind,
-                        describe(
-                            cfg,
-                            f.kind,
-                            &f.key,
-                            f.value.as_ref().unwrap_or(&Value::Null)
-                        )
-                    ),
-                    (None, Some(b)) => format!(
-                        "- missing    {} {}",
-                        f.kind,
-                        describe(cfg, f.kind, &f.key, b)
-                    ),
-                    (Some(o), Some(b)) if o != b => {
-                        let d: Vec<String> = diff::diff(b, o)
-                            .iter()
-                            .map(|d| format!("\n      {d}"))
-                            .collect();
-                        format!("~ changed    {} {}{}", f.kind, f.key, d.concat())
-                    }
-                    _ => continue,
-                };
-                n += 1;
-                println!("{line}");
-            }
-            println!("{n} differences between observed state and the baseline");
+        BaselineCmd::Diff { db, json } => {
+            // diff(1) convention: 1 means "differences", so trouble must not look like drift.
+            return Ok(match diff(cfg, &db, json, &sinks) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("accessdrift: error: {e:#}");
+                    ExitCode::from(2)
+                }
+            });
         }
-        BaselineCmd::Approve { db, by, ids } => {
+        BaselineCmd::Approve {
+            db,
+            by,
+            revision,
+            ids,
+        } => {
             let mut store = db.open_existing(cfg)?;
-            let by = actor(&by);
-            let now = EventTime::now();
-            let tx = store.tx()?;
-            let version = tx.new_baseline_version(&by, "approve", &ids.join(" "), now)?;
-            let mut stats = Stats::default();
-            for id in &ids {
-                let f = tx.find_finding(id)?;
-                if f.kind != FindingKind::Drift {
-                    bail!("finding {} is a {} finding: approve changes the baseline, which only drift findings are about; acknowledge it with `accessdrift ack {}`", f.id, f.kind.as_str(), f.id);
-                }
-                match tx.fact(f.fact_kind, &f.fact_key)?.and_then(|r| r.value) {
-                    Some(value) => {
-                        tx.approve(
-                            version,
-                            &BaselineEntry {
-                                kind: f.fact_kind,
-                                key: f.fact_key.clone(),
-                                value,
-                                version,
-                                approved_by: by.clone(),
-                                approved_at: now,
-                                from_finding: Some(f.id.clone()),
-                            },
-                        )?;
-                    }
-                    None => {
-                        tx.unapprove(version, f.fact_kind, &f.fact_key)?;
-                    }
-                }
-                evaluate_fact(
-                    &tx,
-                    cfg,
-                    f.fact_kind,
-                    &f.fact_key,
-                    Some((&by, now)),
-                    &sinks,
-                    &mut stats,
-                )?;
+            let out = BaselineService::new(&mut store, cfg, &sinks).approve(
+                &actor(&by),
+                &ids,
+                revision,
+            )?;
+            for f in &out.already {
+                println!("already approved {} ({}): nothing to do", f.id, f.title);
+            }
+            for f in &out.approved {
                 println!("approved {} ({})", f.id, f.title);
             }
-            tx.commit()?;
-            print_stats("approve", version, ids.len(), &stats);
+            if let Some(a) = &out.applied {
+                print_applied("approve", a);
+            }
         }
         BaselineCmd::Export { db, file } => {
             let mut store = db.open_existing(cfg)?;
-            let entries = store.read()?.baseline()?;
-            let text = serde_json::to_string_pretty(&export_file(&entries))? + "\n";
+            let export = BaselineService::new(&mut store, cfg, &sinks).export()?;
+            let text = serde_json::to_string_pretty(&export)? + "\n";
             match file {
                 Some(p) => {
                     std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
                     eprintln!(
                         "exported {} baseline entries to {}",
-                        entries.len(),
+                        export.entries.len(),
                         p.display()
                     );
                 }
                 None => print!("{text}"),
             }
         }
-        BaselineCmd::Import { db, by, file } => {
+        BaselineCmd::Import {
+            db,
+            by,
+            dry_run,
+            force,
+            file,
+        } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading baseline file {}", file.display()))?;
-            let entries =
-                parse_export(&text).with_context(|| format!("baseline file {}", file.display()))?;
-            let mut store = db.open(cfg)?;
-            let by = actor(&by);
-            let (v, n, s) = import(
-                &mut store,
-                cfg,
-                &by,
-                &file.display().to_string(),
-                entries,
-                &sinks,
+            let mut store = if dry_run {
+                db.open_existing(cfg)?
+            } else {
+                db.open(cfg)?
+            };
+            let name = file.display().to_string();
+            let out = BaselineService::new(&mut store, cfg, &sinks).import(
+                &actor(&by),
+                &name,
+                &text,
+                ImportOptions { dry_run, force },
             )?;
-            print_stats("imported", v, n, &s);
+            match &out.applied {
+                None => {
+                    print_plan(cfg, &out.plan);
+                    println!("dry run: nothing changed");
+                }
+                Some(a) => print_applied("imported", a),
+            }
+        }
+        BaselineCmd::Rollback { db, by, version } => {
+            let mut store = db.open_existing(cfg)?;
+            let a = BaselineService::new(&mut store, cfg, &sinks).rollback(&actor(&by), version)?;
+            print_applied(&format!("rolled back to version {version}"), &a);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -269,115 +268,81 @@ pub fn capture(
     note: &str,
     sinks: &[String],
 ) -> anyhow::Result<(i64, usize, Stats)> {
-    let now = EventTime::now();
-    let tx = store.tx()?;
-    let version = tx.new_baseline_version(by, "capture", note, now)?;
-    let mut changed = 0;
-    for f in tx.facts()? {
-        let did = match f.value {
-            Some(value) => tx.approve(
-                version,
-                &BaselineEntry {
-                    kind: f.kind,
-                    key: f.key,
-                    value,
-                    version,
-                    approved_by: by.to_string(),
-                    approved_at: now,
-                    from_finding: None,
-                },
-            )?,
-            None => tx.unapprove(version, f.kind, &f.key)?,
-        };
-        changed += usize::from(did);
-    }
-    let stats = reevaluate_all(&tx, cfg, by, now, sinks)?;
-    tx.commit()?;
-    Ok((version, changed, stats))
+    let a = BaselineService::new(store, cfg, sinks).capture(by, note)?;
+    Ok((a.version, a.changed, a.stats))
 }
 
-fn import(
-    store: &mut Store,
-    cfg: &Config,
-    by: &str,
-    source: &str,
-    entries: Vec<BaselineEntry>,
-    sinks: &[String],
-) -> anyhow::Result<(i64, usize, Stats)> {
-    let now = EventTime::now();
-    let tx = store.tx()?;
-    let version = tx.new_baseline_version(by, "import", source, now)?;
-    let mut changed = 0;
-    let keep: std::collections::HashSet<(FactKind, String)> =
-        entries.iter().map(|e| (e.kind, e.key.clone())).collect();
-    for old in tx.baseline()? {
-        if !keep.contains(&(old.kind, old.key.clone())) {
-            changed += usize::from(tx.unapprove(version, old.kind, &old.key)?);
+fn diff(cfg: &Config, db: &DbArg, json: bool, sinks: &[String]) -> anyhow::Result<ExitCode> {
+    let mut store = db.open_existing(cfg)?;
+    let diffs = BaselineService::new(&mut store, cfg, sinks).diff()?;
+    if json {
+        let out = json!({ "count": diffs.len(), "differences": diffs });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for d in &diffs {
+            println!("{}", diff_line(cfg, d));
         }
-    }
-    for mut e in entries {
-        e.version = version;
-        changed += usize::from(tx.approve(version, &e)?);
-    }
-    let stats = reevaluate_all(&tx, cfg, by, now, sinks)?;
-    tx.commit()?;
-    Ok((version, changed, stats))
-}
-
-fn export_file(entries: &[BaselineEntry]) -> ExportFile {
-    ExportFile {
-        format: EXPORT_FORMAT.to_string(),
-        entries: entries
-            .iter()
-            .map(|e| ExportEntry {
-                kind: e.kind.as_str().to_string(),
-                key: e.key.clone(),
-                value: e.value.clone(),
-                approved_by: Some(e.approved_by.clone()),
-                approved_at: Some(e.approved_at),
-                from_finding: e.from_finding.clone(),
-            })
-            .collect(),
-    }
-}
-
-/// Parses and validates an exported file; errors name the entry and field.
-fn parse_export(text: &str) -> anyhow::Result<Vec<BaselineEntry>> {
-    let file: ExportFile = serde_json::from_str(text)
-        .context("not a baseline export (expected {\"format\": …, \"entries\": […]})")?;
-    if file.format != EXPORT_FORMAT {
-        bail!(
-            "field `format` is {:?}; this accessdrift reads {EXPORT_FORMAT:?}",
-            file.format
+        println!(
+            "{} differences between observed state and the baseline",
+            diffs.len()
         );
     }
-    let mut seen = std::collections::HashSet::new();
-    let mut out = Vec::with_capacity(file.entries.len());
-    for (i, e) in file.entries.into_iter().enumerate() {
-        let kind: FactKind = e
-            .kind
-            .parse()
-            .with_context(|| format!("entries[{i}].kind"))?;
-        if e.key.trim().is_empty() {
-            bail!("entries[{i}].key is empty");
+    Ok(if diffs.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn diff_line(cfg: &Config, d: &Difference) -> String {
+    let status = d.finding_status.map_or("no finding yet", |s| s.as_str());
+    let head = |sign: &str, v: Option<&Value>| {
+        format!(
+            "{sign} {:<10} {} {}  [finding {}, {status}]",
+            d.change.as_str(),
+            d.kind,
+            describe(cfg, d.kind, &d.key, v.unwrap_or(&Value::Null)),
+            d.finding_id
+        )
+    };
+    match d.change {
+        crate::engine::DriftChange::Unapproved => head("+", d.actual.as_ref()),
+        crate::engine::DriftChange::Missing => head("-", d.expected.as_ref()),
+        crate::engine::DriftChange::Changed => {
+            let fields: String = d.diff.iter().map(|x| format!("\n      {x}")).collect();
+            format!("{}{fields}", head("~", d.actual.as_ref()))
         }
-        if !e.value.is_object() {
-            bail!("entries[{i}].value must be an object (the fact's canonical value)");
-        }
-        if !seen.insert((kind, e.key.clone())) {
-            bail!("entries[{i}]: {kind} {:?} appears twice", e.key);
-        }
-        out.push(BaselineEntry {
-            kind,
-            key: e.key,
-            value: e.value,
-            version: 0,
-            approved_by: e.approved_by.unwrap_or_else(|| "import".to_string()),
-            approved_at: e.approved_at.unwrap_or_else(EventTime::now),
-            from_finding: e.from_finding,
-        });
     }
-    Ok(out)
+}
+
+fn print_plan(cfg: &Config, p: &ImportPlan) {
+    let line = |sign: &str, e: &BaselineEntry| {
+        println!(
+            "{sign} {:<22} {}",
+            e.kind.as_str(),
+            describe(cfg, e.kind, &e.key, &e.value)
+        )
+    };
+    for e in &p.adds {
+        line("+ add    ", e);
+    }
+    for r in &p.replaces {
+        line("~ replace", &r.new);
+        for d in crate::engine::diff::diff(&r.old.value, &r.new.value) {
+            println!("      {d}");
+        }
+    }
+    for e in &p.removes {
+        line("- remove ", e);
+    }
+    println!(
+        "import would add {}, replace {}, remove {} of {} entries ({} unchanged)",
+        p.adds.len(),
+        p.replaces.len(),
+        p.removes.len(),
+        p.current,
+        p.unchanged
+    );
 }
 
 /// A short human description of a fact (role names instead of GUIDs).

@@ -1,11 +1,10 @@
 //! `accessdrift findings`, `ack` and `notify`.
 
 use super::{actor, render, DbArg};
+use crate::baseline::BaselineService;
 use crate::config::Config;
 use crate::domain::EventTime;
-use crate::engine::Status;
 use crate::notify::{Notifier, StdoutSink};
-use anyhow::bail;
 use std::process::ExitCode;
 
 /// Which findings to list.
@@ -65,32 +64,21 @@ pub struct AckArgs {
     /// Who acknowledges (default: $USER).
     #[arg(long)]
     by: Option<String>,
-    /// Finding ids (or unique prefixes of at least 4 characters).
+    /// Finding ids (or unique prefixes of at least 4 characters); all or none are acknowledged.
     #[arg(required = true, value_name = "ID")]
     ids: Vec<String>,
 }
 
 pub(super) fn ack(cfg: &Config, a: AckArgs) -> anyhow::Result<ExitCode> {
     let mut store = a.db.open_existing(cfg)?;
-    let by = actor(&a.by);
-    let now = EventTime::now();
-    let tx = store.tx()?;
-    for id in &a.ids {
-        let mut f = tx.find_finding(id)?;
-        if f.status != Status::Open {
-            bail!(
-                "finding {} is {}, not open: nothing to acknowledge",
-                f.id,
-                f.status.as_str()
-            );
-        }
-        f.status = Status::Acknowledged;
-        f.resolution = Some(format!("acknowledged by {by}"));
-        f.resolved_at = Some(now);
-        tx.put_finding(&f)?;
+    let sinks = vec!["stdout".to_string()];
+    let out = BaselineService::new(&mut store, cfg, &sinks).ack(&actor(&a.by), &a.ids)?;
+    for f in &out.already {
+        println!("already acknowledged {} ({}): nothing to do", f.id, f.title);
+    }
+    for f in &out.acknowledged {
         println!("acknowledged {} ({})", f.id, f.title);
     }
-    tx.commit()?;
     Ok(ExitCode::SUCCESS)
 }
 

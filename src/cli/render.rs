@@ -93,6 +93,7 @@ pub fn finding_json(f: &Finding) -> Value {
         "rule": f.rule,
         "severity": f.severity.as_str(),
         "status": f.status.as_str(),
+        "revision": f.revision,
         "title": f.title,
         "fact_kind": f.fact_kind.as_str(),
         "fact_key": f.fact_key,

@@ -91,6 +91,7 @@ pub fn evaluate(
             occurrences: 0,
             transitions: 0,
             approved_by: None,
+            revision: 0,
         },
     };
     if !f.add_evidence(Evidence::from(prov)) {

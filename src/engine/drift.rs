@@ -144,6 +144,7 @@ pub fn evaluate(input: &DriftInput<'_>, catalog: &dyn Catalog) -> Option<Transit
             occurrences: 0,
             transitions: 0,
             approved_by: None,
+            revision: 0,
         },
     };
     let before = f.clone();

@@ -194,6 +194,9 @@ pub struct Finding {
     /// Who approved it, when a baseline change resolved it as approved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_by: Option<String>,
+    /// Bumped by the store whenever expected, actual or status change: `approve --revision` pins it.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 impl Finding {

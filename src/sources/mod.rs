@@ -1,6 +1,7 @@
 //! Sources turn raw input into observations at their edge; nothing past here sees raw formats.
 
 pub mod activity_log;
+pub mod canonical;
 pub mod frame;
 pub mod kubernetes;
 pub mod replay;

@@ -33,7 +33,7 @@ pub struct BaselineVersion {
     pub created_at: EventTime,
     /// Who.
     pub actor: String,
-    /// `capture`, `approve`, `import`.
+    /// `capture`, `approve`, `import`, `rollback`.
     pub action: String,
     /// Free text.
     pub note: String,
@@ -107,6 +107,88 @@ impl Tx<'_> {
                 },
             )
             .optional()?)
+    }
+
+    /// Every baseline version, oldest first: what `rollback` can return to.
+    pub fn baseline_versions(&self) -> Result<Vec<BaselineVersion>> {
+        let mut stmt = self.0.prepare(
+            "SELECT version, created_at, actor, action, note FROM baseline_versions ORDER BY version",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(BaselineVersion {
+                version: r.get(0)?,
+                created_at: EventTime(r.get(1)?),
+                actor: r.get(2)?,
+                action: r.get(3)?,
+                note: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// One baseline version, `None` when it never existed.
+    pub fn baseline_version_info(&self, version: i64) -> Result<Option<BaselineVersion>> {
+        Ok(self
+            .0
+            .query_row(
+                "SELECT version, created_at, actor, action, note FROM baseline_versions WHERE version = ?1",
+                [version],
+                |r| {
+                    Ok(BaselineVersion {
+                        version: r.get(0)?,
+                        created_at: EventTime(r.get(1)?),
+                        actor: r.get(2)?,
+                        action: r.get(3)?,
+                        note: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// The approved values as they were right after `version` was written, by kind and key,
+    /// rebuilt from the history: per fact, the last add/replace/remove at or before it.
+    pub fn baseline_at(&self, version: i64) -> Result<Vec<(FactKind, String, Value)>> {
+        let mut stmt = self.0.prepare(
+            "SELECT kind, key, op, value FROM baseline_history WHERE version <= ?1 ORDER BY version, rowid",
+        )?;
+        let rows = stmt.query_map([version], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<String>>(3)?,
+            ))
+        })?;
+        let mut state: std::collections::BTreeMap<(FactKind, String), Value> =
+            std::collections::BTreeMap::new();
+        for r in rows {
+            let (kind, key, op, value) = r?;
+            let kind: FactKind = kind.parse().map_err(|e: crate::domain::UnknownFactKind| {
+                super::StoreError::Corrupt {
+                    table: "baseline_history",
+                    key: key.clone(),
+                    problem: e.to_string(),
+                }
+            })?;
+            match (op.as_str(), value) {
+                ("remove", _) => {
+                    state.remove(&(kind, key));
+                }
+                (_, Some(v)) => {
+                    let v = json_col("baseline_history", &key, &v)?;
+                    state.insert((kind, key), v);
+                }
+                (op, None) => {
+                    return Err(super::StoreError::Corrupt {
+                        table: "baseline_history",
+                        key,
+                        problem: format!("`{op}` row without a value"),
+                    })
+                }
+            }
+        }
+        Ok(state.into_iter().map(|((k, key), v)| (k, key, v)).collect())
     }
 
     /// Opens a new baseline version; changes made with it are recorded in the history.

@@ -3,6 +3,18 @@
 use super::{json_col, to_json, Result, StoreError, Tx};
 use crate::engine::{Finding, Status};
 use rusqlite::{params, OptionalExtension};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The part of a stored finding that decides its revision; the rest of the JSON is skipped.
+#[derive(Deserialize)]
+struct RevisionView {
+    #[serde(default)]
+    revision: u64,
+    status: Status,
+    expected: Option<Value>,
+    actual: Option<Value>,
+}
 
 impl Tx<'_> {
     /// One finding by id.
@@ -40,8 +52,32 @@ impl Tx<'_> {
         Ok(out)
     }
 
-    /// Inserts or replaces a finding.
-    pub fn put_finding(&self, f: &Finding) -> Result<()> {
+    /// Inserts or replaces a finding and returns its revision: the stored one, plus one when
+    /// expected, actual or status differ from what was stored (1 for a new finding). The
+    /// revision in `f` is ignored, so no caller (the engine included) has to maintain it.
+    pub fn put_finding(&self, f: &Finding) -> Result<u64> {
+        let stored: Option<RevisionView> = self
+            .0
+            .prepare_cached("SELECT data FROM findings WHERE id = ?1")?
+            .query_row([&f.id], |r| r.get::<_, String>(0))
+            .optional()?
+            .map(|d| json_col("findings", &f.id, &d))
+            .transpose()?;
+        let revision = match stored {
+            None => 1,
+            Some(s) if s.status == f.status && s.expected == f.expected && s.actual == f.actual => {
+                s.revision
+            }
+            Some(s) => s.revision + 1,
+        };
+        let data = if revision == f.revision {
+            to_json(f)
+        } else {
+            to_json(&Finding {
+                revision,
+                ..f.clone()
+            })
+        };
         self.0
             .prepare_cached(
                 "INSERT INTO findings (id, kind, rule, severity, status, fact_kind, fact_key, first_seen, last_seen, data)
@@ -60,39 +96,28 @@ impl Tx<'_> {
                 f.fact_key,
                 f.first_seen.0,
                 f.last_seen.0,
-                to_json(f)
+                data
             ])?;
-        Ok(())
+        Ok(revision)
     }
 
-    /// Resolves an id or a unique id prefix (at least 4 characters) to a finding.
-    pub fn find_finding(&self, id_or_prefix: &str) -> Result<Finding> {
-        let p = id_or_prefix.trim().to_ascii_lowercase();
-        if let Some(f) = self.finding(&p)? {
-            return Ok(f);
+    /// Findings whose id starts with `prefix`, by id, at most `limit`. The prefix is compared
+    /// literally (`substr`), so `%` and `_` match only themselves, never "anything".
+    pub fn findings_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<Finding>> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT id, data FROM findings WHERE substr(id, 1, ?1) = ?2 ORDER BY id LIMIT ?3",
+        )?;
+        let len = prefix.chars().count() as i64;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![len, prefix, limit], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (id, data) = r?;
+            out.push(json_col("findings", &id, &data)?);
         }
-        if p.len() < 4 {
-            return Err(StoreError::NotFound(format!(
-                "no finding with id {p:?}; give the full 12-character id from `accessdrift findings`"
-            )));
-        }
-        let mut stmt = self
-            .0
-            .prepare("SELECT id FROM findings WHERE id LIKE ?1 || '%' LIMIT 2")?;
-        let ids: Vec<String> = stmt
-            .query_map([&p], |r| r.get(0))?
-            .collect::<std::result::Result<_, _>>()?;
-        match ids.as_slice() {
-            [one] => self
-                .finding(one)?
-                .ok_or_else(|| StoreError::NotFound(format!("finding {one} vanished"))),
-            [] => Err(StoreError::NotFound(format!(
-                "no finding with id {p:?}; list them with `accessdrift findings --status all`"
-            ))),
-            _ => Err(StoreError::NotFound(format!(
-                "id prefix {p:?} matches several findings; give more characters"
-            ))),
-        }
+        Ok(out)
     }
 
     /// Number of findings per status.

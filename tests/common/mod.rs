@@ -147,3 +147,45 @@ impl Env {
 pub fn dump(db: &Path) -> String {
     Store::open(db).unwrap().read().unwrap().dump().unwrap()
 }
+
+// --- Baseline builders (tests/baseline.rs, tests/baseline_cli.rs) ---
+
+/// A ClusterRoleBinding with several subjects, in the order given.
+pub fn crb_subjects(name: &str, role: &str, subjects: &[(&str, &str)], rv: &str) -> Value {
+    let mut o = crb(name, role, ("User", "x"), rv, "2026-11-01T00:00:00Z");
+    o["subjects"] = Value::Array(
+        subjects
+            .iter()
+            .map(|(k, n)| json!({"kind": k, "name": n, "apiGroup": "rbac.authorization.k8s.io"}))
+            .collect(),
+    );
+    o
+}
+
+/// Day 1: an Owner grant to `p1` and a ClusterRoleBinding with two subjects (one an Entra
+/// group GUID). Returns the files to replay.
+pub fn baseline_day1(env: &Env) -> Vec<PathBuf> {
+    let [a, b, c] = owner_grant("d1", "ra1", P1, 1);
+    let az = env.write("day1-activity.json", &[envelope(&[&a, &b, &c])]);
+    let k8s = env.write(
+        "day1-k8s.ndjson",
+        &[watch(
+            "ADDED",
+            &crb_subjects("ops", "view", &[("User", "zed"), ("Group", GROUP)], "10"),
+        )],
+    );
+    vec![az, k8s]
+}
+
+/// Day 2: an unapproved Owner grant to `p2`.
+pub fn baseline_day2(env: &Env) -> PathBuf {
+    let [a, b, c] = owner_grant("d2", "ra2", P2, 2);
+    env.write("day2-activity.json", &[envelope(&[&a, &b, &c])])
+}
+
+/// Principal of the day-1 grant.
+pub const P1: &str = "11111111-aaaa-4aaa-8aaa-111111111111";
+/// Principal of the day-2 grant.
+pub const P2: &str = "22222222-bbbb-4bbb-8bbb-222222222222";
+/// An Entra group object id.
+pub const GROUP: &str = "c0ffee00-1111-2222-3333-444455556666";
