@@ -1,6 +1,6 @@
 //! `accessdrift baseline …`.
 
-use super::{actor, DbArg};
+use super::{actor, CreateDbArg, DbArg};
 use crate::config::Config;
 use crate::domain::{EventTime, FactKind};
 use crate::engine::{diff, FindingKind};
@@ -63,7 +63,7 @@ pub enum BaselineCmd {
     /// Replace the baseline with a file made by `export`, in one transaction, and re-evaluate.
     Import {
         #[command(flatten)]
-        db: DbArg,
+        db: CreateDbArg,
         /// Who imports (default: $USER).
         #[arg(long)]
         by: Option<String>,
@@ -112,7 +112,7 @@ pub(super) fn run(cfg: &Config, cmd: BaselineCmd) -> anyhow::Result<ExitCode> {
             print_stats("captured", v, n, &s);
         }
         BaselineCmd::Show { db, json } => {
-            let mut store = db.open_existing(cfg)?;
+            let mut store = db.open_read_only(cfg)?;
             let tx = store.read()?;
             let entries = tx.baseline()?;
             let version = tx.baseline_version()?;
@@ -143,7 +143,7 @@ pub(super) fn run(cfg: &Config, cmd: BaselineCmd) -> anyhow::Result<ExitCode> {
             }
         }
         BaselineCmd::Diff { db } => {
-            let mut store = db.open_existing(cfg)?;
+            let mut store = db.open_read_only(cfg)?;
             let tx = store.read()?;
             let mut n = 0;
             let facts = tx.facts()?;
@@ -225,7 +225,7 @@ pub(super) fn run(cfg: &Config, cmd: BaselineCmd) -> anyhow::Result<ExitCode> {
             print_stats("approve", version, ids.len(), &stats);
         }
         BaselineCmd::Export { db, file } => {
-            let mut store = db.open_existing(cfg)?;
+            let mut store = db.open_read_only(cfg)?;
             let entries = store.read()?.baseline()?;
             let text = serde_json::to_string_pretty(&export_file(&entries))? + "\n";
             match file {

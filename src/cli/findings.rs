@@ -31,28 +31,28 @@ pub struct FindingsArgs {
 }
 
 pub(super) fn list(cfg: &Config, a: FindingsArgs) -> anyhow::Result<ExitCode> {
-    let mut store = a.db.open_existing(cfg)?;
+    let mut store = a.db.open_read_only(cfg)?;
     let tx = store.read()?;
     let findings = tx.findings(a.status == StatusFilter::Open)?;
     if a.json {
         let arr: Vec<_> = findings.iter().map(render::finding_json).collect();
-        println!("{}", serde_json::to_string_pretty(&arr)?);
+        outln!("{}", serde_json::to_string_pretty(&arr)?)?;
     } else {
-        print!("{}", render::findings_table(&findings));
+        out!("{}", render::findings_table(&findings))?;
         let counts: Vec<String> = tx
             .finding_counts()?
             .iter()
             .map(|(s, n)| format!("{n} {}", s.as_str()))
             .collect();
         let (pending, dead) = tx.outbox_counts()?;
-        println!(
+        outln!(
             "findings: {}; outbox: {pending} alerts waiting, {dead} dead-lettered",
             if counts.is_empty() {
                 "none".to_string()
             } else {
                 counts.join(", ")
             }
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,8 +1,11 @@
 //! Configuration: one TOML file, every field documented, defaults in one place.
 
 pub mod roles;
+mod secret;
 
-use serde::Deserialize;
+pub use secret::{Secret, SecretError};
+
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,12 +14,12 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {error}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in the message, not a `source()`: chains print it once).
+        error: std::io::Error,
     },
     /// The file is not valid for the schema; the message names the key and line/column.
     #[error("invalid config file {path}: {message}")]
@@ -36,10 +39,16 @@ pub enum ConfigError {
         /// What is wrong and how to fix it.
         problem: String,
     },
+    /// The effective configuration could not be written as TOML.
+    #[error("cannot render the configuration as TOML: {message}")]
+    Render {
+        /// The serializer's message.
+        message: String,
+    },
 }
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Where state lives.
@@ -57,7 +66,7 @@ pub struct Config {
 }
 
 /// `[store]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// SQLite database file; `--db` on the command line wins.
@@ -65,7 +74,7 @@ pub struct StoreConfig {
 }
 
 /// `[pipeline]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
     /// Input records per transaction (relevant or not). Larger is faster; smaller redoes
@@ -79,7 +88,7 @@ pub struct PipelineConfig {
 }
 
 /// `[[clusters]]`: one watched AKS cluster.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     /// Short name used to label Kubernetes facts (`--cluster`).
@@ -89,7 +98,7 @@ pub struct ClusterConfig {
 }
 
 /// `[severity]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SeverityConfig {
     /// Severity of drift on platform-managed Kubernetes objects (AKS upgrades change them).
@@ -97,7 +106,7 @@ pub struct SeverityConfig {
 }
 
 /// `[notify]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotifyConfig {
     /// Delivery attempts before an alert is dead-lettered.
@@ -154,9 +163,9 @@ impl Default for NotifyConfig {
 impl Config {
     /// Loads and validates a TOML file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Config::parse(&text, path)
     }
@@ -169,6 +178,15 @@ impl Config {
         })?;
         cfg.validate(path)?;
         Ok(cfg)
+    }
+
+    /// The configuration as TOML that [`Config::parse`] reads back to an equal value:
+    /// durations in humantime form (`1h 30m`), secrets as their `{ env = … }` / `{ file = … }`
+    /// references, never their values.
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string(self).map_err(|e| ConfigError::Render {
+            message: e.to_string(),
+        })
     }
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
