@@ -8,7 +8,7 @@ pub use alert::Alert;
 pub use stdout::StdoutSink;
 
 use crate::config::NotifyConfig;
-use crate::store::{Store, StoreError};
+use crate::store::{OutboxState, Store, StoreError};
 use std::collections::BTreeMap;
 
 /// A sink could not take an alert.
@@ -68,7 +68,7 @@ impl Notifier {
         let span = tracing::info_span!("notify");
         let _g = span.enter();
         let mut report = DrainReport::default();
-        let rows = store.read()?.outbox(false, Some(now_unix), 10_000)?;
+        let rows = store.read()?.outbox(OutboxState::Pending, Some(now_unix), 10_000)?;
         for row in rows {
             let Some(sink) = self.sinks.iter_mut().find(|s| s.name() == row.sink) else {
                 *report.no_sink.entry(row.sink.clone()).or_default() += 1;
@@ -88,7 +88,12 @@ impl Notifier {
                     let dead = matches!(e, SinkError::Permanent(_))
                         || attempts >= self.policy.max_attempts;
                     let next = now_unix + self.backoff_secs(attempts);
-                    tx.delivery_failed(row.seq, &e.to_string(), next, dead)?;
+                    let state = if dead {
+                        OutboxState::Dead
+                    } else {
+                        OutboxState::Pending
+                    };
+                    tx.delivery_failed(row.seq, &e.to_string(), next, state)?;
                     if dead {
                         report.dead_lettered += 1;
                         tracing::error!(sink = %row.sink, key = %row.idempotency_key, attempts, error = %e, "alert dead-lettered");

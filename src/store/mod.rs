@@ -12,7 +12,7 @@ mod schema;
 pub use baseline::{BaselineEntry, BaselineVersion};
 pub use checkpoint::Checkpoint;
 pub use facts::{FactApply, FactRow};
-pub use outbox::OutboxRow;
+pub use outbox::{OutboxRow, OutboxState};
 pub use pending::PendingRow;
 
 use rusqlite::{Connection, OpenFlags};
