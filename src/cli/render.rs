@@ -128,7 +128,7 @@ fn clip(s: &str, n: usize) -> String {
 }
 
 /// Longest value shown inside a table title; longer ones end in `…` (`--json` has them whole).
-const TITLE_VALUE_MAX: usize = 72;
+const TITLE_VALUE_MAX: usize = 80;
 
 /// What the WHO column says when no one is known.
 fn who(f: &Finding) -> &str {
@@ -246,7 +246,7 @@ mod tests {
                 format!("Changed ClusterRole c/v: rules[+]: ∅ → {long_rule}"),
                 format!(
                     "Changed ClusterRole c/v: rules[+]: ∅ → {}…",
-                    &format!("api_groups=discovery.k8s.io resources={}", "x".repeat(100))[..71]
+                    &format!("api_groups=discovery.k8s.io resources={}", "x".repeat(100))[..79]
                 ),
             ),
             (
