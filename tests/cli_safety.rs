@@ -81,6 +81,49 @@ fn a_closed_stdout_ends_every_printing_command_quietly_with_141() {
     }
 }
 
+#[test]
+fn notify_into_a_closed_stdout_keeps_alerts_queued_and_uncounted() {
+    let env = Env::new();
+    let db = demo_db(env.dir.path());
+    let db = db.to_str().unwrap();
+    // The demo drained its alerts; a new Owner grant queues one more.
+    let [a, b, c] = owner_grant("late", "ra-late", "p-late", 4);
+    let input = env.write("late.json", &[envelope(&[&a, &b, &c])]);
+    assert!(ad(&["replay", "--db", db, input.to_str().unwrap()])
+        .status
+        .success());
+    let footer = |db: &str| {
+        let o = ad(&["findings", "--db", db]);
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        footer(db).contains("outbox: 1 alerts waiting, 0 dead-lettered"),
+        "{}",
+        footer(db)
+    );
+    // More runs than `notify.max_attempts` (8): a closed stdout must not use attempts up.
+    for _ in 0..10 {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let o = cmd(&["notify", "--db", db, "--once"])
+            .stdout(Stdio::from(writer))
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(141), "{}", text(&o));
+    }
+    assert!(
+        footer(db).contains("outbox: 1 alerts waiting, 0 dead-lettered"),
+        "{}",
+        footer(db)
+    );
+    let o = ad(&["notify", "--db", db, "--once"]);
+    assert!(text(&o).contains("delivered 1"), "{}", text(&o));
+}
+
 /// True when this process can write into a directory it made read-only (root can).
 fn ignores_permissions(dir: &Path) -> bool {
     let probe = dir.join(".probe");

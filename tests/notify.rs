@@ -22,6 +22,7 @@ impl Sink for Flaky {
         match self.fail.borrow().as_ref() {
             Some(SinkError::Temporary(m)) => Err(SinkError::Temporary(m.clone())),
             Some(SinkError::Permanent(m)) => Err(SinkError::Permanent(m.clone())),
+            Some(SinkError::Gone(m)) => Err(SinkError::Gone(m.clone())),
             None => {
                 self.got.borrow_mut().push(alert.idempotency_key.clone());
                 Ok(())

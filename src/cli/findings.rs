@@ -115,6 +115,9 @@ pub(super) fn notify(cfg: &Config, a: NotifyArgs) -> anyhow::Result<ExitCode> {
     );
     if a.once {
         let r = notifier.drain(&mut store, EventTime::now().unix_seconds())?;
+        if r.gone.is_some() {
+            return Ok(ExitCode::from(super::EXIT_BROKEN_PIPE));
+        }
         eprintln!(
             "delivered {}, retrying {}, dead-lettered {}",
             r.delivered, r.retried, r.dead_lettered
@@ -141,10 +144,12 @@ pub(super) fn notify(cfg: &Config, a: NotifyArgs) -> anyhow::Result<ExitCode> {
                     if r.delivered + r.retried + r.dead_lettered > 0 {
                         tracing::info!(delivered = r.delivered, retried = r.retried, dead = r.dead_lettered, "drained outbox");
                     }
+                    if r.gone.is_some() {
+                        return anyhow::Ok(ExitCode::from(super::EXIT_BROKEN_PIPE));
+                    }
                 }
             }
         }
-        anyhow::Ok(())
-    })?;
-    Ok(ExitCode::SUCCESS)
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
 }

@@ -20,6 +20,11 @@ pub enum SinkError {
     /// Will never succeed for this alert (rejected content): dead-letter it at once.
     #[error("permanent failure: {0}")]
     Permanent(String),
+    /// The sink is gone for the rest of this process (its stdout was closed): the alert was
+    /// not attempted, so it stays queued without an attempt counted, and the drain stops.
+    /// Counting it would dead-letter every alert after a few `notify --once | head` runs.
+    #[error("sink gone: {0}")]
+    Gone(String),
 }
 
 /// Somewhere alerts go.
@@ -41,6 +46,8 @@ pub struct DrainReport {
     pub dead_lettered: u64,
     /// Rows for sinks not configured in this process (left in place).
     pub no_sink: BTreeMap<String, u64>,
+    /// Why the drain stopped early: a sink reported [`SinkError::Gone`].
+    pub gone: Option<String>,
 }
 
 /// Drains the outbox.
@@ -77,6 +84,11 @@ impl Notifier {
             let result = serde_json::from_str::<Alert>(&row.payload)
                 .map_err(|e| SinkError::Permanent(format!("outbox payload does not decode: {e}")))
                 .and_then(|alert| sink.deliver(&alert));
+            if let Err(SinkError::Gone(why)) = result {
+                tracing::info!(sink = %row.sink, reason = %why, "sink gone; alerts stay queued");
+                report.gone = Some(why);
+                break;
+            }
             let tx = store.tx()?;
             match result {
                 Ok(()) => {
