@@ -189,7 +189,10 @@ fn read_commands_work_for_a_user_who_cannot_write_the_database_or_its_directory(
         .filter(|n| n.starts_with("accessdrift.db"))
         .collect();
     assert_eq!(after, ["accessdrift.db"], "a read creates no files");
-    assert!(std::fs::read(&db).unwrap() == before, "a read changes nothing");
+    assert!(
+        std::fs::read(&db).unwrap() == before,
+        "a read changes nothing"
+    );
 }
 
 #[test]
@@ -286,10 +289,7 @@ fn errors_say_the_os_message_once() {
 
 #[test]
 fn db_help_says_created_if_missing_only_where_it_is() {
-    for args in [
-        &["replay", "--help"][..],
-        &["baseline", "import", "--help"],
-    ] {
+    for args in [&["replay", "--help"][..], &["baseline", "import", "--help"]] {
         let t = text(&ad(args));
         assert!(t.contains("created if missing"), "{args:?}: {t}");
     }

@@ -92,7 +92,11 @@ fn a_down_sink_delays_alerts_and_a_poison_alert_is_dead_lettered() {
         (1, 1),
         "email row waits, poison row is dead"
     );
-    let dead = store.read().unwrap().outbox(OutboxState::Dead, None, 10).unwrap();
+    let dead = store
+        .read()
+        .unwrap()
+        .outbox(OutboxState::Dead, None, 10)
+        .unwrap();
     assert_eq!(dead[0].state, OutboxState::Dead);
     assert!(dead[0]
         .last_error
@@ -121,7 +125,11 @@ fn a_down_sink_delays_alerts_and_a_poison_alert_is_dead_lettered() {
         n.drain(&mut store, now).unwrap();
         now += 100;
     }
-    let dead = store.read().unwrap().outbox(OutboxState::Dead, None, 10).unwrap();
+    let dead = store
+        .read()
+        .unwrap()
+        .outbox(OutboxState::Dead, None, 10)
+        .unwrap();
     let k = dead
         .iter()
         .find(|r| r.idempotency_key == "k:1")

@@ -93,11 +93,10 @@ impl Secret {
                 }
             },
             Secret::File(path) => {
-                let mut v =
-                    std::fs::read_to_string(path).map_err(|e| SecretError::File {
-                        path: path.display().to_string(),
-                        error: e.to_string(),
-                    })?;
+                let mut v = std::fs::read_to_string(path).map_err(|e| SecretError::File {
+                    path: path.display().to_string(),
+                    error: e.to_string(),
+                })?;
                 // Editors and `echo` add one; the secret itself never ends with it.
                 if v.ends_with('\n') {
                     v.pop();
@@ -184,7 +183,10 @@ mod tests {
                 (Ok(g), Ok(w)) => assert_eq!(g, w, "{text}"),
                 (Err(e), Err(w)) => {
                     assert!(e.contains(w), "{text}: {e}");
-                    assert!(!e.contains("hunter2"), "a rejected value is not echoed: {e}");
+                    assert!(
+                        !e.contains("hunter2"),
+                        "a rejected value is not echoed: {e}"
+                    );
                 }
                 (g, w) => panic!("{text}: got {g:?}, want {w:?}"),
             }

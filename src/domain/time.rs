@@ -351,8 +351,7 @@ mod tests {
         }
         assert_eq!(EventTime::parse(&format!("1/1/{forty}")), None);
         assert_eq!(
-            EventTime::parse(&format!("2026-01-01T00:00:00.{forty}Z"))
-                .map(|t| t.to_string()),
+            EventTime::parse(&format!("2026-01-01T00:00:00.{forty}Z")).map(|t| t.to_string()),
             Some("2026-01-01T00:00:00.999999999Z".to_string()),
             "fraction digits past nanoseconds are dropped, not an error"
         );

@@ -75,7 +75,9 @@ impl Notifier {
         let span = tracing::info_span!("notify");
         let _g = span.enter();
         let mut report = DrainReport::default();
-        let rows = store.read()?.outbox(OutboxState::Pending, Some(now_unix), 10_000)?;
+        let rows = store
+            .read()?
+            .outbox(OutboxState::Pending, Some(now_unix), 10_000)?;
         for row in rows {
             let Some(sink) = self.sinks.iter_mut().find(|s| s.name() == row.sink) else {
                 *report.no_sink.entry(row.sink.clone()).or_default() += 1;

@@ -98,19 +98,23 @@ impl Tx<'_> {
             |r| {
                 let seq: i64 = r.get(0)?;
                 let state: String = r.get(8)?;
-                Ok((seq, state, OutboxRow {
-                    seq: r.get(0)?,
-                    idempotency_key: r.get(1)?,
-                    sink: r.get(2)?,
-                    finding_id: r.get(3)?,
-                    transition: r.get(4)?,
-                    severity: r.get(5)?,
-                    payload: r.get(6)?,
-                    created_at: EventTime(r.get(7)?),
-                    state: OutboxState::Pending,
-                    attempts: r.get::<_, i64>(9)? as u32,
-                    last_error: r.get(10)?,
-                }))
+                Ok((
+                    seq,
+                    state,
+                    OutboxRow {
+                        seq: r.get(0)?,
+                        idempotency_key: r.get(1)?,
+                        sink: r.get(2)?,
+                        finding_id: r.get(3)?,
+                        transition: r.get(4)?,
+                        severity: r.get(5)?,
+                        payload: r.get(6)?,
+                        created_at: EventTime(r.get(7)?),
+                        state: OutboxState::Pending,
+                        attempts: r.get::<_, i64>(9)? as u32,
+                        last_error: r.get(10)?,
+                    },
+                ))
             },
         )?;
         rows.map(|row| {
