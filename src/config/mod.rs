@@ -174,7 +174,7 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
+            message: parse_message(text, &e),
         })?;
         cfg.validate(path)?;
         Ok(cfg)
@@ -253,6 +253,21 @@ impl Config {
     }
 }
 
+/// The parser's message with its position, without the quoted source line: that line could
+/// hold a secret written into the file by mistake, and errors end up in logs.
+fn parse_message(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim_end();
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,6 +289,19 @@ mod tests {
         assert!(err.contains("batchsize"), "{err}");
         assert!(err.contains("line 3"), "{err}");
         assert!(err.contains("test.toml"), "{err}");
+    }
+
+    #[test]
+    fn parse_errors_do_not_quote_the_offending_line() {
+        // A password pasted under a key that does not take it must not reach the logs.
+        let err = parse("[notify]\nmax_attempts = 3\nsmtp_password = \"hunter2\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 3, column 1") && err.contains("smtp_password"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]

@@ -10,8 +10,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 /// Where a secret value comes from.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "SecretRef")]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Secret {
     /// An environment variable of the process.
     Env(String),
@@ -76,6 +75,37 @@ impl TryFrom<SecretRef> for Secret {
                     .to_string(),
             ),
         }
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SecretVisitor)
+    }
+}
+
+/// Accepts only the `{ env | file }` table. Serde's stock "invalid type" error quotes the
+/// value, which here would be a secret written into the config: it is refused unquoted.
+struct SecretVisitor;
+
+const SHAPE: &str = "a secret reference { env = \"NAME\" } or { file = \"/path\" }";
+
+impl<'de> serde::de::Visitor<'de> for SecretVisitor {
+    type Value = Secret;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(SHAPE)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Secret, A::Error> {
+        let r = SecretRef::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        Secret::try_from(r).map_err(serde::de::Error::custom)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Secret, E> {
+        Err(E::custom(format!(
+            "expected {SHAPE}, found a plain string: secret values are never written in the config (the string is not repeated here)"
+        )))
     }
 }
 
@@ -157,8 +187,9 @@ mod tests {
         password: Secret,
     }
 
+    /// The error as `Config::parse` reports it (message and position, no source line).
     fn parse(text: &str) -> Result<Holder, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        toml::from_str(text).map_err(|e| e.message().to_string())
     }
 
     #[test]
@@ -176,7 +207,7 @@ mod tests {
             ("password = {}", Err("{ env = \"NAME\" } or { file")),
             ("password = { env = \"\" }", Err("non-empty")),
             ("password = { value = \"hunter2\" }", Err("unknown field")),
-            ("password = \"hunter2\"", Err("invalid type")),
+            ("password = \"hunter2\"", Err("found a plain string")),
         ] {
             let got = parse(text).map(|h| h.password);
             match (got, want) {
