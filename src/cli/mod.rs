@@ -27,6 +27,9 @@ use std::process::ExitCode;
 ///   accessdrift baseline capture --db ad.db          # approve what is there now
 ///   accessdrift replay --db ad.db --cluster aks-prod day2-activity.json
 ///   accessdrift findings --db ad.db                  # what drifted, and who did it
+///
+/// Exit status: 0 success, 1 error, 2 usage error, 141 when stdout was closed early
+/// (`accessdrift findings | head -1`), like tools killed by SIGPIPE, with nothing printed.
 #[derive(Debug, Parser)]
 #[command(name = "accessdrift", version, verbatim_doc_comment)]
 pub struct Cli {
