@@ -51,7 +51,7 @@ fn findings(env: &Env) -> Vec<Finding> {
 fn alerts(env: &Env) -> Vec<(String, String)> {
     let mut store = env.store();
     let tx = store.read().unwrap();
-    tx.outbox(false, None, 10_000)
+    tx.outbox(accessdrift::store::OutboxState::Pending, None, 10_000)
         .unwrap()
         .into_iter()
         .map(|r| (r.finding_id, r.transition))
@@ -61,7 +61,7 @@ fn alerts(env: &Env) -> Vec<(String, String)> {
 fn alert_payloads(env: &Env) -> Vec<Alert> {
     let mut store = env.store();
     let tx = store.read().unwrap();
-    tx.outbox(false, None, 10_000)
+    tx.outbox(accessdrift::store::OutboxState::Pending, None, 10_000)
         .unwrap()
         .into_iter()
         .map(|r| serde_json::from_str(&r.payload).unwrap())

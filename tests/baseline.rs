@@ -72,7 +72,9 @@ fn approve_takes_the_shown_value_and_the_alert_names_the_approver() {
     );
     let g = tx.finding(&f.id).unwrap().unwrap();
     assert_eq!(g.resolution.as_deref(), Some("approved by lead"));
-    let alerts = tx.outbox(false, None, 100).unwrap();
+    let alerts = tx
+        .outbox(accessdrift::store::OutboxState::Pending, None, 100)
+        .unwrap();
     let resolved: Value = alerts
         .iter()
         .filter(|r| r.finding_id == f.id && r.transition == "resolved")

@@ -227,10 +227,16 @@ fn every_example_config_loads() {
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "toml") {
-            accessdrift::config::Config::load(&p)
+            let loaded = accessdrift::config::Config::load(&p)
                 .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             let o = ad(&["--config", p.to_str().unwrap(), "check-config"]);
             assert!(o.status.success(), "{}", text(&o));
+            // What check-config prints is itself a valid config, equal to the file's.
+            let printed = String::from_utf8(o.stdout).unwrap();
+            let reread =
+                accessdrift::config::Config::parse(&printed, std::path::Path::new("output"))
+                    .unwrap_or_else(|e| panic!("{}: check-config output: {e}", p.display()));
+            assert_eq!(reread, loaded, "{}", p.display());
             n += 1;
         }
     }

@@ -1,5 +1,8 @@
 //! Crash consistency: kill the replay process at many points; the rerun must end in exactly
 //! the state of an uninterrupted run (facts, baseline, findings, pending phases, outbox).
+//! The binary has the crash hook in debug builds or with `--features test-crash` (see
+//! src/pipeline/crash.rs); an optimised build without the feature has none to test.
+#![cfg(any(debug_assertions, feature = "test-crash"))]
 
 mod common;
 

@@ -4,7 +4,7 @@
 use accessdrift::config::NotifyConfig;
 use accessdrift::domain::EventTime;
 use accessdrift::notify::{Alert, Notifier, Sink, SinkError};
-use accessdrift::store::Store;
+use accessdrift::store::{OutboxState, Store};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
@@ -22,6 +22,7 @@ impl Sink for Flaky {
         match self.fail.borrow().as_ref() {
             Some(SinkError::Temporary(m)) => Err(SinkError::Temporary(m.clone())),
             Some(SinkError::Permanent(m)) => Err(SinkError::Permanent(m.clone())),
+            Some(SinkError::Gone(m)) => Err(SinkError::Gone(m.clone())),
             None => {
                 self.got.borrow_mut().push(alert.idempotency_key.clone());
                 Ok(())
@@ -91,7 +92,12 @@ fn a_down_sink_delays_alerts_and_a_poison_alert_is_dead_lettered() {
         (1, 1),
         "email row waits, poison row is dead"
     );
-    let dead = store.read().unwrap().outbox(true, None, 10).unwrap();
+    let dead = store
+        .read()
+        .unwrap()
+        .outbox(OutboxState::Dead, None, 10)
+        .unwrap();
+    assert_eq!(dead[0].state, OutboxState::Dead);
     assert!(dead[0]
         .last_error
         .as_deref()
@@ -119,7 +125,11 @@ fn a_down_sink_delays_alerts_and_a_poison_alert_is_dead_lettered() {
         n.drain(&mut store, now).unwrap();
         now += 100;
     }
-    let dead = store.read().unwrap().outbox(true, None, 10).unwrap();
+    let dead = store
+        .read()
+        .unwrap()
+        .outbox(OutboxState::Dead, None, 10)
+        .unwrap();
     let k = dead
         .iter()
         .find(|r| r.idempotency_key == "k:1")

@@ -1,6 +1,6 @@
 //! `accessdrift baseline …`: parses arguments, calls the baseline service, prints outcomes.
 
-use super::{actor, DbArg};
+use super::{actor, CreateDbArg, DbArg};
 use crate::baseline::{Applied, BaselineService, Difference, ImportOptions, ImportPlan};
 use crate::config::Config;
 use crate::domain::FactKind;
@@ -72,7 +72,7 @@ pub enum BaselineCmd {
     /// Values are canonicalised and validated; entries are recorded as approved by the importer.
     Import {
         #[command(flatten)]
-        db: DbArg,
+        db: CreateDbArg,
         /// Who imports (default: $USER).
         #[arg(long)]
         by: Option<String>,
@@ -122,7 +122,7 @@ pub(super) fn run(cfg: &Config, cmd: BaselineCmd) -> anyhow::Result<ExitCode> {
             json: _,
             versions: true,
         } => {
-            let mut store = db.open_existing(cfg)?;
+            let mut store = db.open_read_only(cfg)?;
             let versions = BaselineService::new(&mut store, cfg, &sinks).versions()?;
             if versions.is_empty() {
                 println!(
@@ -145,7 +145,7 @@ pub(super) fn run(cfg: &Config, cmd: BaselineCmd) -> anyhow::Result<ExitCode> {
             }
         }
         BaselineCmd::Show { db, json, .. } => {
-            let mut store = db.open_existing(cfg)?;
+            let mut store = db.open_read_only(cfg)?;
             let snap = BaselineService::new(&mut store, cfg, &sinks).snapshot()?;
             if json {
                 let file = crate::baseline::ExportFile::from_entries(&snap.entries);
@@ -207,7 +207,7 @@ pub(super) fn run(cfg: &Config, cmd: BaselineCmd) -> anyhow::Result<ExitCode> {
             }
         }
         BaselineCmd::Export { db, file } => {
-            let mut store = db.open_existing(cfg)?;
+            let mut store = db.open_read_only(cfg)?;
             let export = BaselineService::new(&mut store, cfg, &sinks).export()?;
             let text = serde_json::to_string_pretty(&export)? + "\n";
             match file {
@@ -273,7 +273,7 @@ pub fn capture(
 }
 
 fn diff(cfg: &Config, db: &DbArg, json: bool, sinks: &[String]) -> anyhow::Result<ExitCode> {
-    let mut store = db.open_existing(cfg)?;
+    let mut store = db.open_read_only(cfg)?;
     let diffs = BaselineService::new(&mut store, cfg, sinks).diff()?;
     if json {
         let out = json!({ "count": diffs.len(), "differences": diffs });

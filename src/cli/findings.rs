@@ -30,28 +30,28 @@ pub struct FindingsArgs {
 }
 
 pub(super) fn list(cfg: &Config, a: FindingsArgs) -> anyhow::Result<ExitCode> {
-    let mut store = a.db.open_existing(cfg)?;
+    let mut store = a.db.open_read_only(cfg)?;
     let tx = store.read()?;
     let findings = tx.findings(a.status == StatusFilter::Open)?;
     if a.json {
         let arr: Vec<_> = findings.iter().map(render::finding_json).collect();
-        println!("{}", serde_json::to_string_pretty(&arr)?);
+        outln!("{}", serde_json::to_string_pretty(&arr)?)?;
     } else {
-        print!("{}", render::findings_table(&findings));
+        out!("{}", render::findings_table(&findings))?;
         let counts: Vec<String> = tx
             .finding_counts()?
             .iter()
             .map(|(s, n)| format!("{n} {}", s.as_str()))
             .collect();
         let (pending, dead) = tx.outbox_counts()?;
-        println!(
+        outln!(
             "findings: {}; outbox: {pending} alerts waiting, {dead} dead-lettered",
             if counts.is_empty() {
                 "none".to_string()
             } else {
                 counts.join(", ")
             }
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -103,6 +103,9 @@ pub(super) fn notify(cfg: &Config, a: NotifyArgs) -> anyhow::Result<ExitCode> {
     );
     if a.once {
         let r = notifier.drain(&mut store, EventTime::now().unix_seconds())?;
+        if r.gone.is_some() {
+            return Ok(ExitCode::from(super::EXIT_BROKEN_PIPE));
+        }
         eprintln!(
             "delivered {}, retrying {}, dead-lettered {}",
             r.delivered, r.retried, r.dead_lettered
@@ -129,10 +132,12 @@ pub(super) fn notify(cfg: &Config, a: NotifyArgs) -> anyhow::Result<ExitCode> {
                     if r.delivered + r.retried + r.dead_lettered > 0 {
                         tracing::info!(delivered = r.delivered, retried = r.retried, dead = r.dead_lettered, "drained outbox");
                     }
+                    if r.gone.is_some() {
+                        return anyhow::Ok(ExitCode::from(super::EXIT_BROKEN_PIPE));
+                    }
                 }
             }
         }
-        anyhow::Ok(())
-    })?;
-    Ok(ExitCode::SUCCESS)
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
 }

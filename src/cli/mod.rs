@@ -1,5 +1,7 @@
 //! Command-line interface. The subcommands and flags here are a contract scripts rely on.
 
+#[macro_use]
+mod out;
 mod baseline;
 pub mod bench;
 mod demo;
@@ -10,7 +12,6 @@ mod replay;
 use crate::config::Config;
 use crate::store::Store;
 use crate::telemetry::{self, LogFormat};
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -26,6 +27,9 @@ use std::process::ExitCode;
 ///   accessdrift baseline capture --db ad.db          # approve what is there now
 ///   accessdrift replay --db ad.db --cluster aks-prod day2-activity.json
 ///   accessdrift findings --db ad.db                  # what drifted, and who did it
+///
+/// Exit status: 0 success, 1 error, 2 usage error, 141 when stdout was closed early
+/// (`accessdrift findings | head -1`), like tools killed by SIGPIPE, with nothing printed.
 #[derive(Debug, Parser)]
 #[command(name = "accessdrift", version, verbatim_doc_comment)]
 pub struct Cli {
@@ -43,10 +47,11 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Where the database is: `--db`, else `[store] path` in the config.
+/// `--db` of commands that need an existing database (reads, acks, approvals).
 #[derive(Debug, clap::Args)]
 pub struct DbArg {
-    /// SQLite database file (created if missing). Defaults to `[store] path` from the config.
+    /// SQLite database file; it must exist (`accessdrift replay` creates it). Defaults to
+    /// `[store] path` from the config.
     #[arg(long, env = "ACCESSDRIFT_DB")]
     pub db: Option<PathBuf>,
 }
@@ -56,14 +61,21 @@ impl DbArg {
         self.db.clone().unwrap_or_else(|| cfg.store.path.clone())
     }
 
-    /// Opens the database, creating it when missing (commands that write observations).
-    fn open(&self, cfg: &Config) -> anyhow::Result<Store> {
-        let path = self.path(cfg);
-        Store::open(&path).with_context(|| format!("opening the store at {}", path.display()))
+    /// Opens a database that must exist, for writing: a mistyped path is an error, not an
+    /// empty answer.
+    fn open_existing(&self, cfg: &Config) -> anyhow::Result<Store> {
+        let path = self.existing(cfg)?;
+        Ok(Store::open(&path)?)
     }
 
-    /// Opens a database that must exist: a mistyped path is an error, not an empty answer.
-    fn open_existing(&self, cfg: &Config) -> anyhow::Result<Store> {
+    /// Opens a database that must exist, read-only: works without write permission on the
+    /// file or its directory, and never migrates it.
+    fn open_read_only(&self, cfg: &Config) -> anyhow::Result<Store> {
+        let path = self.existing(cfg)?;
+        Ok(Store::open_read_only(&path)?)
+    }
+
+    fn existing(&self, cfg: &Config) -> anyhow::Result<PathBuf> {
         let path = self.path(cfg);
         if !path.exists() {
             anyhow::bail!(
@@ -72,7 +84,31 @@ impl DbArg {
                 path.display()
             );
         }
-        self.open(cfg)
+        Ok(path)
+    }
+}
+
+/// `--db` of commands that write observations and may start a new database.
+#[derive(Debug, clap::Args)]
+pub struct CreateDbArg {
+    /// SQLite database file (created if missing). Defaults to `[store] path` from the config.
+    #[arg(long, env = "ACCESSDRIFT_DB")]
+    pub db: Option<PathBuf>,
+}
+
+impl CreateDbArg {
+    /// Opens the database for writing, creating and migrating it when needed.
+    fn open(&self, cfg: &Config) -> anyhow::Result<Store> {
+        let path = self.db.clone().unwrap_or_else(|| cfg.store.path.clone());
+        Ok(Store::open(&path)?)
+    }
+
+    /// Opens the database only if it exists (a dry run must not create one).
+    fn open_existing(&self, cfg: &Config) -> anyhow::Result<Store> {
+        DbArg {
+            db: self.db.clone(),
+        }
+        .open_existing(cfg)
     }
 }
 
@@ -103,12 +139,20 @@ pub enum Command {
     CheckConfig,
 }
 
-/// Entry point used by `main`: errors become one clear message and exit code 1 (2 for usage).
+/// Exit status when stdout is closed before the output is written (`findings | head -1`):
+/// 128 + SIGPIPE, what the shell reports for `cat`, `grep` and others killed by SIGPIPE, so
+/// `set -o pipefail` scripts treat accessdrift like any other tool. Nothing is printed.
+pub const EXIT_BROKEN_PIPE: u8 = 141;
+
+/// Entry point used by `main`: errors become one clear message and exit code 1 (2 for usage,
+/// [`EXIT_BROKEN_PIPE`] when the reader of stdout went away).
 pub fn main() -> ExitCode {
+    out::exit_quietly_on_broken_pipe_panic();
     let cli = Cli::parse();
     telemetry::init(&cli.log_level, cli.log_format);
     match run(cli) {
         Ok(code) => code,
+        Err(e) if out::is_broken_pipe(&e) => ExitCode::from(EXIT_BROKEN_PIPE),
         Err(e) => {
             eprintln!("accessdrift: error: {e:#}");
             ExitCode::FAILURE
@@ -134,7 +178,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(&cfg, a),
         Command::CheckConfig => {
-            println!("{cfg:#?}");
+            let toml = cfg.to_toml()?;
+            outln!("# effective configuration: defaults filled in, secrets shown as references")?;
+            out!("{toml}")?;
             Ok(ExitCode::SUCCESS)
         }
     }

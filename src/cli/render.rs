@@ -1,5 +1,6 @@
 //! Text and JSON renderings of summaries and findings.
 
+use crate::domain::Plane;
 use crate::engine::Finding;
 use crate::pipeline::replay::ReplaySummary;
 use serde_json::{json, Value};
@@ -127,6 +128,78 @@ fn clip(s: &str, n: usize) -> String {
     }
 }
 
+/// Longest value shown inside a table title; longer ones end in `…` (`--json` has them whole).
+const TITLE_VALUE_MAX: usize = 80;
+
+/// What the WHO column says when no one is known.
+fn who(f: &Finding) -> &str {
+    match f.actor.principal() {
+        Some(p) => p,
+        // The Kubernetes watch says what changed, not who: that needs the audit log, which
+        // is not read yet. Say so rather than suggest nobody did it.
+        None if f.fact_kind.plane() == Plane::Kubernetes => "(no audit attribution yet)",
+        None => "-",
+    }
+}
+
+/// A title for a table cell: JSON objects and arrays inside it (a Kubernetes subject or rule
+/// in a diff) become `key=value` text, and each such value is cut to [`TITLE_VALUE_MAX`].
+fn table_title(title: &str) -> String {
+    let mut out = String::with_capacity(title.len());
+    let mut rest = title;
+    while let Some(at) = rest.find(['{', '[']) {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        let mut values = serde_json::Deserializer::from_str(tail).into_iter::<Value>();
+        match values.next() {
+            Some(Ok(v @ (Value::Object(_) | Value::Array(_)))) => {
+                out.push_str(&clip(&plain(&v), TITLE_VALUE_MAX));
+                rest = &tail[values.byte_offset()..];
+            }
+            // Not JSON (e.g. `subjects[+]`): keep the bracket as text.
+            _ => {
+                out.push_str(&tail[..1]);
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A JSON value as short text: `kind=User name=alice`, lists comma-joined, empty parts left out.
+fn plain(v: &Value) -> String {
+    match v {
+        Value::Object(m) => m
+            .iter()
+            .filter(|(_, v)| !is_blank(v))
+            .map(|(k, v)| match v {
+                Value::Object(_) => format!("{k}=({})", plain(v)),
+                _ => format!("{k}={}", plain(v)),
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        Value::Array(a) => a
+            .iter()
+            .filter(|v| !is_blank(v))
+            .map(plain)
+            .collect::<Vec<_>>()
+            .join(","),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn is_blank(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(m) => m.is_empty(),
+        _ => false,
+    }
+}
+
 /// The findings table for people.
 pub fn findings_table(findings: &[Finding]) -> String {
     let mut o = String::new();
@@ -136,7 +209,6 @@ pub fn findings_table(findings: &[Finding]) -> String {
         "ID", "SEVERITY", "STATUS", "KIND", "LAST SEEN", "WHO"
     );
     for f in findings {
-        let who = f.actor.principal().unwrap_or("-");
         let last = f.last_seen.to_string();
         let _ = writeln!(
             o,
@@ -146,12 +218,54 @@ pub fn findings_table(findings: &[Finding]) -> String {
             f.status.as_str(),
             f.kind.as_str(),
             last.get(..19).unwrap_or(&last).replace('T', " "),
-            clip(who, 30),
-            f.title
+            clip(who(f), 30),
+            table_title(&f.title)
         );
     }
     if findings.is_empty() {
         let _ = writeln!(o, "(no findings)");
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_keep_json_out_and_cut_long_values() {
+        let long_rule = format!(
+            r#"{{"api_groups":["discovery.k8s.io"],"non_resource_urls":[],"resource_names":[],"resources":["{}"],"verbs":["get","list","watch"]}}"#,
+            "x".repeat(100)
+        );
+        for (title, want) in [
+            (
+                r#"Changed RoleBinding c/ns/b → Role r: subjects[+]: ∅ → {"kind":"ServiceAccount","name":"default","namespace":"payments"}"#.to_string(),
+                "Changed RoleBinding c/ns/b → Role r: subjects[+]: ∅ → kind=ServiceAccount name=default namespace=payments".to_string(),
+            ),
+            (
+                format!("Changed ClusterRole c/v: rules[+]: ∅ → {long_rule}"),
+                format!(
+                    "Changed ClusterRole c/v: rules[+]: ∅ → {}…",
+                    &format!("api_groups=discovery.k8s.io resources={}", "x".repeat(100))[..79]
+                ),
+            ),
+            (
+                "Unapproved custom role \"AKS Credential Reader\"".to_string(),
+                "Unapproved custom role \"AKS Credential Reader\"".to_string(),
+            ),
+            (
+                "aggregation [ not json {".to_string(),
+                "aggregation [ not json {".to_string(),
+            ),
+            (
+                r#"verbs: ["get"] → ["get","list"]"#.to_string(),
+                "verbs: get → get,list".to_string(),
+            ),
+        ] {
+            let got = table_title(&title);
+            assert_eq!(got, want, "{title}");
+            assert!(!got.contains("\":"), "raw JSON left in {got}");
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! `accessdrift replay`.
 
-use super::{render, DbArg};
+use super::{render, CreateDbArg};
 use crate::config::Config;
 use crate::pipeline::{replay, Pipeline};
 use std::path::PathBuf;
@@ -10,7 +10,7 @@ use std::process::ExitCode;
 #[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
     #[command(flatten)]
-    db: DbArg,
+    db: CreateDbArg,
     /// Cluster name given to Kubernetes facts (default: `[pipeline] default_cluster`, `local`).
     #[arg(long)]
     cluster: Option<String>,

@@ -1,8 +1,11 @@
 //! Configuration: one TOML file, every field documented, defaults in one place.
 
 pub mod roles;
+mod secret;
 
-use serde::Deserialize;
+pub use secret::{Secret, SecretError};
+
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,12 +14,12 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {error}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in the message, not a `source()`: chains print it once).
+        error: std::io::Error,
     },
     /// The file is not valid for the schema; the message names the key and line/column.
     #[error("invalid config file {path}: {message}")]
@@ -36,10 +39,16 @@ pub enum ConfigError {
         /// What is wrong and how to fix it.
         problem: String,
     },
+    /// The effective configuration could not be written as TOML.
+    #[error("cannot render the configuration as TOML: {message}")]
+    Render {
+        /// The serializer's message.
+        message: String,
+    },
 }
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Where state lives.
@@ -57,7 +66,7 @@ pub struct Config {
 }
 
 /// `[store]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// SQLite database file; `--db` on the command line wins.
@@ -65,7 +74,7 @@ pub struct StoreConfig {
 }
 
 /// `[pipeline]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
     /// Input records per transaction (relevant or not). Larger is faster; smaller redoes
@@ -87,7 +96,7 @@ pub struct PipelineConfig {
 }
 
 /// `[[clusters]]`: one watched AKS cluster.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     /// Short name used to label Kubernetes facts (`--cluster`).
@@ -97,7 +106,7 @@ pub struct ClusterConfig {
 }
 
 /// `[severity]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SeverityConfig {
     /// Severity of drift on platform-managed Kubernetes objects (AKS upgrades change them).
@@ -105,7 +114,7 @@ pub struct SeverityConfig {
 }
 
 /// `[notify]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotifyConfig {
     /// Delivery attempts before an alert is dead-lettered.
@@ -164,9 +173,9 @@ impl Default for NotifyConfig {
 impl Config {
     /// Loads and validates a TOML file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Config::parse(&text, path)
     }
@@ -175,10 +184,19 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
+            message: parse_message(text, &e),
         })?;
         cfg.validate(path)?;
         Ok(cfg)
+    }
+
+    /// The configuration as TOML that [`Config::parse`] reads back to an equal value:
+    /// durations in humantime form (`1h 30m`), secrets as their `{ env = … }` / `{ file = … }`
+    /// references, never their values.
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string(self).map_err(|e| ConfigError::Render {
+            message: e.to_string(),
+        })
     }
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
@@ -245,6 +263,21 @@ impl Config {
     }
 }
 
+/// The parser's message with its position, without the quoted source line: that line could
+/// hold a secret written into the file by mistake, and errors end up in logs.
+fn parse_message(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim_end();
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,6 +299,19 @@ mod tests {
         assert!(err.contains("batchsize"), "{err}");
         assert!(err.contains("line 3"), "{err}");
         assert!(err.contains("test.toml"), "{err}");
+    }
+
+    #[test]
+    fn parse_errors_do_not_quote_the_offending_line() {
+        // A password pasted under a key that does not take it must not reach the logs.
+        let err = parse("[notify]\nmax_attempts = 3\nsmtp_password = \"hunter2\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 3, column 1") && err.contains("smtp_password"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]

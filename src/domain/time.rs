@@ -74,12 +74,21 @@ impl fmt::Display for EventTime {
     }
 }
 
+/// A run of ASCII digits as a number; `None` for anything else, including runs too long for
+/// any date field (input is untrusted: `99999999999999999999/1/1` must not overflow).
 fn digits(b: &[u8]) -> Option<i64> {
-    if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
+    if b.is_empty() || b.len() > MAX_DIGITS || !b.iter().all(u8::is_ascii_digit) {
         return None;
     }
     Some(b.iter().fold(0i64, |a, d| a * 10 + i64::from(d - b'0')))
 }
+
+/// Longest digit run read as one field: nine covers nanoseconds and is far below i64 overflow.
+const MAX_DIGITS: usize = 9;
+
+/// Years a timestamp may name (RFC 3339's range) so the day arithmetic cannot overflow; the
+/// nanosecond range of `EventTime` (1677–2262) is then enforced by checked arithmetic.
+const YEARS: std::ops::RangeInclusive<i64> = 0..=9999;
 
 fn parse_iso(b: &[u8]) -> Option<EventTime> {
     let year = digits(&b[0..4])?;
@@ -185,7 +194,13 @@ fn build(
     nanos: i64,
     offset: i64,
 ) -> Option<EventTime> {
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+    if !YEARS.contains(&y)
+        || !(1..=12).contains(&mo)
+        || !(1..=31).contains(&d)
+        || h > 23
+        || mi > 59
+        || s > 60
+    {
         return None;
     }
     let days = days_from_civil(y, mo, d);
@@ -285,5 +300,100 @@ mod tests {
     fn round_trips_through_display() {
         let t = EventTime::parse("2026-11-03T10:00:01.5Z").unwrap();
         assert_eq!(EventTime::parse(&t.to_string()), Some(t));
+    }
+
+    /// A small deterministic xorshift64: the fuzz cases are the same on every run.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// Parsing any input returns `Some` or `None`, never panics (overflow panics in debug
+    /// builds); what parses prints and parses back to the same instant.
+    fn assert_total(input: &str) {
+        let parsed = std::panic::catch_unwind(|| EventTime::parse(input))
+            .unwrap_or_else(|_| panic!("EventTime::parse panicked on {input:?}"));
+        if let Some(t) = parsed {
+            assert_eq!(EventTime::parse(&t.to_string()), Some(t), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn long_digit_runs_do_not_overflow() {
+        let forty = "9".repeat(40);
+        for input in [
+            format!("{forty}-01-01T00:00:00Z"),
+            format!("9999-01-01T00:00:00.{forty}Z"),
+            format!("2026-01-01T00:00:00.{forty}"),
+            format!("1/1/{forty}"),
+            format!("{forty}/1/2026 1:00:00 PM"),
+            format!("1/{forty}/2026"),
+            format!("1/1/2026 {forty}:00:00"),
+            format!("1/1/2026 1:{forty}:00"),
+            format!("1/1/2026 1:00:{forty}"),
+            format!("1/1/2026 1:00:00 +{forty}"),
+            "1/1/999999999 23:59:60 PM +99:99".to_string(),
+            "1/1/9223372036854775807".to_string(),
+            "9999-12-31T23:59:60.999999999-99:99".to_string(),
+            "0000-01-01T00:00:00+99:99".to_string(),
+        ] {
+            assert_total(&input);
+        }
+        assert_eq!(EventTime::parse(&format!("1/1/{forty}")), None);
+        assert_eq!(
+            EventTime::parse(&format!("2026-01-01T00:00:00.{forty}Z")).map(|t| t.to_string()),
+            Some("2026-01-01T00:00:00.999999999Z".to_string()),
+            "fraction digits past nanoseconds are dropped, not an error"
+        );
+    }
+
+    #[test]
+    fn random_strings_never_panic() {
+        const ALPHABET: &[u8] = b"0123456789-/:T.Z+ APMaptz,";
+        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        // Start from real shapes and mutate them, so that many inputs get deep into the parser.
+        let seeds = [
+            "2007-01-09T09:41:00.6816663Z",
+            "2007-01-09T11:41:00+02:00",
+            "1/9/2007 10:41:00 AM +01:00",
+        ];
+        for i in 0..100_000 {
+            let mut s: Vec<u8> = if i % 2 == 0 {
+                seeds[rng.below(seeds.len())].as_bytes().to_vec()
+            } else {
+                Vec::new()
+            };
+            for _ in 0..rng.below(12) {
+                let c = ALPHABET[rng.below(ALPHABET.len())];
+                match rng.below(3) {
+                    0 if !s.is_empty() => {
+                        let at = rng.below(s.len());
+                        s[at] = c;
+                    }
+                    1 => {
+                        // A run of digits, up to 30 long.
+                        let at = rng.below(s.len() + 1);
+                        for _ in 0..rng.below(30) {
+                            s.insert(at, b'0' + rng.below(10) as u8);
+                        }
+                    }
+                    _ => {
+                        let at = rng.below(s.len() + 1);
+                        s.insert(at, c);
+                    }
+                }
+            }
+            assert_total(std::str::from_utf8(&s).unwrap());
+        }
     }
 }

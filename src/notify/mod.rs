@@ -8,7 +8,7 @@ pub use alert::Alert;
 pub use stdout::StdoutSink;
 
 use crate::config::NotifyConfig;
-use crate::store::{Store, StoreError};
+use crate::store::{OutboxState, Store, StoreError};
 use std::collections::BTreeMap;
 
 /// A sink could not take an alert.
@@ -20,6 +20,11 @@ pub enum SinkError {
     /// Will never succeed for this alert (rejected content): dead-letter it at once.
     #[error("permanent failure: {0}")]
     Permanent(String),
+    /// The sink is gone for the rest of this process (its stdout was closed): the alert was
+    /// not attempted, so it stays queued without an attempt counted, and the drain stops.
+    /// Counting it would dead-letter every alert after a few `notify --once | head` runs.
+    #[error("sink gone: {0}")]
+    Gone(String),
 }
 
 /// Somewhere alerts go.
@@ -41,6 +46,8 @@ pub struct DrainReport {
     pub dead_lettered: u64,
     /// Rows for sinks not configured in this process (left in place).
     pub no_sink: BTreeMap<String, u64>,
+    /// Why the drain stopped early: a sink reported [`SinkError::Gone`].
+    pub gone: Option<String>,
 }
 
 /// Drains the outbox.
@@ -68,7 +75,9 @@ impl Notifier {
         let span = tracing::info_span!("notify");
         let _g = span.enter();
         let mut report = DrainReport::default();
-        let rows = store.read()?.outbox(false, Some(now_unix), 10_000)?;
+        let rows = store
+            .read()?
+            .outbox(OutboxState::Pending, Some(now_unix), 10_000)?;
         for row in rows {
             let Some(sink) = self.sinks.iter_mut().find(|s| s.name() == row.sink) else {
                 *report.no_sink.entry(row.sink.clone()).or_default() += 1;
@@ -77,6 +86,11 @@ impl Notifier {
             let result = serde_json::from_str::<Alert>(&row.payload)
                 .map_err(|e| SinkError::Permanent(format!("outbox payload does not decode: {e}")))
                 .and_then(|alert| sink.deliver(&alert));
+            if let Err(SinkError::Gone(why)) = result {
+                tracing::info!(sink = %row.sink, reason = %why, "sink gone; alerts stay queued");
+                report.gone = Some(why);
+                break;
+            }
             let tx = store.tx()?;
             match result {
                 Ok(()) => {
@@ -88,7 +102,12 @@ impl Notifier {
                     let dead = matches!(e, SinkError::Permanent(_))
                         || attempts >= self.policy.max_attempts;
                     let next = now_unix + self.backoff_secs(attempts);
-                    tx.delivery_failed(row.seq, &e.to_string(), next, dead)?;
+                    let state = if dead {
+                        OutboxState::Dead
+                    } else {
+                        OutboxState::Pending
+                    };
+                    tx.delivery_failed(row.seq, &e.to_string(), next, state)?;
                     if dead {
                         report.dead_lettered += 1;
                         tracing::error!(sink = %row.sink, key = %row.idempotency_key, attempts, error = %e, "alert dead-lettered");

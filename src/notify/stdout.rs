@@ -34,7 +34,12 @@ impl<W: Write> Sink for StdoutSink<W> {
             }
             s
         };
-        writeln!(self.out, "{text}")
-            .map_err(|e| SinkError::Temporary(format!("cannot write to stdout: {e}")))
+        writeln!(self.out, "{text}").map_err(|e| match e.kind() {
+            // The reader is gone (`notify | head`): nothing was delivered, nothing failed.
+            std::io::ErrorKind::BrokenPipe => {
+                SinkError::Gone(format!("stdout closed by its reader: {e}"))
+            }
+            _ => SinkError::Temporary(format!("cannot write to stdout: {e}")),
+        })
     }
 }

@@ -1,8 +1,10 @@
 //! The pipeline: one batch of observations → one transaction of facts, findings, outbox, checkpoint.
 
+mod crash;
 pub mod replay;
 mod resolve;
 
+use crash::CrashPoint;
 pub use resolve::Resolution;
 
 use crate::config::Config;
@@ -121,34 +123,6 @@ impl Stats {
             TransitionKind::SeverityChanged { .. } => self.severity_changed += 1,
             TransitionKind::Updated => self.updated += 1,
         }
-    }
-}
-
-/// A deliberate crash for the crash-consistency tests: `ACCESSDRIFT_TEST_CRASH_AT=BATCH:STAGE`
-/// aborts the process (no destructors, no commit) at that stage of that batch (1-based).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct CrashPoint {
-    batch: u64,
-    stage: String,
-}
-
-impl CrashPoint {
-    fn check(this: &Option<CrashPoint>, batch: u64, stage: &str) {
-        if let Some(c) = this {
-            if c.batch == batch && c.stage == stage {
-                eprintln!("accessdrift: test crash at batch {batch} stage {stage}");
-                std::process::abort();
-            }
-        }
-    }
-
-    fn from_env() -> Option<CrashPoint> {
-        let v = std::env::var("ACCESSDRIFT_TEST_CRASH_AT").ok()?;
-        let (b, s) = v.split_once(':')?;
-        Some(CrashPoint {
-            batch: b.parse().ok()?,
-            stage: s.to_string(),
-        })
     }
 }
 

@@ -20,7 +20,7 @@ const FINGERPRINT_BYTES: usize = 64 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     /// The file could not be read.
-    #[error("cannot read input file {path}: {source}")]
+    #[error("cannot read input file {path}")]
     Read {
         /// The file.
         path: PathBuf,

@@ -12,22 +12,25 @@ mod schema;
 pub use baseline::{BaselineEntry, BaselineVersion};
 pub use checkpoint::Checkpoint;
 pub use facts::{FactApply, FactRow};
-pub use outbox::OutboxRow;
+pub use outbox::{OutboxRow, OutboxState};
 pub use pending::{PendingKind, PendingRow};
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 
 /// Store failures. Messages name the database and what to do.
+///
+/// Causes are interpolated into the message and not exposed as `source()`: an error chain
+/// printed with `{:#}` then says each thing once (rusqlite's own chain repeats its text).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database could not be opened or set up.
-    #[error("cannot open database {path}: {source}")]
+    #[error("cannot open database {path}: {reason}")]
     Open {
         /// The file.
         path: PathBuf,
-        /// SQLite's error.
-        source: rusqlite::Error,
+        /// What failed (the OS or SQLite message).
+        reason: String,
     },
     /// The database was written by a newer accessdrift.
     #[error("database {path} has schema version {found}, newer than this binary's {supported}: upgrade accessdrift")]
@@ -39,9 +42,19 @@ pub enum StoreError {
         /// Newest version this binary knows.
         supported: i64,
     },
+    /// A read-only open found a schema older than this binary's (it cannot migrate it).
+    #[error("database {path} has schema version {found}, older than this binary's {supported}: run a writing command once to upgrade it (e.g. `accessdrift replay --db {path} FILE`), or check that the file is an accessdrift database")]
+    TooOld {
+        /// The file.
+        path: PathBuf,
+        /// Version in the file (0: never initialised).
+        found: i64,
+        /// Version this binary reads.
+        supported: i64,
+    },
     /// A query failed.
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     /// A stored row does not decode (the file was edited or corrupted).
     #[error("corrupt row in table {table} ({key}): {problem}")]
     Corrupt {
@@ -57,8 +70,19 @@ pub enum StoreError {
     NotFound(String),
 }
 
+// By hand rather than `#[from]`, which would also make the rusqlite error the `source()`.
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sqlite(e)
+    }
+}
+
 /// Result type of the store.
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// How long a connection waits for another process's lock before failing with "busy".
+/// The daemon, the CLI and concurrent first opens share the file.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// An open database.
 pub struct Store {
@@ -67,20 +91,14 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) and migrates the database at `path`.
+    /// Opens for writing (creating if needed) and migrates the database at `path`.
+    /// Safe to call from several processes at once on a fresh file.
     pub fn open(path: &Path) -> Result<Store> {
-        let open_err = |source| StoreError::Open {
+        let open_err = |e: rusqlite::Error| StoreError::Open {
             path: path.to_path_buf(),
-            source,
+            reason: e.to_string(),
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.exists() {
-                return Err(StoreError::Open {
-                    path: path.to_path_buf(),
-                    source: rusqlite::Error::InvalidPath(dir.to_path_buf()),
-                });
-            }
-        }
+        check_parent_dir(path)?;
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -88,15 +106,15 @@ impl Store {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(open_err)?;
+        // First, so that every statement below (journal mode switch, migration) waits for a
+        // concurrent opener instead of failing with "database is locked".
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
         // WAL: readers (CLI) never block the writer (daemon). NORMAL sync survives process
         // crashes, which is what the exactly-once guarantee is about.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_err)?;
+        set_wal(&conn).map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(open_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(open_err)?;
         let mut store = Store {
             conn,
@@ -106,24 +124,85 @@ impl Store {
         Ok(store)
     }
 
-    fn migrate(&mut self) -> Result<()> {
-        let version: i64 = self
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    /// Opens an existing database read-only: no migration, no file created or written, so it
+    /// works for a user who may only read the file. The schema must be exactly this binary's.
+    pub fn open_read_only(path: &Path) -> Result<Store> {
+        let open_err = |reason: String| StoreError::Open {
+            path: path.to_path_buf(),
+            reason,
+        };
+        // The OS error ("No such file or directory", "Permission denied") says more than
+        // SQLite's "unable to open database file".
+        std::fs::File::open(path).map_err(|e| open_err(e.to_string()))?;
+        let (conn, found) = match connect_read_only(path, false) {
+            Ok(c) => c,
+            // A WAL database needs its `-shm` file, which a user who cannot write the
+            // directory cannot create. Without a `-wal` file no writer has changes pending
+            // (the last one checkpointed and removed it), so the main file alone is the
+            // whole database: read it as immutable, which needs no `-shm`.
+            Err(e) if !sidecar(path, "-wal").exists() => {
+                connect_read_only(path, true).map_err(|e2| {
+                    open_err(format!("{e}; reading it as immutable failed too: {e2}"))
+                })?
+            }
+            Err(e) => {
+                return Err(open_err(format!(
+                    "{e} (a reader needs to create or open {}: ask for read access to it, or for write access to the directory)",
+                    sidecar(path, "-shm").display()
+                )))
+            }
+        };
         let supported = schema::MIGRATIONS.len() as i64;
-        if version > supported {
+        if found > supported {
             return Err(StoreError::TooNew {
-                path: self.path.clone(),
-                found: version,
+                path: path.to_path_buf(),
+                found,
                 supported,
             });
         }
-        for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = self.conn.transaction()?;
+        if found < supported {
+            return Err(StoreError::TooOld {
+                path: path.to_path_buf(),
+                found,
+                supported,
+            });
+        }
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Brings the schema up to date. The version is read again under an exclusive lock, so
+    /// two processes opening a fresh file at once migrate it once, not twice.
+    fn migrate(&mut self) -> Result<()> {
+        let supported = schema::MIGRATIONS.len() as i64;
+        let too_new = |found| StoreError::TooNew {
+            path: self.path.clone(),
+            found,
+            supported,
+        };
+        let version = user_version(&self.conn)?;
+        if version > supported {
+            return Err(too_new(version));
+        }
+        if version == supported {
+            return Ok(());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
+        let version = user_version(&tx)?;
+        if version > supported {
+            return Err(too_new(version));
+        }
+        for sql in schema::MIGRATIONS.iter().skip(version as usize) {
             tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", i as i64 + 1)?;
-            tx.commit()?;
-            tracing::info!(db = %self.path.display(), version = i + 1, "migrated database schema");
+        }
+        tx.pragma_update(None, "user_version", supported)?;
+        tx.commit()?;
+        if version < supported {
+            tracing::info!(db = %self.path.display(), from = version, to = supported, "migrated database schema");
         }
         Ok(())
     }
@@ -140,6 +219,68 @@ impl Store {
         Ok(Tx(self.conn.transaction_with_behavior(
             rusqlite::TransactionBehavior::Immediate,
         )?))
+    }
+}
+
+/// A read-only connection and the schema version it sees (the first read is what fails when
+/// the WAL index cannot be opened).
+fn connect_read_only(path: &Path, immutable: bool) -> rusqlite::Result<(Connection, i64)> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = if immutable {
+        Connection::open_with_flags(
+            format!("file:{}?immutable=1", uri_path(path)),
+            flags | OpenFlags::SQLITE_OPEN_URI,
+        )?
+    } else {
+        Connection::open_with_flags(path, flags)?
+    };
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let version = user_version(&conn)?;
+    Ok((conn, version))
+}
+
+/// `path` with `suffix` appended to the file name (`-wal`, `-shm`).
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// The path part of an SQLite `file:` URI: everything but unreserved bytes and `/`
+/// percent-encoded, so `?`, `#` and `%` in file names stay part of the name.
+fn uri_path(path: &Path) -> String {
+    use std::fmt::Write;
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = String::new();
+    for &b in abs.as_os_str().as_encoded_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+}
+
+/// A missing directory is named with the OS's words; SQLite would only say "unable to open".
+fn check_parent_dir(path: &Path) -> Result<()> {
+    let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(StoreError::Open {
+            path: path.to_path_buf(),
+            reason: format!("{} is not a directory", dir.display()),
+        }),
+        Err(e) => Err(StoreError::Open {
+            path: path.to_path_buf(),
+            reason: format!("directory {}: {e}", dir.display()),
+        }),
     }
 }
 
@@ -225,4 +366,37 @@ fn json_col<T: serde::de::DeserializeOwned>(
 fn to_json<T: serde::Serialize>(v: &T) -> String {
     // Serialising our own types to JSON cannot fail: no maps with non-string keys.
     serde_json::to_string(v).unwrap_or_else(|_| "null".to_string())
+}
+
+/// Switches to WAL (persistent in the file, so usually a no-op). When several processes
+/// create the same database at once, SQLite can answer the switch with SQLITE_BUSY without
+/// calling the busy handler (the lock is taken for recovery or by another switch), so this
+/// retries for as long as the busy timeout, in short sleeps.
+fn set_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        let mode = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get::<_, String>(0))
+            .and_then(|m| {
+                if m.eq_ignore_ascii_case("wal") {
+                    Ok(m)
+                } else {
+                    conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| {
+                        r.get::<_, String>(0)
+                    })
+                }
+            });
+        match mode {
+            Ok(_) => return Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }

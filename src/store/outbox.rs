@@ -1,8 +1,36 @@
 //! The outbox: one row per (finding transition, sink), deleted only once the sink accepted it.
 
-use super::{Result, Tx};
+use super::{Result, StoreError, Tx};
 use crate::domain::EventTime;
 use rusqlite::params;
+
+/// Where an outbox row stands. Delivered rows are deleted, so there is no "delivered" state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutboxState {
+    /// Waiting for its first or next attempt.
+    Pending,
+    /// Dead-lettered: a permanent failure, or out of attempts. Kept for people to look at.
+    Dead,
+}
+
+impl OutboxState {
+    /// The value in the `state` column (its CHECK constraint allows exactly these).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxState::Pending => "pending",
+            OutboxState::Dead => "dead",
+        }
+    }
+
+    /// Reads the `state` column.
+    pub fn parse(s: &str) -> Option<OutboxState> {
+        match s {
+            "pending" => Some(OutboxState::Pending),
+            "dead" => Some(OutboxState::Dead),
+            _ => None,
+        }
+    }
+}
 
 /// An alert waiting for delivery.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,8 +51,8 @@ pub struct OutboxRow {
     pub payload: String,
     /// Event time of the transition.
     pub created_at: EventTime,
-    /// `pending` or `dead`.
-    pub state: String,
+    /// Pending or dead-lettered.
+    pub state: OutboxState,
     /// Delivery attempts so far.
     pub attempts: u32,
     /// Last delivery error.
@@ -54,35 +82,51 @@ impl Tx<'_> {
         Ok(n > 0)
     }
 
-    /// Pending rows due at `now` (wall-clock seconds), oldest first; dead rows when `dead`.
-    pub fn outbox(&self, dead: bool, due_at: Option<i64>, limit: usize) -> Result<Vec<OutboxRow>> {
+    /// Rows in `state` due at `due_at` (wall-clock seconds; `None`: all), oldest first.
+    pub fn outbox(
+        &self,
+        state: OutboxState,
+        due_at: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>> {
         let mut stmt = self.0.prepare(
             "SELECT seq, idempotency_key, sink, finding_id, transition, severity, payload, created_at, state, attempts, last_error
              FROM outbox WHERE state = ?1 AND next_attempt_at <= ?2 ORDER BY seq LIMIT ?3",
         )?;
         let rows = stmt.query_map(
-            params![
-                if dead { "dead" } else { "pending" },
-                due_at.unwrap_or(i64::MAX),
-                limit as i64
-            ],
+            params![state.as_str(), due_at.unwrap_or(i64::MAX), limit as i64],
             |r| {
-                Ok(OutboxRow {
-                    seq: r.get(0)?,
-                    idempotency_key: r.get(1)?,
-                    sink: r.get(2)?,
-                    finding_id: r.get(3)?,
-                    transition: r.get(4)?,
-                    severity: r.get(5)?,
-                    payload: r.get(6)?,
-                    created_at: EventTime(r.get(7)?),
-                    state: r.get(8)?,
-                    attempts: r.get::<_, i64>(9)? as u32,
-                    last_error: r.get(10)?,
-                })
+                let seq: i64 = r.get(0)?;
+                let state: String = r.get(8)?;
+                Ok((
+                    seq,
+                    state,
+                    OutboxRow {
+                        seq: r.get(0)?,
+                        idempotency_key: r.get(1)?,
+                        sink: r.get(2)?,
+                        finding_id: r.get(3)?,
+                        transition: r.get(4)?,
+                        severity: r.get(5)?,
+                        payload: r.get(6)?,
+                        created_at: EventTime(r.get(7)?),
+                        state: OutboxState::Pending,
+                        attempts: r.get::<_, i64>(9)? as u32,
+                        last_error: r.get(10)?,
+                    },
+                ))
             },
         )?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+        rows.map(|row| {
+            let (seq, text, mut row) = row?;
+            row.state = OutboxState::parse(&text).ok_or_else(|| StoreError::Corrupt {
+                table: "outbox",
+                key: seq.to_string(),
+                problem: format!("state {text:?} is neither pending nor dead"),
+            })?;
+            Ok(row)
+        })
+        .collect()
     }
 
     /// The sink accepted the alert: it leaves the outbox.
@@ -91,11 +135,17 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// A failed attempt: retry at `next_at` (unix seconds), or dead-letter it.
-    pub fn delivery_failed(&self, seq: i64, error: &str, next_at: i64, dead: bool) -> Result<()> {
+    /// A failed attempt: `Pending` retries at `next_at` (unix seconds), `Dead` dead-letters it.
+    pub fn delivery_failed(
+        &self,
+        seq: i64,
+        error: &str,
+        next_at: i64,
+        state: OutboxState,
+    ) -> Result<()> {
         self.0.execute(
             "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3, state = ?4 WHERE seq = ?1",
-            params![seq, error, next_at, if dead { "dead" } else { "pending" }],
+            params![seq, error, next_at, state.as_str()],
         )?;
         Ok(())
     }
@@ -103,8 +153,8 @@ impl Tx<'_> {
     /// Pending and dead row counts.
     pub fn outbox_counts(&self) -> Result<(u64, u64)> {
         Ok(self.0.query_row(
-            "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'dead'), 0) FROM outbox",
-            [],
+            "SELECT COALESCE(SUM(state = ?1), 0), COALESCE(SUM(state = ?2), 0) FROM outbox",
+            [OutboxState::Pending.as_str(), OutboxState::Dead.as_str()],
             |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
         )?)
     }
