@@ -196,7 +196,11 @@ fn replay_file(
         let tx = pipeline.store().read().map_err(PipelineError::from)?;
         tx.checkpoint(&source).map_err(PipelineError::from)?
     };
-    let from = match file.resume(stored.as_ref().map(|c| (c.position, c.fingerprint.as_str())))? {
+    let from = match file.resume(
+        stored
+            .as_ref()
+            .map(|c| (c.position, c.fingerprint.as_str())),
+    )? {
         Resume::Start => Position::default(),
         Resume::Continue(p) => p,
         Resume::Restart(why) => {

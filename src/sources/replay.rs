@@ -430,7 +430,14 @@ impl Records<'_> {
         self.queue_group(g, end);
     }
 
-    fn decode_item(&self, b: &[u8], base_lines: usize, lines: &mut LineCounter, item: Item, out: &mut Vec<(usize, Decoded)>) {
+    fn decode_item(
+        &self,
+        b: &[u8],
+        base_lines: usize,
+        lines: &mut LineCounter,
+        item: Item,
+        out: &mut Vec<(usize, Decoded)>,
+    ) {
         match item {
             Item::Malformed(e) => {
                 let line = base_lines + lines.line_of(b, e.offset);
@@ -453,7 +460,9 @@ impl Records<'_> {
                         let line = base_lines + lines.line_of(b, f.start);
                         match serde_json::from_slice::<Value>(rec) {
                             Ok(v) => self.decode_value(&v, line, out),
-                            Err(e) => out.push((line, Decoded::Malformed(format!("invalid JSON: {e}")))),
+                            Err(e) => {
+                                out.push((line, Decoded::Malformed(format!("invalid JSON: {e}"))))
+                            }
                         }
                     }
                 }

@@ -247,7 +247,11 @@ mod tests {
         assert_ne!(other.digest(), whole.digest());
         let mut zeros = PrefixHash::default();
         zeros.update(&[0]);
-        assert_ne!(zeros.digest(), PrefixHash::default().digest(), "length counts");
+        assert_ne!(
+            zeros.digest(),
+            PrefixHash::default().digest(),
+            "length counts"
+        );
     }
 
     #[test]

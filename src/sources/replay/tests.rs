@@ -13,7 +13,11 @@ fn read_all(f: &ReplayFile, from: Position) -> (Vec<Record>, u64, u64) {
     let mut recs = f.records_from("c", &p, from);
     let all: Vec<Record> = recs.by_ref().collect();
     assert!(recs.take_error().is_none());
-    (all, recs.unfinished_bytes(), recs.skipped_before_checkpoint())
+    (
+        all,
+        recs.unfinished_bytes(),
+        recs.skipped_before_checkpoint(),
+    )
 }
 
 fn grant(i: usize) -> String {
@@ -25,7 +29,9 @@ fn grant(i: usize) -> String {
 
 /// Inputs of every shape the framer supports, each with several records.
 fn shapes() -> Vec<(&'static str, String)> {
-    let crb = |n: usize| format!("{{\"apiVersion\":\"rbac.authorization.k8s.io/v1\",\"kind\":\"ClusterRoleBinding\",\"metadata\":{{\"name\":\"b{n}\"}},\"roleRef\":{{\"kind\":\"ClusterRole\",\"name\":\"view\"}},\"subjects\":[]}}");
+    let crb = |n: usize| {
+        format!("{{\"apiVersion\":\"rbac.authorization.k8s.io/v1\",\"kind\":\"ClusterRoleBinding\",\"metadata\":{{\"name\":\"b{n}\"}},\"roleRef\":{{\"kind\":\"ClusterRole\",\"name\":\"view\"}},\"subjects\":[]}}")
+    };
     vec![
         ("ndjson", (0..5).map(|i| grant(i) + "\n").collect()),
         (
@@ -81,7 +87,11 @@ fn resuming_after_any_record_reads_exactly_the_rest() {
                 panic!("{name}: the checkpoint after record {k} does not fit its own file")
             };
             let (rest, _, skipped) = read_all(&f, from);
-            assert_eq!(summary(&rest), want[k + 1..], "{name}: resumed after record {k}");
+            assert_eq!(
+                summary(&rest),
+                want[k + 1..],
+                "{name}: resumed after record {k}"
+            );
             assert_eq!(skipped, r.after.skip, "{name}");
         }
     }
@@ -104,7 +114,9 @@ fn a_file_cut_at_any_byte_then_completed_reads_every_record_once() {
         let part = ReplayFile::from_bytes("w", text.as_bytes()[..cut].to_vec());
         let (first, unfinished, _) = read_all(&part, Position::default());
         assert!(
-            first.iter().all(|r| !matches!(r.decoded, Decoded::Malformed(_))),
+            first
+                .iter()
+                .all(|r| !matches!(r.decoded, Decoded::Malformed(_))),
             "cut at {cut}: a record still being written is not malformed"
         );
         let from = first.last().map_or(Position::default(), |r| r.after);
@@ -114,7 +126,9 @@ fn a_file_cut_at_any_byte_then_completed_reads_every_record_once() {
             "cut at {cut}: {unfinished} unfinished bytes after offset {}",
             from.offset
         );
-        let resume = whole.resume(Some((from.offset, &from.fingerprint()))).unwrap();
+        let resume = whole
+            .resume(Some((from.offset, &from.fingerprint())))
+            .unwrap();
         let Resume::Continue(from) = resume else {
             panic!("cut at {cut}: an appended file must continue, got {resume:?}")
         };
@@ -162,7 +176,10 @@ fn content_tells_empty_and_binary_files_from_json() {
     for (input, want) in [
         (&b""[..], Content::Empty),
         (b"  \n\r\n", Content::Empty),
-        (b"\x7fELF\x02\x01\x01\x00\x00\x00\n\x00\x03\x00>", Content::NotJson),
+        (
+            b"\x7fELF\x02\x01\x01\x00\x00\x00\n\x00\x03\x00>",
+            Content::NotJson,
+        ),
         (b"hello, world\n", Content::NotJson),
         (b"[]", Content::Values),
         (b"{\"records\":[]}\n", Content::Values),
@@ -210,7 +227,10 @@ fn checkpoints_that_no_longer_fit_restart() {
         Resume::Restart(Mismatch::Unreadable)
     );
     // A checkpoint of the format before byte offsets: records counted from a known head.
-    let head = format!("fnv1a64:{:016x}", crate::domain::id::fnv1a64(text.as_bytes()));
+    let head = format!(
+        "fnv1a64:{:016x}",
+        crate::domain::id::fnv1a64(text.as_bytes())
+    );
     let Resume::Continue(from) = f.resume(Some((1, &head))).unwrap() else {
         panic!("a legacy checkpoint of the same file continues")
     };
@@ -228,7 +248,9 @@ fn yaml_appended_documents_continue_and_a_broken_tail_is_read_again() {
     assert_eq!(first.len(), 1);
     let after = first[0].after;
     let g = ReplayFile::from_bytes("s.yaml", format!("{a}{b}").into_bytes());
-    let Resume::Continue(from) = g.resume(Some((after.offset, &after.fingerprint()))).unwrap()
+    let Resume::Continue(from) = g
+        .resume(Some((after.offset, &after.fingerprint())))
+        .unwrap()
     else {
         panic!("appended YAML continues")
     };
@@ -245,67 +267,67 @@ fn yaml_appended_documents_continue_and_a_broken_tail_is_read_again() {
     assert_eq!((recs[1].after.offset, recs[1].after.skip), (0, 1));
 }
 
-    #[test]
-    fn mixed_json_input_numbers_records_in_order() {
-        let input = concat!(
+#[test]
+fn mixed_json_input_numbers_records_in_order() {
+    let input = concat!(
             "{\"records\":[{\"operationName\":\"MICROSOFT.WEB/SITES/WRITE\"},{\"operationName\":\"x\"}]}\n",
             "{\"type\":\"ADDED\",\"object\":{\"kind\":\"ClusterRole\",\"metadata\":{\"name\":\"r\"},\"rules\":[]}}\n",
             "{broken\n",
             "{\"apiVersion\":\"v1\",\"kind\":\"List\",\"items\":[{\"kind\":\"Pod\",\"metadata\":{\"name\":\"p\"}}]}\n",
         );
-        let f = ReplayFile::from_bytes("mem", input.as_bytes().to_vec());
-        let p = Prefilter::default();
-        let recs: Vec<Record> = f.records("c", &p).collect();
-        assert_eq!(recs.len(), 5);
-        assert_eq!(
-            recs.iter().map(|r| r.index).collect::<Vec<_>>(),
-            vec![0, 1, 2, 3, 4]
-        );
-        assert!(matches!(&recs[2].decoded, Decoded::Observation(o) if o.prov.location.index == 2));
-        assert!(matches!(&recs[3].decoded, Decoded::Malformed(_)));
-        assert_eq!(recs[3].line, 3);
-    }
+    let f = ReplayFile::from_bytes("mem", input.as_bytes().to_vec());
+    let p = Prefilter::default();
+    let recs: Vec<Record> = f.records("c", &p).collect();
+    assert_eq!(recs.len(), 5);
+    assert_eq!(
+        recs.iter().map(|r| r.index).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4]
+    );
+    assert!(matches!(&recs[2].decoded, Decoded::Observation(o) if o.prov.location.index == 2));
+    assert!(matches!(&recs[3].decoded, Decoded::Malformed(_)));
+    assert_eq!(recs[3].line, 3);
+}
 
-    #[test]
-    fn yaml_lists_decode() {
-        let yaml = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ServiceAccount\n  metadata:\n    name: a\n    namespace: n\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: r\nrules: []\n";
-        let f = ReplayFile::from_bytes("x.yaml", yaml.as_bytes().to_vec());
-        let p = Prefilter::default();
-        let recs: Vec<Record> = f.records("c", &p).collect();
-        assert_eq!(recs.len(), 2);
-        assert!(recs
-            .iter()
-            .all(|r| matches!(r.decoded, Decoded::Observation(_))));
-    }
+#[test]
+fn yaml_lists_decode() {
+    let yaml = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ServiceAccount\n  metadata:\n    name: a\n    namespace: n\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: r\nrules: []\n";
+    let f = ReplayFile::from_bytes("x.yaml", yaml.as_bytes().to_vec());
+    let p = Prefilter::default();
+    let recs: Vec<Record> = f.records("c", &p).collect();
+    assert_eq!(recs.len(), 2);
+    assert!(recs
+        .iter()
+        .all(|r| matches!(r.decoded, Decoded::Observation(_))));
+}
 
-    #[test]
-    fn records_spanning_chunks_decode_like_a_whole_file() {
-        // Many records, lines long enough that chunk boundaries fall inside records.
-        let rec = |i: usize| {
-            format!(
-                "{{\"operationName\":\"Microsoft.Web/sites/write\",\"pad\":\"{}\",\"i\":{i}}}",
-                "x".repeat(1000 + i % 97)
-            )
-        };
-        let mut text = String::new();
-        for i in 0..20_000 {
-            text.push_str(&rec(i));
-            text.push('\n');
-            if i == 12_345 {
-                text.push_str("{\"truncated\": [\n");
-            }
+#[test]
+fn records_spanning_chunks_decode_like_a_whole_file() {
+    // Many records, lines long enough that chunk boundaries fall inside records.
+    let rec = |i: usize| {
+        format!(
+            "{{\"operationName\":\"Microsoft.Web/sites/write\",\"pad\":\"{}\",\"i\":{i}}}",
+            "x".repeat(1000 + i % 97)
+        )
+    };
+    let mut text = String::new();
+    for i in 0..20_000 {
+        text.push_str(&rec(i));
+        text.push('\n');
+        if i == 12_345 {
+            text.push_str("{\"truncated\": [\n");
         }
-        assert!(text.len() > 2 * CHUNK);
-        let f = ReplayFile::from_bytes("big", text.into_bytes());
-        let p = Prefilter::default();
-        let mut recs = f.records("c", &p);
-        let all: Vec<Record> = recs.by_ref().collect();
-        assert!(recs.take_error().is_none());
-        assert_eq!(all.len(), 20_001);
-        let bad: Vec<&Record> = all
-            .iter()
-            .filter(|r| matches!(r.decoded, Decoded::Malformed(_)))
-            .collect();
-        assert_eq!(bad.len(), 1);
-        assert_eq!((bad[0].index, bad[0].line), (12_346, 12_347));
     }
+    assert!(text.len() > 2 * CHUNK);
+    let f = ReplayFile::from_bytes("big", text.into_bytes());
+    let p = Prefilter::default();
+    let mut recs = f.records("c", &p);
+    let all: Vec<Record> = recs.by_ref().collect();
+    assert!(recs.take_error().is_none());
+    assert_eq!(all.len(), 20_001);
+    let bad: Vec<&Record> = all
+        .iter()
+        .filter(|r| matches!(r.decoded, Decoded::Malformed(_)))
+        .collect();
+    assert_eq!(bad.len(), 1);
+    assert_eq!((bad[0].index, bad[0].line), (12_346, 12_347));
+}
