@@ -522,7 +522,8 @@ impl Records<'_> {
         self.values += frames.values();
         let keep_from = frames.incomplete_from().unwrap_or(self.filled);
         self.hash.update(&b[hashed..keep_from]);
-        self.newlines_before += memchr::memchr_iter(b'\n', &b[..keep_from]).count() as u64;
+        // The counter is at the last value's end by now: only the rest is scanned.
+        self.newlines_before += lines.line_of(b, keep_from) as u64 - 1;
         self.base += keep_from as u64;
         self.buf = buf;
         self.buf.copy_within(keep_from..self.filled, 0);
