@@ -1,6 +1,8 @@
 //! Reading, resuming and unfinished input, on in-memory files.
 
 use super::*;
+use crate::sources::Decoded;
+use serde_json::Value;
 
 fn summary(recs: &[Record]) -> Vec<String> {
     recs.iter()
