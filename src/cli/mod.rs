@@ -120,7 +120,7 @@ pub enum Command {
     ///
     /// Files are applied in the order given, each resumable from its checkpoint: replaying
     /// the same file again applies nothing twice. Exit 0 when every file was read, even if
-    /// some records were skipped or malformed; non-zero when a file cannot be read.
+    /// some records were skipped or malformed (see --strict); non-zero when a file cannot be read.
     Replay(replay::ReplayArgs),
     /// Manage the approved baseline: capture, show, diff, approve, export, import.
     #[command(subcommand)]

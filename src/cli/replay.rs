@@ -2,7 +2,9 @@
 
 use super::{render, CreateDbArg};
 use crate::config::Config;
-use crate::pipeline::{replay, Pipeline};
+use crate::pipeline::replay::{self, FileIssue, ReplaySummary};
+use crate::pipeline::Pipeline;
+use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -17,6 +19,12 @@ pub struct ReplayArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+    /// Exit 1 (after applying what was good) when the input was not all good records: a
+    /// malformed record, an empty file, a file with no JSON/YAML in it, or a last record that
+    /// looks unfinished. A file replayed from the start because it was rewritten is not an
+    /// error.
+    #[arg(long)]
+    strict: bool,
     /// Input files, applied in this order.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
@@ -31,12 +39,35 @@ pub(super) fn run(cfg: &Config, a: ReplayArgs) -> anyhow::Result<ExitCode> {
     let summary = replay::run(&mut pipeline, &a.files, &cluster)?;
     let has_baseline = store.read()?.baseline_version()?.is_some();
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&render::summary_json(&summary))?
-        );
+        println!("{}", serde_json::to_string_pretty(&summary_json(&summary))?);
     } else {
         print!("{}", render::summary(&summary, has_baseline));
+        for w in &summary.warnings {
+            println!("warning: {w}");
+        }
+    }
+    let problems = summary.strict_problems();
+    if a.strict && problems > 0 {
+        eprintln!("replay --strict: {problems} problem(s) in the input, listed above");
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The summary for scripts, with the file-level warnings.
+fn summary_json(s: &ReplaySummary) -> Value {
+    let mut v = render::summary_json(s);
+    let warnings: Vec<Value> = s
+        .warnings
+        .iter()
+        .map(|w| {
+            let mut o = json!({"input": w.input, "kind": w.kind(), "message": w.to_string()});
+            if let FileIssue::Unfinished { bytes } = w.issue {
+                o["bytes"] = json!(bytes);
+            }
+            o
+        })
+        .collect();
+    v["warnings"] = Value::Array(warnings);
+    v
 }

@@ -36,6 +36,8 @@ pub struct FrameError {
     pub offset: usize,
     /// What is wrong.
     pub problem: &'static str,
+    /// The input ended while the value was still open: more bytes may complete it.
+    pub truncated: bool,
 }
 
 /// One item of framed input: a record, or a stretch that is not JSON.
@@ -52,20 +54,25 @@ pub struct Frames<'a> {
     b: &'a [u8],
     pos: usize,
     queue: std::collections::VecDeque<Item>,
-    complete: bool,
+    at_eof: bool,
     incomplete_from: Option<usize>,
+    top: (usize, usize),
+    values: u64,
 }
 
 impl<'a> Frames<'a> {
-    /// Starts framing a whole input.
+    /// Starts framing a whole input (see [`Frames::chunk`] for its unfinished last value).
     pub fn new(input: &'a [u8]) -> Self {
         Frames::chunk(input, true)
     }
 
-    /// Starts framing a chunk. When `complete` is false, a top-level value cut off by the end
-    /// of the chunk is not malformed: iteration stops before it and [`Frames::incomplete_from`]
-    /// says where it starts, so the caller can read more and frame again from there.
-    pub fn chunk(input: &'a [u8], complete: bool) -> Self {
+    /// Starts framing a chunk. A top-level value cut off by the end of the chunk is not
+    /// malformed: iteration stops before it and [`Frames::incomplete_from`] says where it
+    /// starts, so the caller can read more and frame again from there. When `at_eof` is false
+    /// that holds for any error in the last value; at the end of the input it holds only when
+    /// the value is a valid beginning of JSON that the input ended inside (a record still
+    /// being written), while a value that is wrong whatever follows is malformed.
+    pub fn chunk(input: &'a [u8], at_eof: bool) -> Self {
         // A UTF-8 byte-order mark is legal at the start of files written on Windows.
         let pos = if input.starts_with(&[0xEF, 0xBB, 0xBF]) {
             3
@@ -76,14 +83,27 @@ impl<'a> Frames<'a> {
             b: input,
             pos,
             queue: Default::default(),
-            complete,
+            at_eof,
             incomplete_from: None,
+            top: (pos, pos),
+            values: 0,
         }
     }
 
     /// Where the value cut off by the end of an incomplete chunk starts, once iteration ended.
     pub fn incomplete_from(&self) -> Option<usize> {
         self.incomplete_from
+    }
+
+    /// Top-level values framed so far (empty ones included, malformed stretches not).
+    pub fn values(&self) -> u64 {
+        self.values
+    }
+
+    /// Byte range of the top-level value (or the malformed stretch) that the item last
+    /// returned belongs to: the elements of one envelope share it. Checkpoints sit on its ends.
+    pub fn top(&self) -> (usize, usize) {
+        self.top
     }
 
     fn fill(&mut self) {
@@ -97,24 +117,26 @@ impl<'a> Frames<'a> {
         let res = match b[start] {
             b'{' => self.object(start),
             b'[' => self.array(start),
-            _ => Err(FrameError {
-                offset: start,
-                problem: "expected a JSON object or array",
-            }),
+            _ => Err(err(start, "expected a JSON object or array")),
         };
         match res {
-            Ok(end) => self.pos = end,
+            Ok(end) => {
+                self.pos = end;
+                self.top = (start, end);
+                self.values += 1;
+            }
             Err(e) => {
                 self.queue.truncate(before);
                 let next = resync(b, start + 1);
                 // No later line starts a value: the chunk may just end mid-value.
-                if !self.complete && next >= b.len() {
+                if next >= b.len() && (!self.at_eof || e.truncated) {
                     self.incomplete_from = Some(start);
                     self.pos = b.len();
                     return;
                 }
                 self.queue.push_back(Item::Malformed(e));
                 self.pos = next;
+                self.top = (start, next);
             }
         }
     }
@@ -133,10 +155,10 @@ impl<'a> Frames<'a> {
                             shape: Shape::Record,
                         }));
                     } else {
-                        self.queue.push_back(Item::Malformed(FrameError {
-                            offset: s,
-                            problem: "an element of `records` is not an object",
-                        }));
+                        self.queue.push_back(Item::Malformed(err(
+                            s,
+                            "an element of `records` is not an object",
+                        )));
                     }
                 }
             }
@@ -161,19 +183,18 @@ impl<'a> Frames<'a> {
                 Some(b'{') => i = self.object(i)?,
                 Some(_) => {
                     let e = skip_value(b, i)?;
-                    self.queue.push_back(Item::Malformed(FrameError {
-                        offset: i,
-                        problem: "an array element is not an object",
-                    }));
+                    self.queue
+                        .push_back(Item::Malformed(err(i, "an array element is not an object")));
                     i = e;
                 }
-                None => return Err(err(start, "unterminated array")),
+                None => return Err(cut(start, "unterminated array")),
             }
             i = skip_ws(b, i);
             match b.get(i) {
                 Some(b',') => i += 1,
                 Some(b']') => return Ok(i + 1),
-                _ => return Err(err(start, "expected `,` or `]` in array")),
+                Some(_) => return Err(err(start, "expected `,` or `]` in array")),
+                None => return Err(cut(start, "unterminated array")),
             }
         }
     }
@@ -182,8 +203,13 @@ impl<'a> Frames<'a> {
 impl Iterator for Frames<'_> {
     type Item = Item;
     fn next(&mut self) -> Option<Item> {
-        if self.queue.is_empty() {
+        // A value may yield nothing (`[]`, `{"records":[]}`): go on to the next one.
+        while self.queue.is_empty() {
+            let pos = self.pos;
             self.fill();
+            if self.queue.is_empty() && self.pos == pos {
+                return None;
+            }
         }
         self.queue.pop_front()
     }
@@ -211,7 +237,29 @@ impl ObjectInfo {
 }
 
 fn err(offset: usize, problem: &'static str) -> FrameError {
-    FrameError { offset, problem }
+    FrameError {
+        offset,
+        problem,
+        truncated: false,
+    }
+}
+
+/// The input ended inside the value: not wrong yet, just not all there.
+fn cut(offset: usize, problem: &'static str) -> FrameError {
+    FrameError {
+        offset,
+        problem,
+        truncated: true,
+    }
+}
+
+/// `err` or `cut`, depending on whether the scan at `i` ran off the end of the input.
+fn err_at(b: &[u8], i: usize, offset: usize, problem: &'static str) -> FrameError {
+    if i >= b.len() {
+        cut(offset, problem)
+    } else {
+        err(offset, problem)
+    }
 }
 
 fn scan_object(b: &[u8], start: usize) -> Result<(usize, ObjectInfo), FrameError> {
@@ -223,13 +271,13 @@ fn scan_object(b: &[u8], start: usize) -> Result<(usize, ObjectInfo), FrameError
     loop {
         i = skip_ws(b, i);
         if b.get(i) != Some(&b'"') {
-            return Err(err(start, "expected a quoted key in object"));
+            return Err(err_at(b, i, start, "expected a quoted key in object"));
         }
-        let kend = skip_string(b, i).map_err(|_| err(start, "unterminated string"))?;
+        let kend = skip_string(b, i).map_err(|at| err_at(b, at, start, "unterminated string"))?;
         let key = &b[i + 1..kend - 1];
         i = skip_ws(b, kend);
         if b.get(i) != Some(&b':') {
-            return Err(err(start, "expected `:` after key"));
+            return Err(err_at(b, i, start, "expected `:` after key"));
         }
         i = skip_ws(b, i + 1);
         match key {
@@ -253,7 +301,7 @@ fn scan_object(b: &[u8], start: usize) -> Result<(usize, ObjectInfo), FrameError
         match b.get(i) {
             Some(b',') => i += 1,
             Some(b'}') => return Ok((i + 1, info)),
-            _ => return Err(err(start, "expected `,` or `}` in object")),
+            _ => return Err(err_at(b, i, start, "expected `,` or `}` in object")),
         }
     }
 }
@@ -271,7 +319,7 @@ fn elements(b: &[u8], start: usize, out: &mut Vec<(usize, usize)>) -> Result<usi
         match b.get(i) {
             Some(b',') => i += 1,
             Some(b']') => return Ok(i + 1),
-            _ => return Err(err(start, "expected `,` or `]` in records array")),
+            _ => return Err(err_at(b, i, start, "expected `,` or `]` in records array")),
         }
     }
 }
@@ -289,17 +337,18 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 
 /// `i` is at an opening quote; returns the offset just past the closing quote. JSON strings
 /// cannot hold a raw line break, so one ends the string as an error: a record cut off
-/// mid-string then never swallows the lines after it.
+/// mid-string then never swallows the lines after it. The error is where the scan stopped
+/// (the input's length when it ran out).
 #[inline]
-fn skip_string(b: &[u8], i: usize) -> Result<usize, ()> {
+fn skip_string(b: &[u8], i: usize) -> Result<usize, usize> {
     let mut j = i + 1;
     loop {
-        let p = memchr3(b'"', b'\\', b'\n', &b[j.min(b.len())..]).ok_or(())?;
+        let p = memchr3(b'"', b'\\', b'\n', &b[j.min(b.len())..]).ok_or(b.len())?;
         j += p;
         match b[j] {
             b'\\' => j += 2,
             b'"' => return Ok(j + 1),
-            _ => return Err(()),
+            _ => return Err(j),
         }
     }
 }
@@ -318,8 +367,8 @@ const STRUCTURAL: [bool; 256] = {
 /// Skips one JSON value starting at `i`, checking bracket balance and string termination.
 fn skip_value(b: &[u8], i: usize) -> Result<usize, FrameError> {
     match b.get(i) {
-        None => Err(err(i, "unexpected end of input")),
-        Some(b'"') => skip_string(b, i).map_err(|_| err(i, "unterminated string")),
+        None => Err(cut(i, "unexpected end of input")),
+        Some(b'"') => skip_string(b, i).map_err(|at| err_at(b, at, i, "unterminated string")),
         Some(b'{' | b'[') => {
             let mut stack: Vec<u8> = Vec::with_capacity(16);
             let mut j = i;
@@ -338,9 +387,10 @@ fn skip_value(b: &[u8], i: usize) -> Result<usize, FrameError> {
                             match b.get(j) {
                                 Some(b'"') => break,
                                 Some(b'\\') => j += 2,
-                                Some(b'\n') | None => {
+                                Some(b'\n') => {
                                     return Err(err(i, "unterminated string (record cut off?)"))
                                 }
+                                None => return Err(cut(i, "unterminated string")),
                                 Some(_) => j += 1,
                             }
                         }
@@ -358,7 +408,7 @@ fn skip_value(b: &[u8], i: usize) -> Result<usize, FrameError> {
                 }
                 j += 1;
             }
-            Err(err(i, "unterminated object or array (truncated record?)"))
+            Err(cut(i, "unterminated object or array (truncated record?)"))
         }
         Some(_) => {
             let mut j = i;
@@ -485,12 +535,47 @@ mod tests {
         let items: Vec<Item> = f.by_ref().collect();
         assert_eq!(items.len(), 1);
         assert_eq!(f.incomplete_from(), Some(8));
-        // The same bytes as a whole input: the cut value is malformed.
-        assert_eq!(Frames::new(input).count(), 2);
+        // The same bytes as a whole input: the cut value is still being written, not malformed.
+        let mut f = Frames::new(input);
+        assert_eq!(f.by_ref().count(), 1);
+        assert_eq!(f.incomplete_from(), Some(8));
         // A broken line followed by a good one is malformed even in a chunk.
         let mut f = Frames::chunk(b"{\"a\":\n{\"b\":1}\n{\"c\":", false);
         assert_eq!(f.by_ref().count(), 2);
         assert!(f.incomplete_from().is_some());
+    }
+
+    #[test]
+    fn at_the_end_a_cut_value_waits_and_a_wrong_one_is_malformed() {
+        for (input, cut) in [
+            ("{", true),
+            ("{\"a\"", true),
+            ("{\"a\":", true),
+            ("{\"a\":12", true),
+            ("{\"a\":\"x\\", true),
+            ("{\"a\":[1,{\"b\":\"", true),
+            ("{\"records\":[{\"a\":1}", true),
+            ("{\"records\":[{\"a\":1},", true),
+            ("[{\"a\":1}", true),
+            ("[{\"a\":1},\n", true),
+            ("{\n  \"a\": 1,\n", true),
+            ("{broken", false),
+            ("{\"a\":1]", false),
+            ("{\"a\":\"x\n", false),
+            ("{\"a\" 1", false),
+            ("[{\"a\":1} {", false),
+            ("nope", false),
+        ] {
+            let mut f = Frames::new(input.as_bytes());
+            let items: Vec<Item> = f.by_ref().collect();
+            assert_eq!(f.incomplete_from().is_some(), cut, "{input}");
+            assert_eq!(items.len(), usize::from(!cut), "{input}");
+        }
+    }
+
+    #[test]
+    fn values_that_yield_nothing_do_not_end_the_input() {
+        assert_eq!(frames("[]\n{\"records\":[]}\n{\"a\":1}").len(), 1);
     }
 
     #[test]

@@ -1,20 +1,29 @@
 //! Replay input: files of Activity Log records and Kubernetes events, cut into numbered records.
 //! JSON files are streamed in chunks, so memory stays flat whatever the file size.
+//!
+//! Every record carries the [`Position`] to resume from once it is applied: a byte offset on a
+//! top-level value boundary plus the hash of every byte before it. A file that only grew is
+//! continued there; one whose bytes before it changed is read again from the start. A value
+//! cut off by the end of the file is a record still being written: it is reported as
+//! unfinished, never as malformed, and no position passes it.
 
-use super::activity_log::{self, Prefilter};
-use super::frame::{Frames, Item, LineCounter, Shape};
-use super::kubernetes;
+mod decode;
+mod position;
+#[cfg(test)]
+mod tests;
+
+pub use position::{Mismatch, Position, PrefixHash, Stored, LEGACY_HEAD_BYTES};
+
+use super::activity_log::Prefilter;
+use super::frame::{Frames, LineCounter};
 use super::Decoded;
 use crate::domain::Location;
-use serde_json::Value;
 use std::collections::VecDeque;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 /// Bytes read per chunk; a record larger than this grows the buffer.
 pub const CHUNK: usize = 8 << 20;
-/// Bytes that identify a file for its checkpoint.
-const FINGERPRINT_BYTES: usize = 64 * 1024;
 
 /// A replay file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -34,21 +43,36 @@ enum Origin {
     Memory(Vec<u8>),
 }
 
-/// An input file, checked readable and fingerprinted; its records are read when iterated.
+/// An input file, checked readable; its records are read when iterated.
 pub struct ReplayFile {
     /// The path as given, used in messages and locations.
     pub display: String,
     /// The canonical path, used as the checkpoint's source id.
     pub canonical: PathBuf,
-    /// Identifies the content for checkpoints: a hash of the first 64 KiB, so an appended-to
-    /// file keeps its checkpoint and a replaced one starts over.
-    pub fingerprint: String,
     origin: Origin,
     yaml: bool,
 }
 
-fn fingerprint(head: &[u8]) -> String {
-    format!("fnv1a64:{:016x}", crate::domain::id::fnv1a64(head))
+/// Where to read a file from, given its stored checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resume {
+    /// No checkpoint: from the start.
+    Start,
+    /// The bytes before the checkpoint are unchanged: continue there.
+    Continue(Position),
+    /// The checkpoint does not fit the file any more: from the start.
+    Restart(Mismatch),
+}
+
+/// What a file held, once read to its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content {
+    /// At least one JSON value or YAML document (or reading resumed after some).
+    Values,
+    /// Nothing but white space.
+    Empty,
+    /// Bytes, but not one JSON value or YAML document in them (a binary, another format).
+    NotJson,
 }
 
 impl ReplayFile {
@@ -58,10 +82,7 @@ impl ReplayFile {
             path: path.to_path_buf(),
             source,
         };
-        let mut head = Vec::with_capacity(FINGERPRINT_BYTES);
-        std::fs::File::open(path)
-            .and_then(|f| f.take(FINGERPRINT_BYTES as u64).read_to_end(&mut head))
-            .map_err(err)?;
+        std::fs::File::open(path).map_err(err)?;
         let canonical = path.canonicalize().map_err(err)?;
         let yaml = matches!(
             path.extension()
@@ -73,7 +94,6 @@ impl ReplayFile {
         Ok(ReplayFile {
             display: path.display().to_string(),
             canonical,
-            fingerprint: fingerprint(&head),
             origin: Origin::File(path.to_path_buf()),
             yaml,
         })
@@ -84,42 +104,141 @@ impl ReplayFile {
         ReplayFile {
             display: name.to_string(),
             canonical: PathBuf::from(name),
-            fingerprint: fingerprint(&bytes[..bytes.len().min(FINGERPRINT_BYTES)]),
             origin: Origin::Memory(bytes),
             yaml: name.ends_with(".yaml") || name.ends_with(".yml"),
         }
     }
 
-    /// The records of this file, decoded, in order, numbered from 0. A read error ends the
-    /// iteration; [`Records::take_error`] returns it.
-    pub fn records<'a>(&'a self, cluster: &'a str, prefilter: &'a Prefilter) -> Records<'a> {
-        let reader: Result<(Box<dyn Read + 'a>, u64), std::io::Error> = match &self.origin {
-            Origin::File(p) => std::fs::File::open(p)
-                .and_then(|f| Ok((f.metadata()?.len(), f)))
-                .map(|(n, f)| (Box::new(f) as Box<dyn Read>, n)),
-            Origin::Memory(b) => Ok((Box::new(b.as_slice()), b.len() as u64)),
+    fn read_error(&self, source: std::io::Error) -> ReplayError {
+        ReplayError::Read {
+            path: PathBuf::from(&self.display),
+            source,
+        }
+    }
+
+    /// A reader positioned at `offset`, and the bytes from there to the end.
+    fn reader_at(&self, offset: u64) -> std::io::Result<(Box<dyn Read + '_>, u64)> {
+        match &self.origin {
+            Origin::File(p) => {
+                let mut f = std::fs::File::open(p)?;
+                let len = f.metadata()?.len();
+                f.seek(SeekFrom::Start(offset))?;
+                Ok((Box::new(f), len.saturating_sub(offset)))
+            }
+            Origin::Memory(b) => {
+                let rest = &b[(offset as usize).min(b.len())..];
+                Ok((Box::new(rest), rest.len() as u64))
+            }
+        }
+    }
+
+    /// Checks a stored checkpoint (its `position` and `fingerprint` columns) against the file
+    /// as it is now. Reads every byte before the checkpoint once, to hash them.
+    pub fn resume(&self, stored: Option<(u64, &str)>) -> Result<Resume, ReplayError> {
+        let Some((position, text)) = stored else {
+            return Ok(Resume::Start);
         };
+        let Some(stored) = Stored::parse(position, text) else {
+            return Ok(Resume::Restart(Mismatch::Unreadable));
+        };
+        let (mut rd, len) = self.reader_at(0).map_err(|e| self.read_error(e))?;
+        match stored {
+            Stored::Legacy { records, head } => {
+                let mut buf = Vec::with_capacity(LEGACY_HEAD_BYTES);
+                rd.take(LEGACY_HEAD_BYTES as u64)
+                    .read_to_end(&mut buf)
+                    .map_err(|e| self.read_error(e))?;
+                let now = format!("fnv1a64:{:016x}", crate::domain::id::fnv1a64(&buf));
+                // The old format counted records from the start: skip that many, once.
+                Ok(if now == head {
+                    Resume::Continue(Position {
+                        skip: records,
+                        ..Position::default()
+                    })
+                } else {
+                    Resume::Restart(Mismatch::Changed)
+                })
+            }
+            Stored::Offset {
+                offset,
+                index,
+                line,
+                skip,
+                digest,
+            } => {
+                if len < offset {
+                    return Ok(Resume::Restart(Mismatch::Shorter { len, offset }));
+                }
+                let mut hash = PrefixHash::default();
+                let mut buf = vec![0u8; (1 << 20).min(offset as usize).max(1)];
+                while hash.len() < offset {
+                    let want = (offset - hash.len()).min(buf.len() as u64) as usize;
+                    match rd.read(&mut buf[..want]) {
+                        Ok(0) => {
+                            let len = hash.len();
+                            return Ok(Resume::Restart(Mismatch::Shorter { len, offset }));
+                        }
+                        Ok(n) => hash.update(&buf[..n]),
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(self.read_error(e)),
+                    }
+                }
+                Ok(if hash.digest() == digest {
+                    Resume::Continue(Position {
+                        offset,
+                        index,
+                        line,
+                        skip,
+                        hash,
+                    })
+                } else {
+                    Resume::Restart(Mismatch::Changed)
+                })
+            }
+        }
+    }
+
+    /// The records of this file, decoded, in order, numbered from 0.
+    pub fn records<'a>(&'a self, cluster: &'a str, prefilter: &'a Prefilter) -> Records<'a> {
+        self.records_from(cluster, prefilter, Position::default())
+    }
+
+    /// The records from `from` on (a position from [`ReplayFile::resume`] or a record's
+    /// `after`). A read error ends the iteration; [`Records::take_error`] returns it.
+    pub fn records_from<'a>(
+        &'a self,
+        cluster: &'a str,
+        prefilter: &'a Prefilter,
+        from: Position,
+    ) -> Records<'a> {
         let mut r = Records {
             file: self,
             cluster,
             prefilter,
             reader: None,
+            yaml_tail: None,
             chunk: CHUNK,
             buf: Vec::new(),
             filled: 0,
             eof: false,
-            lines_before: 0,
-            yaml_docs: None,
+            base: from.offset,
+            hash: from.hash,
+            newlines_before: from.line.saturating_sub(1),
             queue: VecDeque::new(),
-            next_index: 0,
+            next_index: from.index,
+            to_skip: from.skip,
+            skipped: 0,
+            values: u64::from(from.offset > 0),
+            malformed: 0,
+            unfinished: 0,
             error: None,
         };
-        match reader {
+        match self.reader_at(from.offset) {
             Err(e) => r.fail(e),
             Ok((mut rd, _)) if self.yaml => {
                 let mut all = Vec::new();
                 match rd.read_to_end(&mut all) {
-                    Ok(_) => r.yaml_docs = Some(yaml_documents(&all)),
+                    Ok(_) => r.yaml_tail = Some(all),
                     Err(e) => r.fail(e),
                 }
             }
@@ -142,6 +261,8 @@ pub struct Record {
     pub line: usize,
     /// What it decoded to; observations carry their location already.
     pub decoded: Decoded,
+    /// Where to resume once this record (and all before it) is applied.
+    pub after: Position,
 }
 
 /// Iterator over a file's records.
@@ -150,15 +271,30 @@ pub struct Records<'a> {
     cluster: &'a str,
     prefilter: &'a Prefilter,
     reader: Option<Box<dyn Read + 'a>>,
+    yaml_tail: Option<Vec<u8>>,
     chunk: usize,
     buf: Vec<u8>,
     filled: usize,
     eof: bool,
-    lines_before: usize,
-    yaml_docs: Option<VecDeque<Result<Value, String>>>,
-    queue: VecDeque<(usize, Decoded)>,
+    /// File offset of `buf[0]`; `hash` covers exactly the bytes before it.
+    base: u64,
+    hash: PrefixHash,
+    newlines_before: u64,
+    queue: VecDeque<Record>,
     next_index: u64,
+    to_skip: u64,
+    skipped: u64,
+    values: u64,
+    malformed: u64,
+    unfinished: u64,
     error: Option<ReplayError>,
+}
+
+/// The records of one top-level value (or one malformed stretch), decoded, before numbering.
+struct Group {
+    top: (usize, usize),
+    start: Position,
+    items: Vec<(usize, Decoded)>,
 }
 
 impl Records<'_> {
@@ -167,46 +303,103 @@ impl Records<'_> {
         self.error.take()
     }
 
-    fn fail(&mut self, source: std::io::Error) {
-        self.error = Some(ReplayError::Read {
-            path: PathBuf::from(&self.file.display),
-            source,
-        });
-        self.reader = None;
-        self.yaml_docs = None;
+    /// Records read again but not returned because the checkpoint was inside their value.
+    pub fn skipped_before_checkpoint(&self) -> u64 {
+        self.skipped
     }
 
-    fn decode_value(
-        cluster: &str,
-        prefilter: &Prefilter,
-        v: &Value,
-        line: usize,
-        queue: &mut VecDeque<(usize, Decoded)>,
-    ) {
-        let obj = v.as_object();
-        let has = |k: &str| obj.is_some_and(|o| o.contains_key(k));
-        if has("type") && has("object") {
-            queue.extend(
-                kubernetes::decode_watch_event(v, cluster)
-                    .into_iter()
-                    .map(|d| (line, d)),
-            );
-        } else if has("apiVersion") && has("kind") {
-            queue.extend(
-                kubernetes::decode_listing(v, cluster)
-                    .into_iter()
-                    .map(|d| (line, d)),
-            );
+    /// Bytes at the end of the file that start a value the writer has not finished yet.
+    pub fn unfinished_bytes(&self) -> u64 {
+        self.unfinished
+    }
+
+    /// True once a JSON value or YAML document was seen (so far): before that, what was read
+    /// may be a binary, which must not be checkpointed as read.
+    pub fn saw_values(&self) -> bool {
+        self.values > 0
+    }
+
+    /// What the file held; meaningful once iteration ended.
+    pub fn content(&self) -> Content {
+        if self.values > 0 {
+            Content::Values
+        } else if self.malformed > 0 {
+            Content::NotJson
+        } else if self.unfinished > 0 {
+            // The start of a first record: a writer at work, reported as unfinished.
+            Content::Values
         } else {
-            let records = match v.get("records").and_then(Value::as_array) {
-                Some(r) => r.iter().collect(),
-                None => vec![v],
-            };
-            for r in records {
-                let bytes = serde_json::to_vec(r).unwrap_or_default();
-                queue.push_back((line, activity_log::decode_record(prefilter, &bytes)));
-            }
+            Content::Empty
         }
+    }
+
+    fn fail(&mut self, source: std::io::Error) {
+        self.error = Some(self.file.read_error(source));
+        self.reader = None;
+        self.yaml_tail = None;
+    }
+
+    /// Numbers a group's records and queues them with their resume positions: inside the
+    /// value, the value's start plus the records done; after its last record, its end.
+    fn queue_group(&mut self, g: Group, end: Position) {
+        let n = g.items.len() as u64;
+        for (i, (line, mut decoded)) in (0u64..).zip(g.items) {
+            let index = g.start.index + i;
+            if let Decoded::Observation(o) = &mut decoded {
+                o.prov.location = Location {
+                    input: self.file.display.clone(),
+                    index,
+                };
+            }
+            if matches!(decoded, Decoded::Malformed(_)) {
+                self.malformed += 1;
+            }
+            let after = if i + 1 == n {
+                end
+            } else {
+                Position {
+                    skip: i + 1,
+                    ..g.start
+                }
+            };
+            self.queue.push_back(Record {
+                index,
+                line,
+                decoded,
+                after,
+            });
+        }
+        self.next_index = g.start.index + n;
+    }
+
+    /// The position at `rel` in the buffer, hashing the bytes up to it (`hashed` tracks how
+    /// far `self.hash` got within `b`).
+    fn position_at(
+        &mut self,
+        b: &[u8],
+        hashed: &mut usize,
+        lines: &mut LineCounter,
+        rel: usize,
+    ) -> Position {
+        self.hash.update(&b[*hashed..rel]);
+        *hashed = rel;
+        Position {
+            offset: self.base + rel as u64,
+            index: self.next_index,
+            line: self.newlines_before + lines.line_of(b, rel) as u64,
+            skip: 0,
+            hash: self.hash,
+        }
+    }
+
+    /// Queues a complete group of a JSON chunk: after its last record, reading resumes at
+    /// the end of its value.
+    fn end_group(&mut self, b: &[u8], hashed: &mut usize, lines: &mut LineCounter, g: Group) {
+        let end = Position {
+            index: g.start.index + g.items.len() as u64,
+            ..self.position_at(b, hashed, lines, g.top.1)
+        };
+        self.queue_group(g, end);
     }
 
     /// Reads the next chunk and decodes every complete record in it. False at the end.
@@ -228,58 +421,49 @@ impl Records<'_> {
                 }
             }
         }
-        let b = &self.buf[..self.filled];
+        // The buffer is lent out while its records are decoded into `self`.
+        let buf = std::mem::take(&mut self.buf);
+        let b = &buf[..self.filled];
         let span =
             tracing::debug_span!("normalise", file = %self.file.display, chunk.bytes = b.len());
         let _g = span.enter();
         let mut frames = Frames::chunk(b, self.eof);
         let mut lines = LineCounter::default();
-        let base = self.lines_before;
-        for item in frames.by_ref() {
-            match item {
-                Item::Malformed(e) => {
-                    let line = base + lines.line_of(b, e.offset);
-                    self.queue
-                        .push_back((line, Decoded::Malformed(e.problem.to_string())));
+        let mut hashed = 0usize;
+        let base_lines = self.newlines_before as usize;
+        let mut group: Option<Group> = None;
+        while let Some(item) = frames.next() {
+            let top = frames.top();
+            if group.as_ref().is_none_or(|g| g.top != top) {
+                if let Some(g) = group.take() {
+                    self.end_group(b, &mut hashed, &mut lines, g);
                 }
-                Item::Frame(f) => {
-                    let rec = &b[f.start..f.end];
-                    match f.shape {
-                        Shape::Record => {
-                            let d = activity_log::decode_record(self.prefilter, rec);
-                            // Line numbers cost a scan: only records someone will look at get one.
-                            let l = if matches!(d, Decoded::Skipped(_)) {
-                                0
-                            } else {
-                                base + lines.line_of(b, f.start)
-                            };
-                            self.queue.push_back((l, d));
-                        }
-                        Shape::WatchEvent | Shape::KubeObject => {
-                            let line = base + lines.line_of(b, f.start);
-                            match serde_json::from_slice::<Value>(rec) {
-                                Ok(v) => Self::decode_value(
-                                    self.cluster,
-                                    self.prefilter,
-                                    &v,
-                                    line,
-                                    &mut self.queue,
-                                ),
-                                Err(e) => self.queue.push_back((
-                                    line,
-                                    Decoded::Malformed(format!("invalid JSON: {e}")),
-                                )),
-                            }
-                        }
-                    }
-                }
+                let start = self.position_at(b, &mut hashed, &mut lines, top.0);
+                group = Some(Group {
+                    top,
+                    start,
+                    items: Vec::new(),
+                });
             }
+            let g = group.as_mut().expect("set above");
+            self.decode_item(b, base_lines, &mut lines, item, &mut g.items);
         }
+        if let Some(g) = group.take() {
+            self.end_group(b, &mut hashed, &mut lines, g);
+        }
+        self.values += frames.values();
         let keep_from = frames.incomplete_from().unwrap_or(self.filled);
-        self.lines_before += memchr::memchr_iter(b'\n', &b[..keep_from]).count();
+        self.hash.update(&b[hashed..keep_from]);
+        // The counter is at the last value's end by now: only the rest is scanned.
+        self.newlines_before += lines.line_of(b, keep_from) as u64 - 1;
+        self.base += keep_from as u64;
+        self.buf = buf;
         self.buf.copy_within(keep_from..self.filled, 0);
         self.filled -= keep_from;
-        if self.eof && self.filled == 0 {
+        if self.eof {
+            // What is left at the end is a value the writer is still writing.
+            self.unfinished = self.filled as u64;
+            self.filled = 0;
             self.reader = None;
         }
         // Progress was made, or the buffer grows next round to fit a record larger than it.
@@ -287,18 +471,9 @@ impl Records<'_> {
     }
 
     fn fill(&mut self) -> bool {
-        if let Some(docs) = self.yaml_docs.as_mut() {
-            return match docs.pop_front() {
-                None => false,
-                Some(Ok(v)) => {
-                    Self::decode_value(self.cluster, self.prefilter, &v, 1, &mut self.queue);
-                    true
-                }
-                Some(Err(e)) => {
-                    self.queue.push_back((1, Decoded::Malformed(e)));
-                    true
-                }
-            };
+        if let Some(tail) = self.yaml_tail.take() {
+            self.fill_yaml(tail);
+            return true;
         }
         self.fill_chunk()
     }
@@ -307,114 +482,18 @@ impl Records<'_> {
 impl Iterator for Records<'_> {
     type Item = Record;
     fn next(&mut self) -> Option<Record> {
-        while self.queue.is_empty() {
-            if !self.fill() {
-                return None;
+        loop {
+            while self.queue.is_empty() {
+                if !self.fill() {
+                    return None;
+                }
             }
-        }
-        let (line, mut decoded) = self.queue.pop_front()?;
-        let index = self.next_index;
-        self.next_index += 1;
-        if let Decoded::Observation(o) = &mut decoded {
-            o.prov.location = Location {
-                input: self.file.display.clone(),
-                index,
-            };
-        }
-        Some(Record {
-            index,
-            line,
-            decoded,
-        })
-    }
-}
-
-fn yaml_documents(bytes: &[u8]) -> VecDeque<Result<Value, String>> {
-    use serde::Deserialize;
-    let mut out = VecDeque::new();
-    for doc in serde_yaml::Deserializer::from_slice(bytes) {
-        match serde_yaml::Value::deserialize(doc) {
-            Ok(serde_yaml::Value::Null) => {}
-            Ok(y) => out.push_back(
-                serde_json::to_value(y)
-                    .map_err(|e| format!("YAML document is not JSON-compatible: {e}")),
-            ),
-            Err(e) => {
-                out.push_back(Err(format!("invalid YAML: {e}")));
-                // The YAML parser cannot resume after an error inside a stream.
-                break;
+            let rec = self.queue.pop_front()?;
+            if self.to_skip == 0 {
+                return Some(rec);
             }
+            self.to_skip -= 1;
+            self.skipped += 1;
         }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mixed_json_input_numbers_records_in_order() {
-        let input = concat!(
-            "{\"records\":[{\"operationName\":\"MICROSOFT.WEB/SITES/WRITE\"},{\"operationName\":\"x\"}]}\n",
-            "{\"type\":\"ADDED\",\"object\":{\"kind\":\"ClusterRole\",\"metadata\":{\"name\":\"r\"},\"rules\":[]}}\n",
-            "{broken\n",
-            "{\"apiVersion\":\"v1\",\"kind\":\"List\",\"items\":[{\"kind\":\"Pod\",\"metadata\":{\"name\":\"p\"}}]}\n",
-        );
-        let f = ReplayFile::from_bytes("mem", input.as_bytes().to_vec());
-        let p = Prefilter::default();
-        let recs: Vec<Record> = f.records("c", &p).collect();
-        assert_eq!(recs.len(), 5);
-        assert_eq!(
-            recs.iter().map(|r| r.index).collect::<Vec<_>>(),
-            vec![0, 1, 2, 3, 4]
-        );
-        assert!(matches!(&recs[2].decoded, Decoded::Observation(o) if o.prov.location.index == 2));
-        assert!(matches!(&recs[3].decoded, Decoded::Malformed(_)));
-        assert_eq!(recs[3].line, 3);
-    }
-
-    #[test]
-    fn yaml_lists_decode() {
-        let yaml = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ServiceAccount\n  metadata:\n    name: a\n    namespace: n\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: r\nrules: []\n";
-        let f = ReplayFile::from_bytes("x.yaml", yaml.as_bytes().to_vec());
-        let p = Prefilter::default();
-        let recs: Vec<Record> = f.records("c", &p).collect();
-        assert_eq!(recs.len(), 2);
-        assert!(recs
-            .iter()
-            .all(|r| matches!(r.decoded, Decoded::Observation(_))));
-    }
-
-    #[test]
-    fn records_spanning_chunks_decode_like_a_whole_file() {
-        // Many records, lines long enough that chunk boundaries fall inside records.
-        let rec = |i: usize| {
-            format!(
-                "{{\"operationName\":\"Microsoft.Web/sites/write\",\"pad\":\"{}\",\"i\":{i}}}",
-                "x".repeat(1000 + i % 97)
-            )
-        };
-        let mut text = String::new();
-        for i in 0..20_000 {
-            text.push_str(&rec(i));
-            text.push('\n');
-            if i == 12_345 {
-                text.push_str("{\"truncated\": [\n");
-            }
-        }
-        assert!(text.len() > 2 * CHUNK);
-        let f = ReplayFile::from_bytes("big", text.into_bytes());
-        let p = Prefilter::default();
-        let mut recs = f.records("c", &p);
-        let all: Vec<Record> = recs.by_ref().collect();
-        assert!(recs.take_error().is_none());
-        assert_eq!(all.len(), 20_001);
-        let bad: Vec<&Record> = all
-            .iter()
-            .filter(|r| matches!(r.decoded, Decoded::Malformed(_)))
-            .collect();
-        assert_eq!(bad.len(), 1);
-        assert_eq!((bad[0].index, bad[0].line), (12_346, 12_347));
     }
 }
