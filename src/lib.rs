@@ -7,10 +7,12 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod domain;
 pub mod engine;
 pub mod notify;
 pub mod pipeline;
+pub mod server;
 pub mod sources;
 pub mod store;
 pub mod telemetry;

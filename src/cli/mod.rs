@@ -6,6 +6,7 @@ mod demo;
 mod findings;
 mod render;
 mod replay;
+mod run;
 
 use crate::config::Config;
 use crate::store::Store;
@@ -101,6 +102,9 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Load and validate the configuration, then print the effective settings.
     CheckConfig,
+    /// Run the daemon: watch the sources in `--config`, evaluate every change, deliver alerts,
+    /// serve `/healthz` and `/readyz`. Stops cleanly (exit 0) on SIGTERM or SIGINT.
+    Run(run::RunArgs),
 }
 
 /// Entry point used by `main`: errors become one clear message and exit code 1 (2 for usage).
@@ -133,6 +137,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Notify(a) => findings::notify(&cfg, a),
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(&cfg, a),
+        Command::Run(a) => run::run(cfg, a),
         Command::CheckConfig => {
             println!("{cfg:#?}");
             Ok(ExitCode::SUCCESS)
