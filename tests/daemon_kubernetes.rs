@@ -8,7 +8,7 @@ mod kube_api;
 
 use accessdrift::domain::FactKind;
 use accessdrift::store::{FactRow, Store};
-use daemon::{cli, free_port, wait_for, write_config, Daemon};
+use daemon::{cli, wait_for, write_config, Daemon};
 use kube_api::KubeApi;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -49,7 +49,6 @@ struct Env {
     _rt: tokio::runtime::Runtime,
     api: KubeApi,
     dir: tempfile::TempDir,
-    port: u16,
 }
 
 impl Env {
@@ -60,7 +59,6 @@ impl Env {
             _rt: rt,
             api,
             dir: tempfile::tempdir().unwrap(),
-            port: free_port(),
         }
     }
     fn db(&self) -> std::path::PathBuf {
@@ -70,8 +68,8 @@ impl Env {
         self.db().display().to_string()
     }
     fn start(&self) -> Daemon {
-        let cfg = write_config(self.dir.path(), &self.api.kubeconfig(), self.port, "");
-        Daemon::start(&cfg, &self.db(), self.port)
+        let cfg = write_config(self.dir.path(), &self.api.kubeconfig(), "");
+        Daemon::start(&cfg, &self.db())
     }
     fn capture_baseline(&self) {
         let (code, _, err) = cli(&["baseline", "capture", "--db", &self.db_str(), "--by", "test"]);
@@ -250,9 +248,9 @@ fn sigterm_mid_sync_exits_zero_and_a_restart_resumes() {
     assert!(live(&db, FactKind::RoleBinding) < 2000, "the sync was not interrupted");
 
     env.api.set_page_delay(Duration::ZERO);
-    let d = env.start();
+    let mut d = env.start();
     d.wait_ready(LIMIT);
-    assert_eq!(live(&db, FactKind::RoleBinding), 2000);
+    assert_eq!(live(&db, FactKind::RoleBinding), 2000, "{}", d.stderr());
     let mut s = Store::open(&db).unwrap();
     let cp = s.read().unwrap().checkpoint("k8s:aks-test:RoleBinding").unwrap().expect("checkpoint");
     assert!(cp.fingerprint.starts_with("resourceVersion="), "{cp:?}");
@@ -262,7 +260,7 @@ fn sigterm_mid_sync_exits_zero_and_a_restart_resumes() {
 fn cli_approval_while_the_daemon_runs_is_alerted_by_the_daemon() {
     let env = Env::new();
     seed(&env.api);
-    let d = env.start();
+    let mut d = env.start();
     d.wait_ready(LIMIT);
     env.capture_baseline();
     env.api.apply(crb("backdoor", "cluster-admin", json!([user("mallory@contoso.com")])));
@@ -281,3 +279,4 @@ fn cli_approval_while_the_daemon_runs_is_alerted_by_the_daemon() {
     });
     assert!(!env.open_findings().iter().any(|f| f["id"] == id.as_str()));
 }
+

@@ -12,15 +12,6 @@ use std::time::{Duration, Instant};
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_accessdrift");
 
-/// A free loopback port (bound, then released for the daemon to take).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Polls `f` until it returns `Some`, or panics naming `what` after `limit`.
 pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;
@@ -51,8 +42,8 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 pub struct Daemon {
     /// The child process.
     pub child: Child,
-    /// Its `/healthz` and `/readyz` port.
-    pub port: u16,
+    /// Its `/healthz` and `/readyz` port (0 until it has logged it).
+    port: u16,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
 }
@@ -72,7 +63,9 @@ fn capture(r: impl Read + Send + 'static) -> Arc<Mutex<String>> {
 }
 
 /// Writes the kubeconfig and config files into `dir` and returns the config path.
-pub fn write_config(dir: &Path, kubeconfig: &str, port: u16, extra: &str) -> PathBuf {
+/// The daemon listens on `127.0.0.1:0` and logs the port it got: a port picked by the test
+/// and released could be taken by another test's server before the daemon binds it.
+pub fn write_config(dir: &Path, kubeconfig: &str, extra: &str) -> PathBuf {
     let kc = dir.join("kubeconfig");
     std::fs::write(&kc, kubeconfig).unwrap();
     let cfg = dir.join("accessdrift.toml");
@@ -81,7 +74,7 @@ pub fn write_config(dir: &Path, kubeconfig: &str, port: u16, extra: &str) -> Pat
         format!(
             "[[clusters]]\nname = \"aks-test\"\nresource_id = \"/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks-test\"\n\n\
              [kubernetes]\nenabled = true\ncluster = \"aks-test\"\nkubeconfig = {kc:?}\nbatch_max_wait = \"50ms\"\n{extra}\n\
-             [server]\nlisten = \"127.0.0.1:{port}\"\n\n[notify]\npoll_interval = \"200ms\"\ninitial_backoff = \"1s\"\n"
+             [server]\nlisten = \"127.0.0.1:0\"\n\n[notify]\npoll_interval = \"200ms\"\ninitial_backoff = \"1s\"\n"
         ),
     )
     .unwrap();
@@ -90,7 +83,7 @@ pub fn write_config(dir: &Path, kubeconfig: &str, port: u16, extra: &str) -> Pat
 
 impl Daemon {
     /// Starts `accessdrift run --config CFG --db DB`.
-    pub fn start(cfg: &Path, db: &Path, port: u16) -> Daemon {
+    pub fn start(cfg: &Path, db: &Path) -> Daemon {
         let mut child = Command::new(BIN)
             .args(["--log-level", "info", "run", "--config"])
             .arg(cfg)
@@ -104,12 +97,27 @@ impl Daemon {
             .unwrap();
         let stdout = capture(child.stdout.take().unwrap());
         let stderr = capture(child.stderr.take().unwrap());
-        Daemon {
+        let mut d = Daemon {
             child,
-            port,
+            port: 0,
             stdout,
             stderr,
-        }
+        };
+        d.port = wait_for("the daemon to log its listen address", Duration::from_secs(30), || {
+            if let Ok(Some(st)) = d.child.try_wait() {
+                panic!("daemon exited with {st:?} at start; logs:\n{}", d.stderr());
+            }
+            let logs = d.stderr();
+            let at = logs.find("listen=127.0.0.1:")? + "listen=127.0.0.1:".len();
+            let digits: String = logs[at..].chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        });
+        d
+    }
+
+    /// The health server's port.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// Alerts the notifier printed so far.
@@ -129,9 +137,12 @@ impl Daemon {
     }
 
     /// Waits for `/readyz` to answer 200.
-    pub fn wait_ready(&self, limit: Duration) {
+    pub fn wait_ready(&mut self, limit: Duration) {
         let deadline = Instant::now() + limit;
         loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("daemon exited with {st:?} before it was ready; logs:\n{}", self.stderr());
+            }
             if let Some((200, _)) = self.readyz() {
                 return;
             }
