@@ -33,8 +33,14 @@ fn reply((ok, body): (bool, Value)) -> (StatusCode, Json<Value>) {
 /// The routes, for the daemon and for tests.
 pub fn router(health: Health) -> Router {
     Router::new()
-        .route("/healthz", get(|State(h): State<Health>| async move { reply(h.live()) }))
-        .route("/readyz", get(|State(h): State<Health>| async move { reply(h.ready()) }))
+        .route(
+            "/healthz",
+            get(|State(h): State<Health>| async move { reply(h.live()) }),
+        )
+        .route(
+            "/readyz",
+            get(|State(h): State<Health>| async move { reply(h.ready()) }),
+        )
         .with_state(health)
 }
 

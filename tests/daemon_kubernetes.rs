@@ -37,10 +37,16 @@ fn rb(ns: &str, name: &str, role: &str, subjects: Value) -> Value {
 fn seed(api: &KubeApi) {
     api.apply(crb("ops-admin", "cluster-admin", json!([group(ADMINS)])));
     api.apply(rb("team-a", "dev-edit", "edit", json!([group(ADMINS)])));
-    api.apply(json!({"kind": "ClusterRole", "metadata": {"name": "pod-reader"},
-        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]}));
-    api.apply(json!({"kind": "Role", "metadata": {"name": "secret-reader", "namespace": "team-a"},
-        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]}));
+    api.apply(
+        json!({"kind": "ClusterRole", "metadata": {"name": "pod-reader",
+            "creationTimestamp": "2021-03-04T05:06:07Z",
+            "managedFields": [{"manager": "kubectl", "time": "2022-03-04T05:06:07Z"}]},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]}),
+    );
+    api.apply(
+        json!({"kind": "Role", "metadata": {"name": "secret-reader", "namespace": "team-a"},
+        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]}),
+    );
     api.apply(json!({"kind": "ServiceAccount", "metadata": {"name": "builder", "namespace": "team-a",
         "annotations": {"azure.workload.identity/client-id": "11111111-2222-3333-4444-555555555555"}}}));
 }
@@ -72,7 +78,14 @@ impl Env {
         Daemon::start(&cfg, &self.db())
     }
     fn capture_baseline(&self) {
-        let (code, _, err) = cli(&["baseline", "capture", "--db", &self.db_str(), "--by", "test"]);
+        let (code, _, err) = cli(&[
+            "baseline",
+            "capture",
+            "--db",
+            &self.db_str(),
+            "--by",
+            "test",
+        ]);
         assert_eq!(code, 0, "{err}");
     }
     fn open_findings(&self) -> Vec<Value> {
@@ -125,6 +138,14 @@ fn initial_sync_then_add_modify_delete_and_metadata_only_updates_open_nothing() 
         assert!(f.value.is_some(), "{key}");
         assert_eq!(f.prov.source, "kubernetes");
     }
+    // Object timestamps are months old; a live change happened when it was received.
+    let t0 = accessdrift::domain::EventTime::now().unix_seconds() - 300;
+    let cr = fact(&db, FactKind::ClusterRole, "aks-test/pod-reader").unwrap();
+    assert!(
+        cr.event_time.unix_seconds() > t0,
+        "event time {} is the object's",
+        cr.event_time
+    );
     env.capture_baseline();
 
     // Metadata only (labels, annotations, resourceVersion): same access, no finding. The real
@@ -134,18 +155,31 @@ fn initial_sync_then_add_modify_delete_and_metadata_only_updates_open_nothing() 
     ops["metadata"]["annotations"] = json!({"note": "touched by a controller"});
     env.api.apply(ops);
     let started = Instant::now();
-    env.api.apply(crb("backdoor", "cluster-admin", json!([user("mallory@contoso.com")])));
+    env.api.apply(crb(
+        "backdoor",
+        "cluster-admin",
+        json!([user("mallory@contoso.com")]),
+    ));
     let id = env.wait_finding("aks-test/backdoor");
     // The notifier is woken by the commit: the alert is out well before its poll could matter.
-    wait_for("the opened alert on stdout", LIMIT, || d.stdout().contains(&id).then_some(()));
+    wait_for("the opened alert on stdout", LIMIT, || {
+        d.stdout().contains(&id).then_some(())
+    });
     eprintln!("add → alert in {:?}", started.elapsed());
     assert!(
-        !env.open_findings().iter().any(|f| f["fact_key"] == "aks-test/ops-admin"),
+        !env.open_findings()
+            .iter()
+            .any(|f| f["fact_key"] == "aks-test/ops-admin"),
         "metadata-only update opened a finding: {:?}",
         env.open_findings()
     );
 
-    env.api.apply(rb("team-a", "dev-edit", "edit", json!([group(ADMINS), user("eve@contoso.com")])));
+    env.api.apply(rb(
+        "team-a",
+        "dev-edit",
+        "edit",
+        json!([group(ADMINS), user("eve@contoso.com")]),
+    ));
     env.wait_finding("aks-test/team-a/dev-edit");
     let f = fact(&db, FactKind::RoleBinding, "aks-test/team-a/dev-edit").unwrap();
     assert!(f.value.unwrap().to_string().contains("eve@contoso.com"));
@@ -154,6 +188,11 @@ fn initial_sync_then_add_modify_delete_and_metadata_only_updates_open_nothing() 
     env.wait_finding("aks-test/team-a/secret-reader");
     let f = fact(&db, FactKind::Role, "aks-test/team-a/secret-reader").unwrap();
     assert!(f.value.is_none(), "delete left a live fact");
+    assert!(
+        f.event_time.unix_seconds() > t0,
+        "DELETED took the object's time {}",
+        f.event_time
+    );
 
     let st = d.terminate(Duration::from_secs(10));
     assert!(st.success(), "exit {st:?}; logs:\n{}", d.stderr());
@@ -165,8 +204,20 @@ fn changes_while_the_watch_is_down_converge_after_410_relist_deletes_included() 
     seed(&env.api);
     // A fact of another cluster, outside every scope this daemon lists: never touched.
     let other = env.dir.path().join("other.json");
-    std::fs::write(&other, json!({"type": "ADDED", "object": rb("team-a", "keep-me", "view", json!([group(ADMINS)]))}).to_string()).unwrap();
-    let (code, _, err) = cli(&["replay", "--db", &env.db_str(), "--cluster", "other", other.to_str().unwrap()]);
+    std::fs::write(
+        &other,
+        json!({"type": "ADDED", "object": rb("team-a", "keep-me", "view", json!([group(ADMINS)]))})
+            .to_string(),
+    )
+    .unwrap();
+    let (code, _, err) = cli(&[
+        "replay",
+        "--db",
+        &env.db_str(),
+        "--cluster",
+        "other",
+        other.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{err}");
 
     let mut d = env.start();
@@ -176,7 +227,12 @@ fn changes_while_the_watch_is_down_converge_after_410_relist_deletes_included() 
 
     // While the watch is down: a change and a delete no watch will ever replay.
     env.api.set_silent(true);
-    env.api.apply(rb("team-a", "dev-edit", "edit", json!([group(ADMINS), user("eve@contoso.com")])));
+    env.api.apply(rb(
+        "team-a",
+        "dev-edit",
+        "edit",
+        json!([group(ADMINS), user("eve@contoso.com")]),
+    ));
     assert!(env.api.delete("ServiceAccount", Some("team-a"), "builder"));
     env.api.set_silent(false);
     env.api.expire_history();
@@ -186,14 +242,24 @@ fn changes_while_the_watch_is_down_converge_after_410_relist_deletes_included() 
     let gone = wait_for("the relist to delete the service account", LIMIT, || {
         fact(&db, FactKind::ServiceAccount, "aks-test/team-a/builder").filter(|f| f.value.is_none())
     });
-    assert!(gone.prov.operation.starts_with("k8s:relist-missing"), "{:?}", gone.prov);
+    assert!(
+        gone.prov.operation.starts_with("k8s:relist-missing"),
+        "{:?}",
+        gone.prov
+    );
     wait_for("the relist to carry the change", LIMIT, || {
-        fact(&db, FactKind::RoleBinding, "aks-test/team-a/dev-edit")
-            .filter(|f| f.value.as_ref().is_some_and(|v| v.to_string().contains("eve@contoso.com")))
+        fact(&db, FactKind::RoleBinding, "aks-test/team-a/dev-edit").filter(|f| {
+            f.value
+                .as_ref()
+                .is_some_and(|v| v.to_string().contains("eve@contoso.com"))
+        })
     });
     env.wait_finding("aks-test/team-a/builder");
     env.wait_finding("aks-test/team-a/dev-edit");
-    assert!(env.api.requests("list:serviceaccounts") > lists_before, "no relist happened");
+    assert!(
+        env.api.requests("list:serviceaccounts") > lists_before,
+        "no relist happened"
+    );
     assert!(
         fact(&db, FactKind::RoleBinding, "other/team-a/keep-me").is_some_and(|f| f.value.is_some()),
         "a fact outside the relist scope was deleted"
@@ -212,18 +278,28 @@ fn forbidden_kind_leaves_the_others_syncing_and_readyz_names_it() {
     let body = wait_for("readyz to name only the forbidden kind", LIMIT, || {
         let (code, body) = d.readyz()?;
         let not_ready = body["not_ready"].as_object()?;
-        (code == 503 && not_ready.len() == 1 && body["sources"]["k8s:aks-test:ClusterRoleBinding"] == "synced")
+        (code == 503
+            && not_ready.len() == 1
+            && body["sources"]["k8s:aks-test:ClusterRoleBinding"] == "synced")
             .then_some(body)
     });
-    let why = body["not_ready"]["k8s:aks-test:RoleBinding"].as_str().unwrap();
-    for want in ["403", "system:serviceaccount:accessdrift:accessdrift", "cannot list rolebindings.rbac.authorization.k8s.io"] {
+    let why = body["not_ready"]["k8s:aks-test:RoleBinding"]
+        .as_str()
+        .unwrap();
+    for want in [
+        "403",
+        "system:serviceaccount:accessdrift:accessdrift",
+        "cannot list rolebindings.rbac.authorization.k8s.io",
+    ] {
         assert!(why.contains(want), "{want:?} not in {why}");
     }
     assert!(fact(&db, FactKind::ClusterRoleBinding, "aks-test/ops-admin").is_some());
     assert!(fact(&db, FactKind::RoleBinding, "aks-test/team-a/dev-edit").is_none());
     let logs = d.stderr();
     assert!(
-        logs.lines().any(|l| l.contains("ERROR") && l.contains("k8s:aks-test:RoleBinding") && l.contains("system:serviceaccount:accessdrift:accessdrift")),
+        logs.lines().any(|l| l.contains("ERROR")
+            && l.contains("k8s:aks-test:RoleBinding")
+            && l.contains("system:serviceaccount:accessdrift:accessdrift")),
         "{logs}"
     );
     // Granted: the watch's backoff retries and the kind syncs.
@@ -236,23 +312,40 @@ fn forbidden_kind_leaves_the_others_syncing_and_readyz_names_it() {
 #[test]
 fn sigterm_mid_sync_exits_zero_and_a_restart_resumes() {
     let env = Env::new();
-    env.api.load((0..2000).map(|i| rb(&format!("ns-{}", i % 4), &format!("rb-{i}"), "view", json!([group(ADMINS)]))));
+    env.api.load((0..2000).map(|i| {
+        rb(
+            &format!("ns-{}", i % 4),
+            &format!("rb-{i}"),
+            "view",
+            json!([group(ADMINS)]),
+        )
+    }));
     env.api.set_page_delay(Duration::from_millis(400));
     let mut d = env.start();
-    wait_for("the RoleBinding list to be mid-way", LIMIT, || (env.api.requests("list:rolebindings") >= 2).then_some(()));
+    wait_for("the RoleBinding list to be mid-way", LIMIT, || {
+        (env.api.requests("list:rolebindings") >= 2).then_some(())
+    });
     let t = Instant::now();
     let st = d.terminate(Duration::from_secs(10));
     assert!(st.success(), "exit {st:?}; logs:\n{}", d.stderr());
     assert!(t.elapsed() < Duration::from_secs(10));
     let db = env.db();
-    assert!(live(&db, FactKind::RoleBinding) < 2000, "the sync was not interrupted");
+    assert!(
+        live(&db, FactKind::RoleBinding) < 2000,
+        "the sync was not interrupted"
+    );
 
     env.api.set_page_delay(Duration::ZERO);
     let mut d = env.start();
     d.wait_ready(LIMIT);
     assert_eq!(live(&db, FactKind::RoleBinding), 2000, "{}", d.stderr());
     let mut s = Store::open(&db).unwrap();
-    let cp = s.read().unwrap().checkpoint("k8s:aks-test:RoleBinding").unwrap().expect("checkpoint");
+    let cp = s
+        .read()
+        .unwrap()
+        .checkpoint("k8s:aks-test:RoleBinding")
+        .unwrap()
+        .expect("checkpoint");
     assert!(cp.fingerprint.starts_with("resourceVersion="), "{cp:?}");
 }
 
@@ -263,14 +356,31 @@ fn cli_approval_while_the_daemon_runs_is_alerted_by_the_daemon() {
     let mut d = env.start();
     d.wait_ready(LIMIT);
     env.capture_baseline();
-    env.api.apply(crb("backdoor", "cluster-admin", json!([user("mallory@contoso.com")])));
+    env.api.apply(crb(
+        "backdoor",
+        "cluster-admin",
+        json!([user("mallory@contoso.com")]),
+    ));
     let id = env.wait_finding("aks-test/backdoor");
-    wait_for("the opened alert", LIMIT, || d.stdout().contains(&id).then_some(()));
+    wait_for("the opened alert", LIMIT, || {
+        d.stdout().contains(&id).then_some(())
+    });
 
-    let (code, out, err) = cli(&["baseline", "approve", "--db", &env.db_str(), "--by", "test", &id]);
+    let (code, out, err) = cli(&[
+        "baseline",
+        "approve",
+        "--db",
+        &env.db_str(),
+        "--by",
+        "test",
+        &id,
+    ]);
     assert_eq!(code, 0, "{out}{err}");
     // The CLI queued the resolution; the daemon's notifier (not the CLI) delivers it.
-    assert!(!out.contains(&format!("(finding {id}")), "the CLI delivered the alert itself: {out}");
+    assert!(
+        !out.contains(&format!("(finding {id}")),
+        "the CLI delivered the alert itself: {out}"
+    );
     wait_for("the daemon to send the approval's alert", LIMIT, || {
         d.stdout()
             .lines()
@@ -279,4 +389,3 @@ fn cli_approval_while_the_daemon_runs_is_alerted_by_the_daemon() {
     });
     assert!(!env.open_findings().iter().any(|f| f["id"] == id.as_str()));
 }
-

@@ -112,7 +112,10 @@ impl Health {
     pub fn live(&self) -> (bool, Value) {
         let g = self.lock();
         let ok = g.dead_tasks.is_empty();
-        (ok, json!({"status": if ok { "ok" } else { "failed" }, "dead_tasks": g.dead_tasks}))
+        (
+            ok,
+            json!({"status": if ok { "ok" } else { "failed" }, "dead_tasks": g.dead_tasks}),
+        )
     }
 
     /// `/readyz`: ready when every source has synced (and is authorised) and the writer keeps up.
@@ -139,7 +142,10 @@ impl Health {
         if !writer_ok {
             not_ready.insert(
                 "writer".to_string(),
-                format!("falling behind: {backlog} batches queued (queue holds {})", self.capacity),
+                format!(
+                    "falling behind: {backlog} batches queued (queue holds {})",
+                    self.capacity
+                ),
             );
         }
         let ok = not_ready.is_empty() && g.dead_tasks.is_empty();

@@ -110,7 +110,11 @@ pub fn run(config: Config, db: &Path) -> Result<(), DaemonError> {
     rt.block_on(run_async(config, store, notify_store))
 }
 
-async fn run_async(config: Arc<Config>, store: Store, notify_store: Store) -> Result<(), DaemonError> {
+async fn run_async(
+    config: Arc<Config>,
+    store: Store,
+    notify_store: Store,
+) -> Result<(), DaemonError> {
     let health = Health::new(WRITER_QUEUE);
     let cancel = CancellationToken::new();
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -118,7 +122,8 @@ async fn run_async(config: Arc<Config>, store: Store, notify_store: Store) -> Re
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .map_err(|e| DaemonError::Signal("SIGINT", e))?;
 
-    let (addr, serve) = crate::server::bind(&config.server.listen, health.clone(), cancel.clone()).await?;
+    let (addr, serve) =
+        crate::server::bind(&config.server.listen, health.clone(), cancel.clone()).await?;
     tracing::info!(listen = %addr, "health server listening (/healthz, /readyz)");
 
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
@@ -165,10 +170,17 @@ async fn run_async(config: Arc<Config>, store: Store, notify_store: Store) -> Re
             .map_err(DaemonError::Runtime)?
     };
 
+    // Every source is registered before the server answers: never "ready" with none known.
+    let registered: Vec<_> = sources
+        .into_iter()
+        .map(|s| {
+            let readiness = health.register(&s.name());
+            (s, readiness)
+        })
+        .collect();
     let server = tokio::spawn(serve);
     let mut tasks = tokio::task::JoinSet::new();
-    for s in sources {
-        let readiness = health.register(&s.name());
+    for (s, readiness) in registered {
         let ctx = SourceContext {
             writer: writer.clone(),
             cancel: cancel.clone(),
@@ -183,7 +195,10 @@ async fn run_async(config: Arc<Config>, store: Store, notify_store: Store) -> Re
         _ = sigterm.recv() => "SIGTERM",
         _ = sigint.recv() => "SIGINT",
     };
-    tracing::info!(signal = which, "shutting down: stopping sources, committing what they hold");
+    tracing::info!(
+        signal = which,
+        "shutting down: stopping sources, committing what they hold"
+    );
     cancel.cancel();
     // A second signal means "now": uncommitted batches roll back and are read again next start.
     tokio::spawn(async move {
@@ -214,9 +229,16 @@ async fn run_async(config: Arc<Config>, store: Store, notify_store: Store) -> Re
 
 /// Delivers due alerts after each commit that queued some, and every `poll_interval` (alerts a
 /// CLI baseline change queued, retries that came due). Stops between drains.
-fn notify_loop(mut store: Store, policy: crate::config::NotifyConfig, wake: std_mpsc::Receiver<Wake>) {
+fn notify_loop(
+    mut store: Store,
+    policy: crate::config::NotifyConfig,
+    wake: std_mpsc::Receiver<Wake>,
+) {
     let poll = policy.poll_interval;
-    let mut notifier = Notifier::new(vec![Box::new(StdoutSink::new(std::io::stdout(), false))], policy);
+    let mut notifier = Notifier::new(
+        vec![Box::new(StdoutSink::new(std::io::stdout(), false))],
+        policy,
+    );
     loop {
         match wake.recv_timeout(poll) {
             Ok(Wake::Stop) | Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
@@ -225,7 +247,12 @@ fn notify_loop(mut store: Store, policy: crate::config::NotifyConfig, wake: std_
         let now = crate::domain::EventTime::now().unix_seconds();
         match notifier.drain(&mut store, now) {
             Ok(r) if r.delivered + r.retried + r.dead_lettered > 0 => {
-                tracing::info!(delivered = r.delivered, retried = r.retried, dead_lettered = r.dead_lettered, "outbox drained")
+                tracing::info!(
+                    delivered = r.delivered,
+                    retried = r.retried,
+                    dead_lettered = r.dead_lettered,
+                    "outbox drained"
+                )
             }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "outbox drain failed; retrying at the next poll"),

@@ -104,7 +104,10 @@ impl WriterHandle {
 }
 
 /// The channel between sources and the writer.
-pub fn channel(capacity: usize, backlog: Arc<AtomicUsize>) -> (WriterHandle, mpsc::Receiver<WriterBatch>) {
+pub fn channel(
+    capacity: usize,
+    backlog: Arc<AtomicUsize>,
+) -> (WriterHandle, mpsc::Receiver<WriterBatch>) {
     let (tx, rx) = mpsc::channel(capacity);
     (WriterHandle { tx, backlog }, rx)
 }
@@ -122,7 +125,13 @@ pub fn run(
     let mut pipeline = Pipeline::new(&mut store, config, sinks);
     while let Some(batch) = rx.blocking_recv() {
         let source = batch.source.clone();
-        let result = apply(&mut pipeline, batch.observations, batch.position, batch.relist_done, &source);
+        let result = apply(
+            &mut pipeline,
+            batch.observations,
+            batch.position,
+            batch.relist_done,
+            &source,
+        );
         backlog.fetch_sub(1, Ordering::Relaxed);
         match &result {
             Ok(stats) if stats.notifications > 0 => on_commit(),
@@ -148,14 +157,24 @@ fn apply(
         let stored = pipeline
             .store()
             .read()
-            .and_then(|tx| tx.live_keys_in_scope(scope.kind, &scope.key_prefix, scope.owner_input.as_deref()))
+            .and_then(|tx| {
+                tx.live_keys_in_scope(scope.kind, &scope.key_prefix, scope.owner_input.as_deref())
+            })
             .map_err(|error| WriterError::Scope {
                 source_name: source.to_string(),
                 error,
             })?;
-        let missing: Vec<String> = stored.into_iter().filter(|k| !scope.seen.contains(k)).collect();
+        let missing: Vec<String> = stored
+            .into_iter()
+            .filter(|k| !scope.seen.contains(k))
+            .collect();
         if !missing.is_empty() {
-            tracing::info!(source, kind = scope.kind.as_str(), deleted = missing.len(), "relist: deleting facts the cluster no longer has");
+            tracing::info!(
+                source,
+                kind = scope.kind.as_str(),
+                deleted = missing.len(),
+                "relist: deleting facts the cluster no longer has"
+            );
         }
         let operation = format!("k8s:relist-missing:{}", scope.kind.as_str());
         observations.extend(missing.into_iter().map(|key| {

@@ -7,8 +7,8 @@ mod facts;
 mod findings;
 mod outbox;
 mod pending;
-mod scope;
 mod schema;
+mod scope;
 
 pub use baseline::{BaselineEntry, BaselineVersion};
 pub use checkpoint::Checkpoint;

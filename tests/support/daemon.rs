@@ -30,7 +30,11 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     let code = out.split(' ').nth(1)?.parse().ok()?;
@@ -103,15 +107,22 @@ impl Daemon {
             stdout,
             stderr,
         };
-        d.port = wait_for("the daemon to log its listen address", Duration::from_secs(30), || {
-            if let Ok(Some(st)) = d.child.try_wait() {
-                panic!("daemon exited with {st:?} at start; logs:\n{}", d.stderr());
-            }
-            let logs = d.stderr();
-            let at = logs.find("listen=127.0.0.1:")? + "listen=127.0.0.1:".len();
-            let digits: String = logs[at..].chars().take_while(char::is_ascii_digit).collect();
-            digits.parse().ok()
-        });
+        d.port = wait_for(
+            "the daemon to log its listen address",
+            Duration::from_secs(30),
+            || {
+                if let Ok(Some(st)) = d.child.try_wait() {
+                    panic!("daemon exited with {st:?} at start; logs:\n{}", d.stderr());
+                }
+                let logs = d.stderr();
+                let at = logs.find("listen=127.0.0.1:")? + "listen=127.0.0.1:".len();
+                let digits: String = logs[at..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                digits.parse().ok()
+            },
+        );
         d
     }
 
@@ -141,7 +152,10 @@ impl Daemon {
         let deadline = Instant::now() + limit;
         loop {
             if let Ok(Some(st)) = self.child.try_wait() {
-                panic!("daemon exited with {st:?} before it was ready; logs:\n{}", self.stderr());
+                panic!(
+                    "daemon exited with {st:?} before it was ready; logs:\n{}",
+                    self.stderr()
+                );
             }
             if let Some((200, _)) = self.readyz() {
                 return;
@@ -171,7 +185,10 @@ impl Daemon {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("daemon did not exit within {limit:?} of SIGTERM; logs:\n{}", self.stderr());
+                panic!(
+                    "daemon did not exit within {limit:?} of SIGTERM; logs:\n{}",
+                    self.stderr()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -119,7 +119,10 @@ impl KubeApi {
             format!("{}/v1", r.2)
         });
         let name = obj["metadata"]["name"].as_str().unwrap().to_string();
-        let ns = obj["metadata"]["namespace"].as_str().unwrap_or("").to_string();
+        let ns = obj["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         let mut g = self.lock();
         g.rv += 1;
         let rv = g.rv;
@@ -180,11 +183,18 @@ impl KubeApi {
             let kind = obj["kind"].as_str().unwrap().to_string();
             let plural = plural_of(&kind);
             let r = RESOURCES.iter().find(|r| r.0 == plural).unwrap();
-            obj["apiVersion"] = json!(if r.2.is_empty() { "v1".to_string() } else { format!("{}/v1", r.2) });
+            obj["apiVersion"] = json!(if r.2.is_empty() {
+                "v1".to_string()
+            } else {
+                format!("{}/v1", r.2)
+            });
             g.rv += 1;
             obj["metadata"]["resourceVersion"] = json!(g.rv.to_string());
             let name = obj["metadata"]["name"].as_str().unwrap().to_string();
-            let ns = obj["metadata"]["namespace"].as_str().unwrap_or("").to_string();
+            let ns = obj["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
             g.objects.insert((plural.to_string(), ns, name), obj);
         }
         let rv = g.rv;
@@ -259,16 +269,22 @@ fn discovery(path: &str) -> Option<Value> {
         RESOURCES
             .iter()
             .filter(|r| r.2 == group)
-            .map(|r| json!({"name": r.0, "singularName": "", "namespaced": r.3, "kind": r.1,
-                             "verbs": ["get", "list", "watch"]}))
+            .map(|r| {
+                json!({"name": r.0, "singularName": "", "namespaced": r.3, "kind": r.1,
+                             "verbs": ["get", "list", "watch"]})
+            })
             .collect()
     };
     Some(match path {
-        "/api" => json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}),
+        "/api" => {
+            json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})
+        }
         "/apis" => json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [{
             "name": RBAC, "versions": [{"groupVersion": format!("{RBAC}/v1"), "version": "v1"}],
             "preferredVersion": {"groupVersion": format!("{RBAC}/v1"), "version": "v1"}}]}),
-        "/api/v1" => json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": resources("")}),
+        "/api/v1" => {
+            json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": resources("")})
+        }
         p if p == format!("/apis/{RBAC}/v1") => {
             json!({"kind": "APIResourceList", "groupVersion": format!("{RBAC}/v1"), "resources": resources(RBAC)})
         }
@@ -325,7 +341,11 @@ async fn handle(State(api): State<KubeApi>, req: Request) -> Response {
         return json_response(StatusCode::OK, v);
     }
     let Some((plural, ns)) = collection(&path) else {
-        return status(404, "NotFound", &format!("the server could not find the requested resource ({path})"));
+        return status(
+            404,
+            "NotFound",
+            &format!("the server could not find the requested resource ({path})"),
+        );
     };
     let watching = query.get("watch").is_some_and(|w| w == "true" || w == "1");
     let verb = if watching { "watch" } else { "list" };
@@ -348,7 +368,11 @@ async fn handle(State(api): State<KubeApi>, req: Request) -> Response {
         tokio::time::sleep(delay).await;
     }
     let g = api.lock();
-    let limit: usize = query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(usize::MAX).max(1);
+    let limit: usize = query
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(usize::MAX)
+        .max(1);
     let (list_rv, offset) = match query.get("continue").filter(|c| !c.is_empty()) {
         Some(c) => {
             let (rv, off) = c.split_once(':').unwrap_or(("0", "0"));
@@ -382,7 +406,13 @@ async fn handle(State(api): State<KubeApi>, req: Request) -> Response {
     if let Some(c) = next {
         meta["continue"] = json!(c);
     }
-    let api_version = if RESOURCES.iter().find(|r| r.0 == plural).unwrap().2.is_empty() {
+    let api_version = if RESOURCES
+        .iter()
+        .find(|r| r.0 == plural)
+        .unwrap()
+        .2
+        .is_empty()
+    {
         "v1".to_string()
     } else {
         format!("{RBAC}/v1")
@@ -400,7 +430,9 @@ fn percent_decode(s: &str) -> String {
     while i < b.len() {
         match b[i] {
             b'%' if i + 2 < b.len() => {
-                let h = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                let h = std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match h {
                     Some(c) => {
                         out.push(c);
@@ -418,10 +450,20 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn watch_response(api: &KubeApi, plural: &'static str, ns: Option<String>, query: &HashMap<String, String>) -> Response {
-    let from: u64 = query.get("resourceVersion").and_then(|r| r.parse().ok()).unwrap_or(0);
+fn watch_response(
+    api: &KubeApi,
+    plural: &'static str,
+    ns: Option<String>,
+    query: &HashMap<String, String>,
+) -> Response {
+    let from: u64 = query
+        .get("resourceVersion")
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0);
     let selector = query.get("labelSelector").cloned();
-    let bookmarks = query.get("allowWatchBookmarks").is_some_and(|b| b == "true");
+    let bookmarks = query
+        .get("allowWatchBookmarks")
+        .is_some_and(|b| b == "true");
     let timeout = query
         .get("timeoutSeconds")
         .and_then(|t| t.parse().ok())
@@ -431,12 +473,19 @@ fn watch_response(api: &KubeApi, plural: &'static str, ns: Option<String>, query
     let mut dropped = api.drop_gen.subscribe();
     let (expired, backlog, rv_now) = {
         let g = api.lock();
-        let backlog: Vec<Change> = g.history.iter().filter(|c| c.rv > from && c.plural == plural).cloned().collect();
+        let backlog: Vec<Change> = g
+            .history
+            .iter()
+            .filter(|c| c.rv > from && c.plural == plural)
+            .cloned()
+            .collect();
         (from < g.expired_below, backlog, g.rv)
     };
     let matches = move |c: &Change| {
         c.plural == plural
-            && ns.as_ref().is_none_or(|n| c.namespace.as_deref() == Some(n))
+            && ns
+                .as_ref()
+                .is_none_or(|n| c.namespace.as_deref() == Some(n))
             && labels_match(&c.object["object"], selector.as_deref())
     };
     tokio::spawn(async move {
@@ -459,8 +508,10 @@ fn watch_response(api: &KubeApi, plural: &'static str, ns: Option<String>, query
         if bookmarks {
             let kind = RESOURCES.iter().find(|r| r.0 == plural).unwrap().1;
             let _ = tx
-                .send(line(&json!({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": "v1",
-                    "metadata": {"resourceVersion": rv_now.max(last).to_string()}}})))
+                .send(line(
+                    &json!({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": "v1",
+                    "metadata": {"resourceVersion": rv_now.max(last).to_string()}}}),
+                ))
                 .await;
         }
         let end = tokio::time::sleep(timeout);
@@ -483,7 +534,9 @@ fn watch_response(api: &KubeApi, plural: &'static str, ns: Option<String>, query
         }
     });
     let body = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
     });
     Response::builder()
         .status(StatusCode::OK)

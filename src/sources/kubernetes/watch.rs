@@ -57,11 +57,36 @@ pub struct WatchedKind {
 
 /// The five kinds the access model is made of (DESIGN §1).
 pub const KINDS: [WatchedKind; 5] = [
-    WatchedKind { kind: "ClusterRoleBinding", plural: "clusterrolebindings", group: "rbac.authorization.k8s.io", namespaced: false },
-    WatchedKind { kind: "RoleBinding", plural: "rolebindings", group: "rbac.authorization.k8s.io", namespaced: true },
-    WatchedKind { kind: "ClusterRole", plural: "clusterroles", group: "rbac.authorization.k8s.io", namespaced: false },
-    WatchedKind { kind: "Role", plural: "roles", group: "rbac.authorization.k8s.io", namespaced: true },
-    WatchedKind { kind: "ServiceAccount", plural: "serviceaccounts", group: "", namespaced: true },
+    WatchedKind {
+        kind: "ClusterRoleBinding",
+        plural: "clusterrolebindings",
+        group: "rbac.authorization.k8s.io",
+        namespaced: false,
+    },
+    WatchedKind {
+        kind: "RoleBinding",
+        plural: "rolebindings",
+        group: "rbac.authorization.k8s.io",
+        namespaced: true,
+    },
+    WatchedKind {
+        kind: "ClusterRole",
+        plural: "clusterroles",
+        group: "rbac.authorization.k8s.io",
+        namespaced: false,
+    },
+    WatchedKind {
+        kind: "Role",
+        plural: "roles",
+        group: "rbac.authorization.k8s.io",
+        namespaced: true,
+    },
+    WatchedKind {
+        kind: "ServiceAccount",
+        plural: "serviceaccounts",
+        group: "",
+        namespaced: true,
+    },
 ];
 
 impl WatchedKind {
@@ -145,7 +170,9 @@ pub async fn client(cfg: &KubernetesConfig) -> Result<Client, KubeSourceError> {
     } else {
         match kube::Config::incluster() {
             Ok(c) => c,
-            Err(_) => kube::Config::infer().await.map_err(KubeSourceError::Infer)?,
+            Err(_) => kube::Config::infer()
+                .await
+                .map_err(KubeSourceError::Infer)?,
         }
     };
     Client::try_from(config).map_err(KubeSourceError::Client)
@@ -276,7 +303,10 @@ pub async fn run(ctx: SourceContext, client: Client, cfg: KubernetesConfig, spec
 }
 
 impl Watch {
-    fn stream(&mut self, client: Client) -> BoxStream<'static, Result<Event<DynamicObject>, watcher::Error>> {
+    fn stream(
+        &mut self,
+        client: Client,
+    ) -> BoxStream<'static, Result<Event<DynamicObject>, watcher::Error>> {
         self.buf.clear();
         self.deadline = None;
         self.relist = None;
@@ -403,7 +433,13 @@ impl Watch {
 
     fn malformed(&mut self, name: &str, problem: &str) {
         self.malformed += 1;
-        tracing::warn!(source = self.name(), object = name, malformed_total = self.malformed, problem, "skipping malformed Kubernetes object");
+        tracing::warn!(
+            source = self.name(),
+            object = name,
+            malformed_total = self.malformed,
+            problem,
+            "skipping malformed Kubernetes object"
+        );
     }
 
     /// Commits the buffer (and the relist's deletes) and waits for the writer; false when the
@@ -419,7 +455,12 @@ impl Watch {
             fingerprint: format!("resourceVersion={}", self.resource_version),
         };
         let source = self.name().to_string();
-        match self.ctx.writer.submit(&source, obs, Some(position), relist).await {
+        match self
+            .ctx
+            .writer
+            .submit(&source, obs, Some(position), relist)
+            .await
+        {
             Ok(stats) => {
                 tracing::debug!(source = %source, applied = stats.applied, unchanged = stats.unchanged, opened = stats.opened, resolved = stats.resolved, "batch committed");
                 true
@@ -470,7 +511,10 @@ mod tests {
             namespaces: vec!["a".into(), "b".into()],
             ..Default::default()
         };
-        let names: Vec<String> = WatchSpec::all(&cfg).iter().map(|s| s.source_name("c")).collect();
+        let names: Vec<String> = WatchSpec::all(&cfg)
+            .iter()
+            .map(|s| s.source_name("c"))
+            .collect();
         assert_eq!(
             names,
             [
