@@ -20,9 +20,13 @@ const RBAC: &str = "rbac.authorization.k8s.io";
 const NAMESPACES: usize = 500;
 
 fn rolebinding(i: usize, extra_subject: bool) -> Value {
-    let mut subjects = vec![json!({"kind": "Group", "apiGroup": RBAC, "name": format!("{:08x}-0000-4000-8000-{:012x}", i % 97, i % 89)})];
+    let mut subjects = vec![
+        json!({"kind": "Group", "apiGroup": RBAC, "name": format!("{:08x}-0000-4000-8000-{:012x}", i % 97, i % 89)}),
+    ];
     if extra_subject {
-        subjects.push(json!({"kind": "User", "apiGroup": RBAC, "name": format!("user{i}@contoso.com")}));
+        subjects.push(
+            json!({"kind": "User", "apiGroup": RBAC, "name": format!("user{i}@contoso.com")}),
+        );
     }
     json!({"kind": "RoleBinding",
            "metadata": {"name": format!("rb-{i}"), "namespace": format!("ns-{}", i % NAMESPACES),
@@ -45,7 +49,10 @@ fn peak_rss_mb(pid: u32) -> Option<f64> {
 }
 
 fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let rolebindings = args.first().copied().unwrap_or(100_000);
     let clusterroles = args.get(1).copied().unwrap_or(20_000);
     let mods = args.get(2).copied().unwrap_or(10_000).min(rolebindings);
@@ -64,14 +71,30 @@ fn main() {
     d.wait_ready(Duration::from_secs(600));
     let synced = t0.elapsed();
     let pid = d.child.id();
-    println!("  start → ready:          {:>8.2} s   (goal ≤ 10 s)", synced.as_secs_f64());
-    println!("  peak RSS at ready:      {:>8.1} MB", peak_rss_mb(pid).unwrap_or(f64::NAN));
+    println!(
+        "  start → ready:          {:>8.2} s   (goal ≤ 10 s)",
+        synced.as_secs_f64()
+    );
+    println!(
+        "  peak RSS at ready:      {:>8.1} MB",
+        peak_rss_mb(pid).unwrap_or(f64::NAN)
+    );
 
     // With a baseline, every modification is evaluated and opens a finding (and an alert).
     let t = Instant::now();
-    let (code, _, err) = cli(&["baseline", "capture", "--db", db.to_str().unwrap(), "--by", "bench"]);
+    let (code, _, err) = cli(&[
+        "baseline",
+        "capture",
+        "--db",
+        db.to_str().unwrap(),
+        "--by",
+        "bench",
+    ]);
     assert_eq!(code, 0, "{err}");
-    println!("  baseline capture (CLI): {:>8.2} s", t.elapsed().as_secs_f64());
+    println!(
+        "  baseline capture (CLI): {:>8.2} s",
+        t.elapsed().as_secs_f64()
+    );
 
     let t = Instant::now();
     let mut last_rv = 0;
@@ -80,14 +103,25 @@ fn main() {
     }
     let want = format!("resourceVersion={last_rv}");
     let source = "k8s:aks-test:RoleBinding";
-    wait_for("the modifications to be committed", Duration::from_secs(600), || {
-        let mut s = Store::open(&db).ok()?;
-        let cp = s.read().ok()?.checkpoint(source).ok()??;
-        (cp.fingerprint == want).then_some(())
-    });
+    wait_for(
+        "the modifications to be committed",
+        Duration::from_secs(600),
+        || {
+            let mut s = Store::open(&db).ok()?;
+            let cp = s.read().ok()?.checkpoint(source).ok()??;
+            (cp.fingerprint == want).then_some(())
+        },
+    );
     let secs = t.elapsed().as_secs_f64();
-    println!("  {mods} modifications:    {:>8.2} s = {:.0} events/s (committed and evaluated)", secs, mods as f64 / secs);
-    println!("  peak RSS overall:       {:>8.1} MB   (goal ≤ 150 MB)", peak_rss_mb(pid).unwrap_or(f64::NAN));
+    println!(
+        "  {mods} modifications:    {:>8.2} s = {:.0} events/s (committed and evaluated)",
+        secs,
+        mods as f64 / secs
+    );
+    println!(
+        "  peak RSS overall:       {:>8.1} MB   (goal ≤ 150 MB)",
+        peak_rss_mb(pid).unwrap_or(f64::NAN)
+    );
     let st = d.terminate(Duration::from_secs(10));
     println!("  SIGTERM → exit:         {st}");
 }

@@ -389,3 +389,23 @@ fn cli_approval_while_the_daemon_runs_is_alerted_by_the_daemon() {
     });
     assert!(!env.open_findings().iter().any(|f| f["id"] == id.as_str()));
 }
+
+#[test]
+fn unreadable_kubeconfig_is_a_start_up_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "not: [a kubeconfig", "");
+    let db = dir.path().join("ad.db");
+    let (code, _, err) = cli(&[
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("kubeconfig")
+            && err.contains(&dir.path().join("kubeconfig").display().to_string()),
+        "{err}"
+    );
+}

@@ -84,6 +84,15 @@ impl Source for KubeWatch {
     }
 }
 
+/// Marks a task dead in the health registry when its thread ends, panics included.
+struct DeathNotice(Health, &'static str);
+
+impl Drop for DeathNotice {
+    fn drop(&mut self) {
+        self.0.task_died(self.1);
+    }
+}
+
 enum Wake {
     Commit,
     Stop,
@@ -148,8 +157,8 @@ async fn run_async(
         std::thread::Builder::new()
             .name("accessdrift-notify".into())
             .spawn(move || {
+                let _alive = DeathNotice(health, "notifier");
                 notify_loop(notify_store, policy, wake_rx);
-                health.task_died("notifier");
             })
             .map_err(DaemonError::Runtime)?
     };
@@ -162,10 +171,10 @@ async fn run_async(
         std::thread::Builder::new()
             .name("accessdrift-writer".into())
             .spawn(move || {
+                let _alive = DeathNotice(health, "store writer");
                 writer::run(store, &config, sinks, rx, &backlog, || {
                     let _ = wake.try_send(Wake::Commit);
                 });
-                health.task_died("store writer");
             })
             .map_err(DaemonError::Runtime)?
     };

@@ -249,6 +249,8 @@ struct Watch {
     synced_once: bool,
     resource_version: String,
     malformed: u64,
+    /// Consecutive batches the writer refused; paces the relists that follow.
+    failures: u32,
 }
 
 /// Runs one watch until cancelled. Errors are logged, reflected in readiness and retried with
@@ -265,6 +267,7 @@ pub async fn run(ctx: SourceContext, client: Client, cfg: KubernetesConfig, spec
         synced_once: false,
         resource_version: String::new(),
         malformed: 0,
+        failures: 0,
         ctx,
         spec,
     };
@@ -272,27 +275,30 @@ pub async fn run(ctx: SourceContext, client: Client, cfg: KubernetesConfig, spec
     let mut stream = w.stream(client.clone());
     loop {
         let deadline = w.deadline;
-        let next = tokio::select! {
+        let ok = tokio::select! {
             biased;
             _ = w.ctx.cancel.cancelled() => break,
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                if !w.flush(None).await {
-                    stream = w.stream(client.clone());
+                w.flush(None).await
+            }
+            next = stream.next() => match next {
+                Some(Ok(ev)) => w.handle(ev).await,
+                Some(Err(e)) => {
+                    w.failed(&e);
+                    true
                 }
-                continue;
-            }
-            next = stream.next() => next,
-        };
-        let ok = match next {
-            Some(Ok(ev)) => w.handle(ev).await,
-            Some(Err(e)) => {
-                w.failed(&e);
-                true
-            }
-            // The backoff never gives up; an ended stream is restarted all the same.
-            None => false,
+                // The backoff never gives up; an ended stream is restarted all the same.
+                None => false,
+            },
         };
         if !ok {
+            // The writer refused a batch (or the stream ended): relist, but not in a tight loop.
+            w.failures += 1;
+            let pause = Duration::from_secs(1 << w.failures.min(5));
+            tokio::select! {
+                _ = w.ctx.cancel.cancelled() => break,
+                _ = tokio::time::sleep(pause) => {}
+            }
             stream = w.stream(client.clone());
         }
     }
@@ -335,9 +341,16 @@ impl Watch {
     }
 
     fn failed(&mut self, e: &watcher::Error) {
-        let f = classify(e, &self.spec.kind);
         // A relist cut by an error starts over with the next Init.
         self.relist = None;
+        if let watcher::Error::WatchError(s) = e {
+            if s.code == 410 {
+                // Routine (etcd compaction, long disconnect): the watcher relists next.
+                tracing::info!(source = self.name(), "watch expired (410 Gone): relisting");
+                return;
+            }
+        }
+        let f = classify(e, &self.spec.kind);
         self.ctx.readiness.set(if f.unauthorized {
             SourceState::Unauthorized(f.message)
         } else {
@@ -381,6 +394,7 @@ impl Watch {
                 if !self.flush(Some(scope)).await {
                     return false;
                 }
+                self.failures = 0;
                 self.synced_once = true;
                 self.ctx.readiness.set(SourceState::Synced);
                 true
@@ -486,22 +500,49 @@ mod tests {
     use kube::core::Status;
 
     #[test]
-    fn forbidden_names_verb_resource_and_identity() {
-        let status = Status::failure(
-            "rolebindings.rbac.authorization.k8s.io is forbidden: User \"system:serviceaccount:accessdrift:accessdrift\" cannot list resource \"rolebindings\" in API group \"rbac.authorization.k8s.io\" at the cluster scope",
-            "Forbidden",
-        )
-        .with_code(403);
-        let err = watcher::Error::InitialListFailed(kube::Error::Api(Box::new(status)));
-        let f = classify(&err, &KINDS[1]);
-        assert!(f.unauthorized);
-        for want in [
-            "403 Forbidden",
-            "system:serviceaccount:accessdrift:accessdrift",
-            "cannot list rolebindings.rbac.authorization.k8s.io",
+    fn auth_failures_name_verb_resource_and_identity() {
+        let forbidden = "rolebindings.rbac.authorization.k8s.io is forbidden: User \"system:serviceaccount:accessdrift:accessdrift\" cannot watch resource \"rolebindings\" in API group \"rbac.authorization.k8s.io\" at the cluster scope";
+        let api =
+            |code, msg: &str| kube::Error::Api(Box::new(Status::failure(msg, "x").with_code(code)));
+        for (err, kind, want) in [
+            (
+                watcher::Error::InitialListFailed(api(403, forbidden)),
+                KINDS[1],
+                vec![
+                    "403 Forbidden",
+                    "identity system:serviceaccount:accessdrift:accessdrift",
+                    "cannot watch rolebindings.rbac.authorization.k8s.io",
+                ],
+            ),
+            (
+                watcher::Error::InitialListFailed(api(401, "Unauthorized")),
+                KINDS[4],
+                vec![
+                    "401 Unauthorized",
+                    "credentials rejected",
+                    "cannot list serviceaccounts ",
+                ],
+            ),
+            (
+                watcher::Error::WatchStartFailed(api(403, "forbidden")),
+                KINDS[2],
+                vec![
+                    "403 Forbidden",
+                    "cannot watch clusterroles.rbac.authorization.k8s.io",
+                ],
+            ),
         ] {
-            assert!(f.message.contains(want), "{want} not in {}", f.message);
+            let f = classify(&err, &kind);
+            assert!(f.unauthorized, "{err}");
+            for w in want {
+                assert!(f.message.contains(w), "{w:?} not in {}", f.message);
+            }
         }
+        let other = classify(
+            &watcher::Error::InitialListFailed(api(500, "etcd down")),
+            &KINDS[0],
+        );
+        assert!(!other.unauthorized);
     }
 
     #[test]
