@@ -33,8 +33,15 @@ fn rb(ns: &str, name: &str, role: &str, subjects: Value) -> Value {
            "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": role}, "subjects": subjects})
 }
 
-/// A small cluster: one of each watched kind.
+fn platform_role(verbs: &[&str]) -> Value {
+    json!({"kind": "ClusterRole", "metadata": {"name": "system:controller:node-controller",
+        "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}},
+        "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": verbs}]})
+}
+
+/// A small cluster: one of each watched kind, and a platform-managed role.
 fn seed(api: &KubeApi) {
+    api.apply(platform_role(&["get", "list", "watch"]));
     api.apply(crb("ops-admin", "cluster-admin", json!([group(ADMINS)])));
     api.apply(rb("team-a", "dev-edit", "edit", json!([group(ADMINS)])));
     api.apply(
@@ -173,6 +180,17 @@ fn initial_sync_then_add_modify_delete_and_metadata_only_updates_open_nothing() 
         "metadata-only update opened a finding: {:?}",
         env.open_findings()
     );
+
+    // An AKS upgrade rewriting a platform-managed role is recorded at the platform severity.
+    env.api
+        .apply(platform_role(&["get", "list", "watch", "update"]));
+    let id = env.wait_finding("aks-test/system:controller:node-controller");
+    let f = env
+        .open_findings()
+        .into_iter()
+        .find(|f| f["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(f["severity"], "low", "{f}");
 
     env.api.apply(rb(
         "team-a",
