@@ -8,10 +8,12 @@
 pub mod baseline;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod domain;
 pub mod engine;
 pub mod notify;
 pub mod pipeline;
+pub mod server;
 pub mod sources;
 pub mod store;
 pub mod telemetry;

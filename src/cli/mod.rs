@@ -8,6 +8,7 @@ mod demo;
 mod findings;
 mod render;
 mod replay;
+mod run;
 
 use crate::config::Config;
 use crate::store::Store;
@@ -137,6 +138,9 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Load and validate the configuration, then print the effective settings.
     CheckConfig,
+    /// Run the daemon: watch the sources in `--config`, evaluate every change, deliver alerts,
+    /// serve `/healthz` and `/readyz`. Stops cleanly (exit 0) on SIGTERM or SIGINT.
+    Run(run::RunArgs),
 }
 
 /// Exit status when stdout is closed before the output is written (`findings | head -1`):
@@ -177,6 +181,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Notify(a) => findings::notify(&cfg, a),
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(&cfg, a),
+        Command::Run(a) => run::run(cfg, a),
         Command::CheckConfig => {
             let toml = cfg.to_toml()?;
             outln!("# effective configuration: defaults filled in, secrets shown as references")?;

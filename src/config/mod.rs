@@ -1,8 +1,10 @@
 //! Configuration: one TOML file, every field documented, defaults in one place.
 
+mod daemon;
 pub mod roles;
 mod secret;
 
+pub use daemon::{KubernetesConfig, ServerConfig};
 pub use secret::{Secret, SecretError};
 
 use serde::{Deserialize, Serialize};
@@ -63,6 +65,10 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// Display names of custom roles, by role definition GUID (built-ins are known already).
     pub role_names: BTreeMap<String, String>,
+    /// Live Kubernetes watch (`accessdrift run`).
+    pub kubernetes: KubernetesConfig,
+    /// Health (and later metrics) HTTP server of `accessdrift run`.
+    pub server: ServerConfig,
 }
 
 /// `[store]`.
@@ -238,6 +244,7 @@ impl Config {
                 ));
             }
         }
+        daemon::validate(self, path)?;
         for guid in self.role_names.keys() {
             if guid.len() != 36 || guid.matches('-').count() != 4 {
                 return Err(invalid(

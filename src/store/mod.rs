@@ -8,6 +8,7 @@ mod findings;
 mod outbox;
 mod pending;
 mod schema;
+mod scope;
 
 pub use baseline::{BaselineEntry, BaselineVersion};
 pub use checkpoint::Checkpoint;

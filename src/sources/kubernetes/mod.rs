@@ -2,6 +2,7 @@
 //! The live watcher will feed the same `decode_*` functions from kube-runtime events.
 
 pub mod project;
+pub mod watch;
 
 use crate::domain::{ChangeOp, Fact, FactRef, Location, Observation, Provenance};
 use crate::sources::{Decoded, SkipReason};

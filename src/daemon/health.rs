@@ -1,0 +1,229 @@
+//! Liveness and readiness of the daemon's tasks, shared with the HTTP server.
+//!
+//! Every source state change goes through [`Readiness::set`], which also writes the one log
+//! line per change that operators follow (connecting, syncing, synced, watch restarted, error).
+
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Where a source is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceState {
+    /// Building a client or opening a connection.
+    Connecting,
+    /// Reading its initial state (a Kubernetes list).
+    Syncing,
+    /// Initial state applied; following changes.
+    Synced,
+    /// The watch restarted and is reading the full state again (410 Gone, reconnect).
+    Relisting,
+    /// The server refused the credentials (401) or the permission (403): not ready until fixed.
+    Unauthorized(String),
+    /// Any other failure; retried with backoff.
+    Error(String),
+    /// Stopped on shutdown.
+    Stopped,
+}
+
+impl SourceState {
+    fn label(&self) -> &'static str {
+        match self {
+            SourceState::Connecting => "connecting",
+            SourceState::Syncing => "syncing",
+            SourceState::Synced => "synced",
+            SourceState::Relisting => "watch restarted",
+            SourceState::Unauthorized(_) => "unauthorized",
+            SourceState::Error(_) => "error",
+            SourceState::Stopped => "stopped",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Source {
+    state: SourceState,
+    synced_once: bool,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    sources: BTreeMap<String, Source>,
+    dead_tasks: Vec<String>,
+}
+
+/// The daemon's health registry; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Health {
+    inner: Arc<Mutex<Inner>>,
+    backlog: Arc<AtomicUsize>,
+    capacity: usize,
+}
+
+/// A source's handle on its own readiness.
+#[derive(Debug, Clone)]
+pub struct Readiness {
+    health: Health,
+    name: String,
+}
+
+impl Health {
+    /// A registry for a writer queue of `capacity` batches.
+    pub fn new(capacity: usize) -> Self {
+        Health {
+            inner: Arc::default(),
+            backlog: Arc::default(),
+            capacity,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding this lock leaves plain data behind: keep serving it.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a source (not ready until its initial sync is done).
+    pub fn register(&self, name: &str) -> Readiness {
+        self.lock().sources.insert(
+            name.to_string(),
+            Source {
+                state: SourceState::Connecting,
+                synced_once: false,
+            },
+        );
+        Readiness {
+            health: self.clone(),
+            name: name.to_string(),
+        }
+    }
+
+    /// Records that a task the daemon needs has ended; `/healthz` fails from then on.
+    pub fn task_died(&self, task: &str) {
+        self.lock().dead_tasks.push(task.to_string());
+    }
+
+    /// Batches sent to the writer and not yet committed.
+    pub(crate) fn backlog(&self) -> Arc<AtomicUsize> {
+        self.backlog.clone()
+    }
+
+    /// `/healthz`: alive while every task is.
+    pub fn live(&self) -> (bool, Value) {
+        let g = self.lock();
+        let ok = g.dead_tasks.is_empty();
+        (
+            ok,
+            json!({"status": if ok { "ok" } else { "failed" }, "dead_tasks": g.dead_tasks}),
+        )
+    }
+
+    /// `/readyz`: ready when every source has synced (and is authorised) and the writer keeps up.
+    pub fn ready(&self) -> (bool, Value) {
+        let g = self.lock();
+        let mut not_ready = BTreeMap::new();
+        let mut sources = BTreeMap::new();
+        for (name, s) in &g.sources {
+            let reason = match &s.state {
+                SourceState::Unauthorized(m) => Some(format!("unauthorized: {m}")),
+                _ if !s.synced_once => Some(match &s.state {
+                    SourceState::Error(m) => format!("initial sync not finished: {m}"),
+                    st => format!("initial sync not finished ({})", st.label()),
+                }),
+                _ => None,
+            };
+            sources.insert(name.clone(), json!(s.state.label()));
+            if let Some(r) = reason {
+                not_ready.insert(name.clone(), r);
+            }
+        }
+        let backlog = self.backlog.load(Ordering::Relaxed);
+        let writer_ok = backlog < self.capacity;
+        if !writer_ok {
+            not_ready.insert(
+                "writer".to_string(),
+                format!(
+                    "falling behind: {backlog} batches queued (queue holds {})",
+                    self.capacity
+                ),
+            );
+        }
+        let ok = not_ready.is_empty() && g.dead_tasks.is_empty();
+        (
+            ok,
+            json!({
+                "status": if ok { "ready" } else { "not ready" },
+                "not_ready": not_ready,
+                "sources": sources,
+                "writer_backlog": backlog,
+            }),
+        )
+    }
+}
+
+impl Readiness {
+    /// This source's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Moves to `state`, logging the change once (repeats of the same state are silent).
+    pub fn set(&self, state: SourceState) {
+        let mut g = self.health.lock();
+        let Some(s) = g.sources.get_mut(&self.name) else {
+            return;
+        };
+        if s.state == state {
+            return;
+        }
+        if state == SourceState::Synced {
+            s.synced_once = true;
+        }
+        let source = self.name.as_str();
+        let label = state.label();
+        match &state {
+            SourceState::Unauthorized(m) | SourceState::Error(m) => {
+                tracing::error!(source, state = label, error = %m, "source state changed")
+            }
+            _ => tracing::info!(source, state = label, "source state changed"),
+        }
+        s.state = state;
+    }
+
+    /// The current state.
+    pub fn state(&self) -> SourceState {
+        self.health
+            .lock()
+            .sources
+            .get(&self.name)
+            .map_or(SourceState::Stopped, |s| s.state.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_names_the_source_and_reason() {
+        let h = Health::new(4);
+        let a = h.register("k8s:c:Role");
+        let b = h.register("k8s:c:RoleBinding");
+        assert!(!h.ready().0);
+        a.set(SourceState::Synced);
+        b.set(SourceState::Unauthorized("cannot list rolebindings".into()));
+        let (ok, body) = h.ready();
+        assert!(!ok);
+        assert_eq!(body["not_ready"].as_object().unwrap().len(), 1);
+        assert!(body["not_ready"]["k8s:c:RoleBinding"]
+            .as_str()
+            .unwrap()
+            .contains("cannot list rolebindings"));
+        b.set(SourceState::Synced);
+        // An error after the first sync (a dropped watch) does not flap readiness.
+        a.set(SourceState::Error("connection reset".into()));
+        assert!(h.ready().0, "{}", h.ready().1);
+        h.backlog().store(4, Ordering::Relaxed);
+        assert!(h.ready().1["not_ready"]["writer"].is_string());
+    }
+}

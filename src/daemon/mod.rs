@@ -1,0 +1,270 @@
+//! `accessdrift run`: the long-lived process.
+//!
+//! One tokio runtime; each source a task with a cancellation token; ONE store-writer thread
+//! owning the read-write connection, fed by a bounded channel; the outbox notifier on its own
+//! thread, woken by commits; an HTTP server for `/healthz` and `/readyz`.
+
+pub mod health;
+pub mod writer;
+
+use crate::config::Config;
+use crate::notify::{Notifier, StdoutSink};
+use crate::sources::kubernetes::watch::{self, KubeSourceError, WatchSpec};
+use crate::store::{Store, StoreError};
+use futures::future::BoxFuture;
+use health::{Health, Readiness};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use writer::WriterHandle;
+
+/// Batches that may wait for the writer before sources block (back-pressure).
+const WRITER_QUEUE: usize = 64;
+/// How long shutdown waits for sources to hand over what they hold.
+const SOURCE_STOP_GRACE: Duration = Duration::from_secs(8);
+
+/// Daemon start-up failures (once running, failures are logged and retried, never fatal).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The store could not be opened.
+    #[error("opening the store at {path}: {source}")]
+    Store {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        source: StoreError,
+    },
+    /// The runtime could not start.
+    #[error("starting the async runtime: {0}")]
+    Runtime(std::io::Error),
+    /// The health server could not bind.
+    #[error(transparent)]
+    Server(#[from] crate::server::ServerError),
+    /// The Kubernetes client could not be built.
+    #[error(transparent)]
+    Kubernetes(#[from] KubeSourceError),
+    /// A signal handler could not be installed.
+    #[error("installing the {0} handler: {1}")]
+    Signal(&'static str, std::io::Error),
+}
+
+/// What a source task gets from the daemon.
+#[derive(Debug, Clone)]
+pub struct SourceContext {
+    /// The writer; `submit` returns after commit.
+    pub writer: WriterHandle,
+    /// Fires on shutdown: stop reading, hand over what is held, return.
+    pub cancel: CancellationToken,
+    /// This source's readiness (and its name).
+    pub readiness: Readiness,
+}
+
+/// A source the daemon runs as a task (the Kubernetes watches; Event Hubs next).
+pub trait Source: Send {
+    /// Name used for readiness, logs and checkpoints.
+    fn name(&self) -> String;
+    /// Runs until `ctx.cancel` fires; errors are retried inside, never returned.
+    fn run(self: Box<Self>, ctx: SourceContext) -> BoxFuture<'static, ()>;
+}
+
+struct KubeWatch {
+    client: kube::Client,
+    cfg: crate::config::KubernetesConfig,
+    spec: WatchSpec,
+}
+
+impl Source for KubeWatch {
+    fn name(&self) -> String {
+        self.spec.source_name(&self.cfg.cluster)
+    }
+    fn run(self: Box<Self>, ctx: SourceContext) -> BoxFuture<'static, ()> {
+        Box::pin(watch::run(ctx, self.client, self.cfg, self.spec))
+    }
+}
+
+/// Marks a task dead in the health registry when its thread ends, panics included.
+struct DeathNotice(Health, &'static str);
+
+impl Drop for DeathNotice {
+    fn drop(&mut self) {
+        self.0.task_died(self.1);
+    }
+}
+
+enum Wake {
+    Commit,
+    Stop,
+}
+
+/// Runs the daemon until SIGTERM / SIGINT; returns after a clean shutdown.
+pub fn run(config: Config, db: &Path) -> Result<(), DaemonError> {
+    let store = Store::open(db).map_err(|source| DaemonError::Store {
+        path: db.to_path_buf(),
+        source,
+    })?;
+    // The notifier's own connection: deliveries never hold the writer's.
+    let notify_store = Store::open(db).map_err(|source| DaemonError::Store {
+        path: db.to_path_buf(),
+        source,
+    })?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("accessdrift-rt")
+        .build()
+        .map_err(DaemonError::Runtime)?;
+    let config = Arc::new(config);
+    rt.block_on(run_async(config, store, notify_store))
+}
+
+async fn run_async(
+    config: Arc<Config>,
+    store: Store,
+    notify_store: Store,
+) -> Result<(), DaemonError> {
+    let health = Health::new(WRITER_QUEUE);
+    let cancel = CancellationToken::new();
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| DaemonError::Signal("SIGTERM", e))?;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| DaemonError::Signal("SIGINT", e))?;
+
+    let (addr, serve) =
+        crate::server::bind(&config.server.listen, health.clone(), cancel.clone()).await?;
+    tracing::info!(listen = %addr, "health server listening (/healthz, /readyz)");
+
+    let mut sources: Vec<Box<dyn Source>> = Vec::new();
+    if config.kubernetes.enabled {
+        let client = watch::client(&config.kubernetes).await?;
+        for spec in WatchSpec::all(&config.kubernetes) {
+            sources.push(Box::new(KubeWatch {
+                client: client.clone(),
+                cfg: config.kubernetes.clone(),
+                spec,
+            }));
+        }
+    } else {
+        tracing::warn!("no source enabled (set [kubernetes] enabled = true): serving health and delivering queued alerts only");
+    }
+
+    let sinks = vec!["stdout".to_string()];
+    let (wake_tx, wake_rx) = std_mpsc::sync_channel::<Wake>(1);
+    let notifier = {
+        let policy = config.notify.clone();
+        let health = health.clone();
+        std::thread::Builder::new()
+            .name("accessdrift-notify".into())
+            .spawn(move || {
+                let _alive = DeathNotice(health, "notifier");
+                notify_loop(notify_store, policy, wake_rx);
+            })
+            .map_err(DaemonError::Runtime)?
+    };
+    let (writer, rx) = writer::channel(WRITER_QUEUE, health.backlog());
+    let writer_thread = {
+        let config = config.clone();
+        let health = health.clone();
+        let backlog = health.backlog();
+        let wake = wake_tx.clone();
+        std::thread::Builder::new()
+            .name("accessdrift-writer".into())
+            .spawn(move || {
+                let _alive = DeathNotice(health, "store writer");
+                writer::run(store, &config, sinks, rx, &backlog, || {
+                    let _ = wake.try_send(Wake::Commit);
+                });
+            })
+            .map_err(DaemonError::Runtime)?
+    };
+
+    // Every source is registered before the server answers: never "ready" with none known.
+    let registered: Vec<_> = sources
+        .into_iter()
+        .map(|s| {
+            let readiness = health.register(&s.name());
+            (s, readiness)
+        })
+        .collect();
+    let server = tokio::spawn(serve);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (s, readiness) in registered {
+        let ctx = SourceContext {
+            writer: writer.clone(),
+            cancel: cancel.clone(),
+            readiness,
+        };
+        tasks.spawn(s.run(ctx));
+    }
+    drop(writer);
+    tracing::info!(sources = tasks.len(), "accessdrift running");
+
+    let which = tokio::select! {
+        _ = sigterm.recv() => "SIGTERM",
+        _ = sigint.recv() => "SIGINT",
+    };
+    tracing::info!(
+        signal = which,
+        "shutting down: stopping sources, committing what they hold"
+    );
+    cancel.cancel();
+    // A second signal means "now": uncommitted batches roll back and are read again next start.
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = sigterm.recv() => {},
+            _ = sigint.recv() => {},
+        }
+        tracing::warn!("second signal: exiting at once");
+        std::process::exit(130);
+    });
+    let drained = tokio::time::timeout(SOURCE_STOP_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("sources did not stop within {SOURCE_STOP_GRACE:?}; abandoning them");
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+    let _ = server.await;
+    // Every WriterHandle is gone now: the writer commits what it holds and returns.
+    let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    let _ = wake_tx.send(Wake::Stop);
+    let _ = tokio::task::spawn_blocking(move || notifier.join()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Delivers due alerts after each commit that queued some, and every `poll_interval` (alerts a
+/// CLI baseline change queued, retries that came due). Stops between drains.
+fn notify_loop(
+    mut store: Store,
+    policy: crate::config::NotifyConfig,
+    wake: std_mpsc::Receiver<Wake>,
+) {
+    let poll = policy.poll_interval;
+    let mut notifier = Notifier::new(
+        vec![Box::new(StdoutSink::new(std::io::stdout(), false))],
+        policy,
+    );
+    loop {
+        match wake.recv_timeout(poll) {
+            Ok(Wake::Stop) | Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+            Ok(Wake::Commit) | Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        let now = crate::domain::EventTime::now().unix_seconds();
+        match notifier.drain(&mut store, now) {
+            Ok(r) if r.delivered + r.retried + r.dead_lettered > 0 => {
+                tracing::info!(
+                    delivered = r.delivered,
+                    retried = r.retried,
+                    dead_lettered = r.dead_lettered,
+                    "outbox drained"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "outbox drain failed; retrying at the next poll"),
+        }
+    }
+}

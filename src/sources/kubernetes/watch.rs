@@ -1,0 +1,573 @@
+//! The live Kubernetes source: one kube-runtime watcher per watched kind (and namespace),
+//! projecting each object at the edge and sending batches to the store-writer.
+//!
+//! Only projections leave this module: objects are dropped as soon as they are projected, so
+//! memory stays at the size of the facts, never of a reflector store of API objects.
+
+use super::{decode_object, project, EventType, SOURCE};
+use crate::config::KubernetesConfig;
+use crate::daemon::health::SourceState;
+use crate::daemon::writer::RelistScope;
+use crate::daemon::SourceContext;
+use crate::domain::{EventTime, FactKind, Location, Observation};
+use crate::sources::Decoded;
+use crate::store::Checkpoint;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::Client;
+use std::collections::HashSet;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Errors building the Kubernetes client (start-up only: watch errors are retried).
+#[derive(Debug, thiserror::Error)]
+pub enum KubeSourceError {
+    /// The kubeconfig file could not be read or used.
+    #[error("kubeconfig {path} ([kubernetes] kubeconfig): {source}")]
+    Kubeconfig {
+        /// The file.
+        path: String,
+        /// What kube reported.
+        source: kube::config::KubeconfigError,
+    },
+    /// Neither in-cluster config nor KUBECONFIG / ~/.kube/config was usable.
+    #[error("no Kubernetes configuration: not in a cluster, and KUBECONFIG / ~/.kube/config failed ({0}); set [kubernetes] kubeconfig")]
+    Infer(kube::config::InferConfigError),
+    /// The client could not be built from the configuration (TLS, proxy, auth plugin).
+    #[error("building the Kubernetes client: {0}")]
+    Client(kube::Error),
+}
+
+/// A watched Kubernetes kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchedKind {
+    /// Kind name (`RoleBinding`).
+    pub kind: &'static str,
+    /// Resource name in URLs (`rolebindings`).
+    pub plural: &'static str,
+    /// API group (empty for core).
+    pub group: &'static str,
+    /// Namespaced (false: cluster-scoped).
+    pub namespaced: bool,
+}
+
+/// The five kinds the access model is made of (DESIGN §1).
+pub const KINDS: [WatchedKind; 5] = [
+    WatchedKind {
+        kind: "ClusterRoleBinding",
+        plural: "clusterrolebindings",
+        group: "rbac.authorization.k8s.io",
+        namespaced: false,
+    },
+    WatchedKind {
+        kind: "RoleBinding",
+        plural: "rolebindings",
+        group: "rbac.authorization.k8s.io",
+        namespaced: true,
+    },
+    WatchedKind {
+        kind: "ClusterRole",
+        plural: "clusterroles",
+        group: "rbac.authorization.k8s.io",
+        namespaced: false,
+    },
+    WatchedKind {
+        kind: "Role",
+        plural: "roles",
+        group: "rbac.authorization.k8s.io",
+        namespaced: true,
+    },
+    WatchedKind {
+        kind: "ServiceAccount",
+        plural: "serviceaccounts",
+        group: "",
+        namespaced: true,
+    },
+];
+
+impl WatchedKind {
+    fn api_resource(&self) -> ApiResource {
+        let version = "v1";
+        ApiResource {
+            group: self.group.to_string(),
+            version: version.to_string(),
+            api_version: if self.group.is_empty() {
+                version.to_string()
+            } else {
+                format!("{}/{version}", self.group)
+            },
+            kind: self.kind.to_string(),
+            plural: self.plural.to_string(),
+        }
+    }
+}
+
+/// One watch: a kind, optionally limited to one namespace.
+#[derive(Debug, Clone)]
+pub struct WatchSpec {
+    /// The kind.
+    pub kind: WatchedKind,
+    /// The namespace, when `[kubernetes] namespaces` limits the namespaced kinds.
+    pub namespace: Option<String>,
+}
+
+impl WatchSpec {
+    /// Every watch the configuration asks for.
+    pub fn all(cfg: &KubernetesConfig) -> Vec<WatchSpec> {
+        let mut out = Vec::new();
+        for kind in KINDS {
+            if kind.namespaced && !cfg.namespaces.is_empty() {
+                out.extend(cfg.namespaces.iter().map(|ns| WatchSpec {
+                    kind,
+                    namespace: Some(ns.clone()),
+                }));
+            } else {
+                out.push(WatchSpec {
+                    kind,
+                    namespace: None,
+                });
+            }
+        }
+        out
+    }
+
+    /// Source (and checkpoint) name: `k8s:CLUSTER:KIND` or `k8s:CLUSTER:KIND:NAMESPACE`.
+    pub fn source_name(&self, cluster: &str) -> String {
+        match &self.namespace {
+            Some(ns) => format!("k8s:{cluster}:{}:{ns}", self.kind.kind),
+            None => format!("k8s:{cluster}:{}", self.kind.kind),
+        }
+    }
+}
+
+/// Builds the client: the configured kubeconfig (and context), else in-cluster, else the usual
+/// `KUBECONFIG` / `~/.kube/config` inference.
+pub async fn client(cfg: &KubernetesConfig) -> Result<Client, KubeSourceError> {
+    let options = KubeConfigOptions {
+        context: cfg.context.clone(),
+        ..Default::default()
+    };
+    let config = if let Some(path) = &cfg.kubeconfig {
+        let kerr = |source| KubeSourceError::Kubeconfig {
+            path: path.display().to_string(),
+            source,
+        };
+        let kc = Kubeconfig::read_from(path).map_err(kerr)?;
+        kube::Config::from_custom_kubeconfig(kc, &options)
+            .await
+            .map_err(kerr)?
+    } else if cfg.context.is_some() {
+        kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|source| KubeSourceError::Kubeconfig {
+                path: "KUBECONFIG or ~/.kube/config".into(),
+                source,
+            })?
+    } else {
+        match kube::Config::incluster() {
+            Ok(c) => c,
+            Err(_) => kube::Config::infer()
+                .await
+                .map_err(KubeSourceError::Infer)?,
+        }
+    };
+    Client::try_from(config).map_err(KubeSourceError::Client)
+}
+
+/// Why a watch failed, for logs and readiness.
+#[derive(Debug, PartialEq, Eq)]
+struct Failure {
+    unauthorized: bool,
+    message: String,
+}
+
+/// Names the verb, the resource and the identity the server saw for 401/403 (from the Status
+/// message: `… is forbidden: User "X" cannot list resource "rolebindings" …`).
+fn classify(err: &watcher::Error, kind: &WatchedKind) -> Failure {
+    let (default_verb, inner) = match err {
+        watcher::Error::InitialListFailed(e) => ("list", Some(e)),
+        watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => ("watch", Some(e)),
+        watcher::Error::WatchError(_) | watcher::Error::NoResourceVersion => ("watch", None),
+    };
+    let status = match (inner, err) {
+        (Some(kube::Error::Api(s)), _) => Some((s.code, s.message.clone())),
+        (_, watcher::Error::WatchError(s)) => Some((s.code, s.message.clone())),
+        _ => None,
+    };
+    match status {
+        Some((code @ (401 | 403), msg)) => {
+            let identity = between(&msg, "User \"", "\"")
+                .or_else(|| between(&msg, "user \"", "\""))
+                .unwrap_or(if code == 401 {
+                    "(credentials rejected: token expired or invalid)"
+                } else {
+                    "(not named by the server)"
+                });
+            let verb = between(&msg, "cannot ", " ").unwrap_or(default_verb);
+            let resource = if kind.group.is_empty() {
+                kind.plural.to_string()
+            } else {
+                format!("{}.{}", kind.plural, kind.group)
+            };
+            Failure {
+                unauthorized: true,
+                message: format!(
+                    "{code} {}: identity {identity} cannot {verb} {resource} (grant get/list/watch on it; server said: {msg})",
+                    if code == 401 { "Unauthorized" } else { "Forbidden" }
+                ),
+            }
+        }
+        _ => Failure {
+            unauthorized: false,
+            message: err.to_string(),
+        },
+    }
+}
+
+fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let from = s.find(start)? + start.len();
+    let len = s[from..].find(end)?;
+    Some(&s[from..from + len]).filter(|x| !x.is_empty())
+}
+
+/// State of one watch between events.
+struct Watch {
+    ctx: SourceContext,
+    cluster: String,
+    spec: WatchSpec,
+    label_selector: Option<String>,
+    max_events: usize,
+    max_wait: Duration,
+    buf: Vec<Observation>,
+    deadline: Option<Instant>,
+    /// Keys seen since the last Init, while a relist is in progress.
+    relist: Option<HashSet<String>>,
+    synced_once: bool,
+    resource_version: String,
+    malformed: u64,
+    /// Consecutive batches the writer refused; paces the relists that follow.
+    failures: u32,
+}
+
+/// Runs one watch until cancelled. Errors are logged, reflected in readiness and retried with
+/// kube-runtime's backoff; they never end the task.
+pub async fn run(ctx: SourceContext, client: Client, cfg: KubernetesConfig, spec: WatchSpec) {
+    let mut w = Watch {
+        cluster: cfg.cluster.clone(),
+        label_selector: cfg.label_selector.clone(),
+        max_events: cfg.batch_max_events,
+        max_wait: cfg.batch_max_wait,
+        buf: Vec::new(),
+        deadline: None,
+        relist: None,
+        synced_once: false,
+        resource_version: String::new(),
+        malformed: 0,
+        failures: 0,
+        ctx,
+        spec,
+    };
+    w.ctx.readiness.set(SourceState::Connecting);
+    let mut stream = w.stream(client.clone());
+    loop {
+        let deadline = w.deadline;
+        let ok = tokio::select! {
+            biased;
+            _ = w.ctx.cancel.cancelled() => break,
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                w.flush(None).await
+            }
+            next = stream.next() => match next {
+                Some(Ok(ev)) => w.handle(ev).await,
+                Some(Err(e)) => {
+                    w.failed(&e);
+                    true
+                }
+                // The backoff never gives up; an ended stream is restarted all the same.
+                None => false,
+            },
+        };
+        if !ok {
+            // The writer refused a batch (or the stream ended): relist, but not in a tight loop.
+            w.failures += 1;
+            let pause = Duration::from_secs(1 << w.failures.min(5));
+            tokio::select! {
+                _ = w.ctx.cancel.cancelled() => break,
+                _ = tokio::time::sleep(pause) => {}
+            }
+            stream = w.stream(client.clone());
+        }
+    }
+    // Events already received are committed; a relist cut short deletes nothing.
+    w.relist = None;
+    w.flush(None).await;
+    w.ctx.readiness.set(SourceState::Stopped);
+}
+
+impl Watch {
+    fn stream(
+        &mut self,
+        client: Client,
+    ) -> BoxStream<'static, Result<Event<DynamicObject>, watcher::Error>> {
+        self.buf.clear();
+        self.deadline = None;
+        self.relist = None;
+        let ar = self.spec.kind.api_resource();
+        let api: Api<DynamicObject> = match &self.spec.namespace {
+            Some(ns) => Api::namespaced_with(client, ns, &ar),
+            None => Api::all_with(client, &ar),
+        };
+        let mut wc = watcher::Config::default();
+        if let Some(sel) = &self.label_selector {
+            wc = wc.labels(sel);
+        }
+        watcher::watcher(api, wc).default_backoff().boxed()
+    }
+
+    fn name(&self) -> &str {
+        self.ctx.readiness.name()
+    }
+
+    /// Provenance input of this watch's facts; it carries the selector, which scopes relists.
+    fn input(&self) -> String {
+        match &self.label_selector {
+            Some(sel) => format!("{}?labelSelector={sel}", self.name()),
+            None => self.name().to_string(),
+        }
+    }
+
+    fn failed(&mut self, e: &watcher::Error) {
+        // A relist cut by an error starts over with the next Init.
+        self.relist = None;
+        if let watcher::Error::WatchError(s) = e {
+            if s.code == 410 {
+                // Routine (etcd compaction, long disconnect): the watcher relists next.
+                tracing::info!(source = self.name(), "watch expired (410 Gone): relisting");
+                return;
+            }
+        }
+        let f = classify(e, &self.spec.kind);
+        self.ctx.readiness.set(if f.unauthorized {
+            SourceState::Unauthorized(f.message)
+        } else {
+            SourceState::Error(f.message)
+        });
+    }
+
+    /// Handles one watcher event; false when the stream must be rebuilt (a batch failed).
+    async fn handle(&mut self, ev: Event<DynamicObject>) -> bool {
+        match ev {
+            Event::Init => {
+                if !self.flush(None).await {
+                    return false;
+                }
+                self.relist = Some(HashSet::new());
+                self.ctx.readiness.set(if self.synced_once {
+                    SourceState::Relisting
+                } else {
+                    SourceState::Syncing
+                });
+                true
+            }
+            Event::InitApply(obj) => self.push(obj, EventType::Added).await,
+            Event::Apply(obj) => self.push(obj, EventType::Modified).await,
+            Event::Delete(obj) => self.push(obj, EventType::Deleted).await,
+            Event::InitDone => {
+                let Some(seen) = self.relist.take() else {
+                    return true;
+                };
+                let scope = RelistScope {
+                    kind: fact_kind(&self.spec.kind),
+                    key_prefix: match &self.spec.namespace {
+                        Some(ns) => format!("{}/{ns}/", self.cluster),
+                        None => format!("{}/", self.cluster),
+                    },
+                    owner_input: self.label_selector.as_ref().map(|_| self.input()),
+                    input: self.input(),
+                    seen,
+                    at: EventTime::now(),
+                };
+                if !self.flush(Some(scope)).await {
+                    return false;
+                }
+                self.failures = 0;
+                self.synced_once = true;
+                self.ctx.readiness.set(SourceState::Synced);
+                true
+            }
+        }
+    }
+
+    async fn push(&mut self, obj: DynamicObject, ty: EventType) -> bool {
+        if let Some(rv) = &obj.metadata.resource_version {
+            self.resource_version.clone_from(rv);
+        }
+        let name = obj.metadata.name.clone().unwrap_or_default();
+        let mut v = match serde_json::to_value(&obj) {
+            Ok(v) => v,
+            Err(e) => {
+                self.malformed(&name, &e.to_string());
+                return true;
+            }
+        };
+        drop(obj);
+        // Items inside a list carry no kind.
+        v["kind"] = serde_json::Value::String(self.spec.kind.kind.to_string());
+        let kind = fact_kind(&self.spec.kind);
+        if let (Some(seen), Ok(key)) = (&mut self.relist, project::key(kind, &v, &self.cluster)) {
+            // Seen even if its projection fails below: a bad object must not delete a fact.
+            seen.insert(key);
+        }
+        match decode_object(&v, ty, &self.cluster) {
+            Decoded::Observation(mut o) => {
+                // Object timestamps are often months old: a live change happened when received.
+                o.prov.event_time = EventTime::now();
+                o.prov.source = SOURCE.to_string();
+                o.prov.location = Location {
+                    input: self.input(),
+                    index: self.resource_version.parse().unwrap_or(0),
+                };
+                self.buf.push(o);
+            }
+            Decoded::Malformed(m) => self.malformed(&name, &m),
+            Decoded::Skipped(_) => {}
+        }
+        if self.buf.len() >= self.max_events {
+            return self.flush(None).await;
+        }
+        if self.deadline.is_none() && !self.buf.is_empty() {
+            self.deadline = Some(Instant::now() + self.max_wait);
+        }
+        true
+    }
+
+    fn malformed(&mut self, name: &str, problem: &str) {
+        self.malformed += 1;
+        tracing::warn!(
+            source = self.name(),
+            object = name,
+            malformed_total = self.malformed,
+            problem,
+            "skipping malformed Kubernetes object"
+        );
+    }
+
+    /// Commits the buffer (and the relist's deletes) and waits for the writer; false when the
+    /// writer rolled it back, so the caller relists to converge.
+    async fn flush(&mut self, relist: Option<RelistScope>) -> bool {
+        self.deadline = None;
+        if self.buf.is_empty() && relist.is_none() {
+            return true;
+        }
+        let obs = std::mem::take(&mut self.buf);
+        let position = Checkpoint {
+            position: self.resource_version.parse().unwrap_or(0),
+            fingerprint: format!("resourceVersion={}", self.resource_version),
+        };
+        let source = self.name().to_string();
+        match self
+            .ctx
+            .writer
+            .submit(&source, obs, Some(position), relist)
+            .await
+        {
+            Ok(stats) => {
+                tracing::debug!(source = %source, applied = stats.applied, unchanged = stats.unchanged, opened = stats.opened, resolved = stats.resolved, "batch committed");
+                true
+            }
+            Err(e) => {
+                self.relist = None;
+                self.ctx
+                    .readiness
+                    .set(SourceState::Error(format!("{e}; relisting to converge")));
+                false
+            }
+        }
+    }
+}
+
+fn fact_kind(k: &WatchedKind) -> FactKind {
+    project::fact_kind(k.kind).unwrap_or(FactKind::ServiceAccount)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+
+    #[test]
+    fn auth_failures_name_verb_resource_and_identity() {
+        let forbidden = "rolebindings.rbac.authorization.k8s.io is forbidden: User \"system:serviceaccount:accessdrift:accessdrift\" cannot watch resource \"rolebindings\" in API group \"rbac.authorization.k8s.io\" at the cluster scope";
+        let api =
+            |code, msg: &str| kube::Error::Api(Box::new(Status::failure(msg, "x").with_code(code)));
+        for (err, kind, want) in [
+            (
+                watcher::Error::InitialListFailed(api(403, forbidden)),
+                KINDS[1],
+                vec![
+                    "403 Forbidden",
+                    "identity system:serviceaccount:accessdrift:accessdrift",
+                    "cannot watch rolebindings.rbac.authorization.k8s.io",
+                ],
+            ),
+            (
+                watcher::Error::InitialListFailed(api(401, "Unauthorized")),
+                KINDS[4],
+                vec![
+                    "401 Unauthorized",
+                    "credentials rejected",
+                    "cannot list serviceaccounts ",
+                ],
+            ),
+            (
+                watcher::Error::WatchStartFailed(api(403, "forbidden")),
+                KINDS[2],
+                vec![
+                    "403 Forbidden",
+                    "cannot watch clusterroles.rbac.authorization.k8s.io",
+                ],
+            ),
+        ] {
+            let f = classify(&err, &kind);
+            assert!(f.unauthorized, "{err}");
+            for w in want {
+                assert!(f.message.contains(w), "{w:?} not in {}", f.message);
+            }
+        }
+        let other = classify(
+            &watcher::Error::InitialListFailed(api(500, "etcd down")),
+            &KINDS[0],
+        );
+        assert!(!other.unauthorized);
+    }
+
+    #[test]
+    fn watches_per_namespace_only_for_namespaced_kinds() {
+        let cfg = KubernetesConfig {
+            cluster: "c".into(),
+            namespaces: vec!["a".into(), "b".into()],
+            ..Default::default()
+        };
+        let names: Vec<String> = WatchSpec::all(&cfg)
+            .iter()
+            .map(|s| s.source_name("c"))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "k8s:c:ClusterRoleBinding",
+                "k8s:c:RoleBinding:a",
+                "k8s:c:RoleBinding:b",
+                "k8s:c:ClusterRole",
+                "k8s:c:Role:a",
+                "k8s:c:Role:b",
+                "k8s:c:ServiceAccount:a",
+                "k8s:c:ServiceAccount:b",
+            ]
+        );
+    }
+}
