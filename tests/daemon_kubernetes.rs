@@ -427,3 +427,57 @@ fn unreadable_kubeconfig_is_a_start_up_error_naming_the_file() {
         "{err}"
     );
 }
+
+#[test]
+fn a_second_signal_exits_at_once_and_nothing_committed_is_lost() {
+    let env = Env::new();
+    env.api.load((0..2000).map(|i| {
+        rb(
+            &format!("ns-{}", i % 4),
+            &format!("rb-{i}"),
+            "view",
+            json!([group(ADMINS)]),
+        )
+    }));
+    // Slow pages: the first signal's graceful stop waits for an in-flight list page.
+    env.api.set_page_delay(Duration::from_millis(1500));
+    let mut d = env.start();
+    wait_for("the RoleBinding list to be mid-way", LIMIT, || {
+        (env.api.requests("list:rolebindings") >= 2).then_some(())
+    });
+    d.signal("INT");
+    d.signal("TERM");
+    let st = d.wait_exit(Duration::from_secs(5));
+    assert_eq!(st.code(), Some(130), "logs:\n{}", d.stderr());
+    // Whatever was committed stays; a restart converges to the full state.
+    env.api.set_page_delay(Duration::ZERO);
+    let mut d = env.start();
+    d.wait_ready(LIMIT);
+    assert_eq!(
+        live(&env.db(), FactKind::RoleBinding),
+        2000,
+        "{}",
+        d.stderr()
+    );
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_with_source_state_fields() {
+    let env = Env::new();
+    seed(&env.api);
+    let cfg = write_config(env.dir.path(), &env.api.kubeconfig(), "");
+    let mut d = Daemon::start_with(&cfg, &env.db(), &["--log-format", "json"]);
+    d.wait_ready(LIMIT);
+    let st = d.terminate(Duration::from_secs(10));
+    assert!(st.success());
+    let logs = d.stderr();
+    let lines: Vec<Value> = logs
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.to_string().contains("synced")),
+        "no source state line: {logs}"
+    );
+}

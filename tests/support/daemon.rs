@@ -88,7 +88,13 @@ pub fn write_config(dir: &Path, kubeconfig: &str, extra: &str) -> PathBuf {
 impl Daemon {
     /// Starts `accessdrift run --config CFG --db DB`.
     pub fn start(cfg: &Path, db: &Path) -> Daemon {
+        Self::start_with(cfg, db, &[])
+    }
+
+    /// Starts the daemon with extra global flags (e.g. `--log-format json`).
+    pub fn start_with(cfg: &Path, db: &Path, global: &[&str]) -> Daemon {
         let mut child = Command::new(BIN)
+            .args(global)
             .args(["--log-level", "info", "run", "--config"])
             .arg(cfg)
             .arg("--db")
@@ -115,7 +121,10 @@ impl Daemon {
                     panic!("daemon exited with {st:?} at start; logs:\n{}", d.stderr());
                 }
                 let logs = d.stderr();
-                let at = logs.find("listen=127.0.0.1:")? + "listen=127.0.0.1:".len();
+                // Text logs say `listen=127.0.0.1:N`, JSON logs `"listen":"127.0.0.1:N"`.
+                let at = ["listen=127.0.0.1:", "\"listen\":\"127.0.0.1:"]
+                    .iter()
+                    .find_map(|p| logs.find(p).map(|i| i + p.len()))?;
                 let digits: String = logs[at..]
                     .chars()
                     .take_while(char::is_ascii_digit)
@@ -171,13 +180,23 @@ impl Daemon {
         }
     }
 
-    /// Sends SIGTERM and waits (bounded) for the exit status.
-    pub fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
+    /// Sends a signal (`TERM`, `INT`) without waiting.
+    pub fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(ok.success());
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
+        self.signal("TERM");
+        self.wait_exit(limit)
+    }
+
+    /// Waits (bounded) for the exit status.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
