@@ -4,26 +4,6 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::process::{Command, Output};
-
-const BIN: &str = env!("CARGO_BIN_EXE_accessdrift");
-
-fn ad(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("ACCESSDRIFT_TEST_CRASH_AT")
-        .env_remove("ACCESSDRIFT_DB")
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 #[test]
 fn unreadable_file_fails_clearly_and_applies_nothing() {

@@ -5,30 +5,7 @@ mod common;
 
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
-const BIN: &str = env!("CARGO_BIN_EXE_accessdrift");
-
-fn cmd(args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args)
-        .env_remove("ACCESSDRIFT_TEST_CRASH_AT")
-        .env_remove("ACCESSDRIFT_DB")
-        .env_remove("ACCESSDRIFT_CONFIG");
-    c
-}
-
-fn ad(args: &[&str]) -> Output {
-    cmd(args).output().unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use std::process::{Command, Stdio};
 
 /// A database with findings and a baseline: the demo's, in `dir/demo`.
 fn demo_db(dir: &Path) -> PathBuf {

@@ -6,18 +6,7 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
-
-const BIN: &str = env!("CARGO_BIN_EXE_accessdrift");
-
-fn ad(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("ACCESSDRIFT_TEST_CRASH_AT")
-        .env_remove("ACCESSDRIFT_DB")
-        .output()
-        .unwrap()
-}
+use std::process::Output;
 
 fn replay(db: &Path, file: &Path, extra: &[&str]) -> Output {
     let mut args = vec!["replay", "--db", db.to_str().unwrap()];

@@ -96,15 +96,7 @@ impl Tx<'_> {
             .query_row(
                 "SELECT version, created_at, actor, action, note FROM baseline_versions ORDER BY version DESC LIMIT 1",
                 [],
-                |r| {
-                    Ok(BaselineVersion {
-                        version: r.get(0)?,
-                        created_at: EventTime(r.get(1)?),
-                        actor: r.get(2)?,
-                        action: r.get(3)?,
-                        note: r.get(4)?,
-                    })
-                },
+                version_row,
             )
             .optional()?)
     }
@@ -114,15 +106,7 @@ impl Tx<'_> {
         let mut stmt = self.0.prepare(
             "SELECT version, created_at, actor, action, note FROM baseline_versions ORDER BY version",
         )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(BaselineVersion {
-                version: r.get(0)?,
-                created_at: EventTime(r.get(1)?),
-                actor: r.get(2)?,
-                action: r.get(3)?,
-                note: r.get(4)?,
-            })
-        })?;
+        let rows = stmt.query_map([], version_row)?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
@@ -133,15 +117,7 @@ impl Tx<'_> {
             .query_row(
                 "SELECT version, created_at, actor, action, note FROM baseline_versions WHERE version = ?1",
                 [version],
-                |r| {
-                    Ok(BaselineVersion {
-                        version: r.get(0)?,
-                        created_at: EventTime(r.get(1)?),
-                        actor: r.get(2)?,
-                        action: r.get(3)?,
-                        note: r.get(4)?,
-                    })
-                },
+                version_row,
             )
             .optional()?)
     }
@@ -248,4 +224,15 @@ impl Tx<'_> {
         }
         Ok(n > 0)
     }
+}
+
+/// Reads `version, created_at, actor, action, note` of a `baseline_versions` row.
+fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BaselineVersion> {
+    Ok(BaselineVersion {
+        version: r.get(0)?,
+        created_at: EventTime(r.get(1)?),
+        actor: r.get(2)?,
+        action: r.get(3)?,
+        note: r.get(4)?,
+    })
 }

@@ -189,3 +189,31 @@ pub const P1: &str = "11111111-aaaa-4aaa-8aaa-111111111111";
 pub const P2: &str = "22222222-bbbb-4bbb-8bbb-222222222222";
 /// An Entra group object id.
 pub const GROUP: &str = "c0ffee00-1111-2222-3333-444455556666";
+
+/// The binary under test, for CLI-level tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_accessdrift");
+
+/// `accessdrift ARGS…` with the environment that would steer it (crash hook, default db and
+/// config) removed, so a developer's shell cannot change a test's outcome.
+pub fn cmd(args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(BIN);
+    c.args(args)
+        .env_remove("ACCESSDRIFT_TEST_CRASH_AT")
+        .env_remove("ACCESSDRIFT_DB")
+        .env_remove("ACCESSDRIFT_CONFIG");
+    c
+}
+
+/// Runs `accessdrift ARGS…` to completion.
+pub fn ad(args: &[&str]) -> std::process::Output {
+    cmd(args).output().unwrap()
+}
+
+/// Stdout then stderr, as one text.
+pub fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
