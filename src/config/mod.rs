@@ -1,6 +1,7 @@
 //! Configuration: one TOML file, every field documented, defaults in one place.
 
 pub mod roles;
+pub mod rules;
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -54,6 +55,10 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// Display names of custom roles, by role definition GUID (built-ins are known already).
     pub role_names: BTreeMap<String, String>,
+    /// `[rules.ID]`: enable/disable and severity per rule of the catalogue.
+    pub rules: BTreeMap<String, rules::RuleSettings>,
+    /// `[[exceptions]]`: accepted risks by rule and subject glob, with expiry.
+    pub exceptions: Vec<rules::Exception>,
 }
 
 /// `[store]`.
@@ -94,6 +99,9 @@ pub struct ClusterConfig {
     pub name: String,
     /// ARM resource id of the managed cluster.
     pub resource_id: String,
+    /// The cluster's OIDC issuer URL, when the Activity Log does not carry it.
+    #[serde(default)]
+    pub oidc_issuer: Option<String>,
 }
 
 /// `[severity]`.
@@ -220,6 +228,7 @@ impl Config {
                 ));
             }
         }
+        rules::validate(&self.rules, &self.exceptions).map_err(|(k, p)| invalid(&k, &p))?;
         for guid in self.role_names.keys() {
             if guid.len() != 36 || guid.matches('-').count() != 4 {
                 return Err(invalid(

@@ -7,6 +7,7 @@ mod facts;
 mod findings;
 mod outbox;
 mod pending;
+mod query;
 mod schema;
 
 pub use baseline::{BaselineEntry, BaselineVersion};

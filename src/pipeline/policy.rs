@@ -1,0 +1,309 @@
+//! Policy evaluation inside the batch transaction: which subjects a changed fact may affect
+//! (itself, and the facts whose rules join it), the configuration gate (enabled, severity,
+//! exceptions), and the sweep that re-judges everything when the rules configuration or the
+//! set of live exceptions changes.
+
+use super::{persist, Stats};
+use crate::config::Config;
+use crate::domain::{id, EventTime, FactKind, Provenance};
+use crate::engine::rules::{self, Cause, Context, FactView, Gate, Rule};
+use crate::engine::Status;
+use crate::store::{StoreError, Tx};
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+/// Meta key holding the fingerprint of the rules configuration last applied.
+const FINGERPRINT: &str = "policy:fingerprint";
+
+/// The store as the rules see it.
+struct StoreView<'t, 'c>(&'t Tx<'c>);
+
+impl FactView for StoreView<'_, '_> {
+    type Error = StoreError;
+    fn get(&self, kind: FactKind, key: &str) -> Result<Option<Value>, StoreError> {
+        Ok(self.0.fact(kind, key)?.and_then(|r| r.value))
+    }
+    fn under(&self, kind: FactKind, prefix: &str) -> Result<Vec<(String, Value)>, StoreError> {
+        self.0.facts_under(kind, prefix)
+    }
+    fn any_under(&self, kind: FactKind, prefix: &str) -> Result<bool, StoreError> {
+        self.0.any_fact_under(kind, prefix)
+    }
+    fn assignments_of(&self, principal: &str) -> Result<Vec<(String, Value)>, StoreError> {
+        self.0
+            .facts_where(FactKind::RoleAssignment, "$.principal_id", principal)
+    }
+}
+
+/// What the configuration says about `rule` on the subject `key` at `now`.
+pub fn gate<'c>(config: &'c Config, rule: &Rule, key: &str, now: EventTime) -> Gate<'c> {
+    let settings = config.rules.get(rule.id);
+    if settings.and_then(|s| s.enabled) == Some(false) {
+        return Gate::Disabled;
+    }
+    if let Some(e) = config
+        .exceptions
+        .iter()
+        .find(|e| e.covers(rule.id, key) && e.active_at(now))
+    {
+        return Gate::Excepted {
+            reason: &e.reason,
+            until: e.expires.as_deref(),
+        };
+    }
+    Gate::On(settings.and_then(|s| s.severity).unwrap_or(rule.severity))
+}
+
+enum Why<'a> {
+    Observation(&'a Provenance),
+    Sweep(&'a str),
+}
+
+/// Judges every rule about one subject and persists the transitions.
+#[allow(clippy::too_many_arguments)]
+fn judge_subject(
+    tx: &Tx<'_>,
+    config: &Config,
+    now: EventTime,
+    kind: FactKind,
+    key: &str,
+    why: &Why<'_>,
+    sinks: &[String],
+    stats: &mut Stats,
+) -> Result<(), StoreError> {
+    let mut candidates = rules::subject_rules(kind).peekable();
+    if candidates.peek().is_none() {
+        return Ok(());
+    }
+    let row = tx.fact(kind, key)?;
+    let view = StoreView(tx);
+    let allowed = |id: &str| {
+        config
+            .rules
+            .get(id)
+            .map(|s| s.allowed_roles.clone())
+            .unwrap_or_default()
+    };
+    let ctx = Context {
+        catalog: config,
+        configured: &config.clusters,
+        allowed_roles: &allowed,
+    };
+    let hits = match row.as_ref().and_then(|r| r.value.as_ref()) {
+        Some(v) => rules::evaluate(kind, key, v, &ctx, &view)?,
+        None => Vec::new(),
+    };
+    for rule in candidates {
+        let hit = hits.iter().find(|h| h.rule == rule.id);
+        let existing = tx.finding(&rules::finding_id(rule.id, key))?;
+        let tracked = existing
+            .as_ref()
+            .is_some_and(|f| f.status.is_active() || f.status == Status::Excepted);
+        if hit.is_none() && !tracked {
+            continue;
+        }
+        let cause = match why {
+            Why::Observation(p) => Cause::Observation(p),
+            Why::Sweep(w) => Cause::Sweep {
+                at: now,
+                why: w,
+                origin: row.as_ref().map(|r| &r.prov),
+            },
+        };
+        let g = gate(config, rule, key, now);
+        if let Some(t) = rules::judge(rule, kind, key, hit, &g, existing.as_ref(), &cause) {
+            persist(tx, &t, sinks, stats)?;
+        }
+    }
+    Ok(())
+}
+
+/// Re-judges the policy findings a changed fact may affect: its own, those of the facts whose
+/// rules join it (so a cross-plane rule fires whichever side arrives first), and the active
+/// findings of joining rules (so they resolve whichever side goes).
+#[allow(clippy::too_many_arguments)]
+pub fn on_fact_changed(
+    tx: &Tx<'_>,
+    config: &Config,
+    kind: FactKind,
+    key: &str,
+    prov: &Provenance,
+    now: EventTime,
+    sinks: &[String],
+    stats: &mut Stats,
+) -> Result<(), StoreError> {
+    let mut subjects: BTreeSet<(FactKind, String)> = BTreeSet::new();
+    subjects.insert((kind, key.to_string()));
+    let value = tx.fact(kind, key)?.and_then(|r| r.value);
+    dependents(tx, kind, key, value.as_ref(), &mut subjects)?;
+    for rule in rules::joining_rules(kind) {
+        subjects.extend(tx.active_subjects(rule.id)?);
+    }
+    for (k, s) in subjects {
+        judge_subject(tx, config, now, k, &s, &Why::Observation(prov), sinks, stats)?;
+    }
+    Ok(())
+}
+
+/// Facts whose rules read the changed fact and may now hold.
+fn dependents(
+    tx: &Tx<'_>,
+    kind: FactKind,
+    key: &str,
+    value: Option<&Value>,
+    out: &mut BTreeSet<(FactKind, String)>,
+) -> Result<(), StoreError> {
+    use FactKind::*;
+    let add = |out: &mut BTreeSet<(FactKind, String)>, k: FactKind, rows: Vec<(String, Value)>| {
+        out.extend(rows.into_iter().map(|(key, _)| (k, key)));
+    };
+    let text = |v: Option<&Value>, p: &str| {
+        v.and_then(|v| v.pointer(p))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    match kind {
+        ClusterSettings => {
+            add(out, RoleAssignment, tx.assignments_at_or_above(key)?);
+            let view = StoreView(tx);
+            let mut principals: Vec<String> = text(value, "/kubelet_identity/object_id")
+                .into_iter()
+                .collect();
+            if let Some(v) = value {
+                principals.extend(rules::control_plane_principals(v, &view)?);
+            }
+            for p in principals {
+                add(out, RoleAssignment, view.assignments_of(&p)?);
+            }
+            add(out, FederatedCredential, tx.facts_under(FederatedCredential, "")?);
+        }
+        ManagedIdentity => {
+            if let Some(p) = text(value, "/principal_id") {
+                add(out, RoleAssignment, tx.facts_where(RoleAssignment, "$.principal_id", &p)?);
+            }
+            if let Some(c) = text(value, "/client_id") {
+                add(
+                    out,
+                    ServiceAccount,
+                    tx.facts_where(ServiceAccount, "$.workload_identity_client_id", &c)?,
+                );
+            }
+            let fics = format!("{key}/federatedidentitycredentials/");
+            add(out, FederatedCredential, tx.facts_under(FederatedCredential, &fics)?);
+        }
+        RoleAssignment => {
+            if let Some(p) = text(value, "/principal_id") {
+                for (mi, v) in tx.facts_where(ManagedIdentity, "$.principal_id", &p)? {
+                    if let Some(c) = text(Some(&v), "/client_id") {
+                        add(
+                            out,
+                            ServiceAccount,
+                            tx.facts_where(ServiceAccount, "$.workload_identity_client_id", &c)?,
+                        );
+                    }
+                    let fics = format!("{mi}/federatedidentitycredentials/");
+                    add(out, FederatedCredential, tx.facts_under(FederatedCredential, &fics)?);
+                }
+            }
+        }
+        ClusterRole | Role => {
+            let name = rules::last_segment(key);
+            let (scope, binding_kinds): (String, &[FactKind]) = match kind {
+                ClusterRole => (format!("{}/", cluster_of(key)), &[ClusterRoleBinding, RoleBinding]),
+                _ => (format!("{}/", key.rsplit_once('/').map_or(key, |(ns, _)| ns)), &[RoleBinding]),
+            };
+            let role_kind = if kind == ClusterRole { "ClusterRole" } else { "Role" };
+            for bk in binding_kinds {
+                for (b, v) in tx.facts_where(*bk, "$.role_ref.name", name)? {
+                    if b.starts_with(&scope) && text(Some(&v), "/role_ref/kind").as_deref() == Some(role_kind) {
+                        out.insert((*bk, b));
+                    }
+                }
+            }
+            if kind == ClusterRole {
+                add(out, FederatedCredential, tx.facts_under(FederatedCredential, "")?);
+            }
+        }
+        ClusterRoleBinding => {
+            let subjects = value
+                .and_then(|v| v.get("subjects"))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for s in subjects.iter().filter(|s| s["kind"] == "ServiceAccount") {
+                let (Some(ns), Some(name)) = (s["namespace"].as_str(), s["name"].as_str()) else {
+                    continue;
+                };
+                let subject = format!("system:serviceaccount:{ns}:{name}");
+                add(out, FederatedCredential, tx.facts_where(FederatedCredential, "$.subject", &subject)?);
+            }
+        }
+        ServiceAccount => {
+            let mut parts = key.splitn(3, '/');
+            let (cluster, ns, name) = (
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or(""),
+            );
+            // The first service account of a cluster means its source has synced: from now
+            // on a credential naming a missing one is an orphan, so judge them all once.
+            let synced = format!("policy:synced:{cluster}");
+            if value.is_some() && tx.meta(&synced)?.is_none() {
+                tx.set_meta(&synced, "1")?;
+                add(out, FederatedCredential, tx.facts_under(FederatedCredential, "")?);
+            }
+            let subject = format!("system:serviceaccount:{ns}:{name}");
+            add(out, FederatedCredential, tx.facts_where(FederatedCredential, "$.subject", &subject)?);
+        }
+        RoleDefinition | FederatedCredential | RoleBinding => {}
+    }
+    Ok(())
+}
+
+fn cluster_of(key: &str) -> &str {
+    key.split('/').next().unwrap_or(key)
+}
+
+/// What the rules configuration amounts to at `now`: rule settings, watched clusters and the
+/// exceptions live at that instant. When it differs from the last one applied, every subject
+/// is judged again (an exception expired, a rule was disabled, a severity changed).
+fn fingerprint(config: &Config, now: EventTime) -> String {
+    let live: Vec<String> = config
+        .exceptions
+        .iter()
+        .filter(|e| e.active_at(now))
+        .map(|e| format!("{e:?}"))
+        .collect();
+    let text = format!("{:?}|{:?}|{:?}", config.rules, config.clusters, live);
+    id::stable_id(&["policy-config", &text])
+}
+
+/// Re-judges every policy subject when the rules configuration or the set of live exceptions
+/// changed since the last batch; cheap (one meta read) otherwise.
+pub fn sweep(
+    tx: &Tx<'_>,
+    config: &Config,
+    now: EventTime,
+    sinks: &[String],
+    stats: &mut Stats,
+) -> Result<(), StoreError> {
+    let fp = fingerprint(config, now);
+    let previous = tx.meta(FINGERPRINT)?;
+    if previous.as_deref() == Some(fp.as_str()) {
+        return Ok(());
+    }
+    let why = match previous {
+        None => "first evaluation of the rules",
+        Some(_) => "rules configuration or exceptions changed",
+    };
+    let mut subjects: BTreeSet<(FactKind, String)> = tx.policy_subjects()?.into_iter().collect();
+    for kind in FactKind::ALL {
+        if rules::subject_rules(kind).next().is_some() {
+            subjects.extend(tx.facts_under(kind, "")?.into_iter().map(|(k, _)| (kind, k)));
+        }
+    }
+    for (kind, key) in subjects {
+        judge_subject(tx, config, now, kind, &key, &Why::Sweep(why), sinks, stats)?;
+    }
+    tx.set_meta(FINGERPRINT, &fp)
+}

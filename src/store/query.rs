@@ -1,0 +1,118 @@
+//! Lookups the rules need for joins: facts by key prefix or by a field of their value, and the
+//! subjects of active findings by rule. Filters run inside SQLite (`json_extract`), so only
+//! matching rows are decoded.
+
+use super::{json_col, Result, Tx};
+use crate::domain::FactKind;
+use rusqlite::params;
+use serde_json::Value;
+
+/// The smallest string greater than every string starting with `prefix` (for range scans on
+/// the `(kind, key)` primary key).
+fn upper_bound(prefix: &str) -> String {
+    format!("{prefix}\u{10FFFF}")
+}
+
+impl Tx<'_> {
+    /// Live facts of a kind whose key starts with `prefix` (`""`: all of the kind), by key.
+    pub fn facts_under(&self, kind: FactKind, prefix: &str) -> Result<Vec<(String, Value)>> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT key, value FROM facts WHERE kind = ?1 AND key >= ?2 AND key < ?3 AND value IS NOT NULL ORDER BY key",
+        )?;
+        let rows = stmt.query_map(params![kind.as_str(), prefix, upper_bound(prefix)], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        decode(rows)
+    }
+
+    /// Whether a live fact of a kind has a key starting with `prefix`.
+    pub fn any_fact_under(&self, kind: FactKind, prefix: &str) -> Result<bool> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM facts WHERE kind = ?1 AND key >= ?2 AND key < ?3 AND value IS NOT NULL)",
+            )?
+            .query_row(params![kind.as_str(), prefix, upper_bound(prefix)], |r| r.get(0))?)
+    }
+
+    /// Live facts of a kind whose value has `field` (a JSON path like `$.principal_id`) equal
+    /// to `text`.
+    pub fn facts_where(
+        &self,
+        kind: FactKind,
+        field: &str,
+        text: &str,
+    ) -> Result<Vec<(String, Value)>> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT key, value FROM facts WHERE kind = ?1 AND value IS NOT NULL AND json_extract(value, ?2) = ?3 ORDER BY key",
+        )?;
+        let rows = stmt.query_map(params![kind.as_str(), field, text], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        decode(rows)
+    }
+
+    /// Role assignments whose scope is `resource_id` or contains it.
+    pub fn assignments_at_or_above(&self, resource_id: &str) -> Result<Vec<(String, Value)>> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT key, value FROM facts WHERE kind = 'role_assignment' AND value IS NOT NULL
+               AND (json_extract(value, '$.scope') = ?1
+                    OR substr(?1, 1, length(json_extract(value, '$.scope')) + 1) = json_extract(value, '$.scope') || '/'
+                    OR json_extract(value, '$.scope') = '/'
+                    OR instr(json_extract(value, '$.scope'), '/managementgroups/') > 0)
+             ORDER BY key",
+        )?;
+        let rows = stmt.query_map([resource_id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        decode(rows)
+    }
+
+    /// `(fact kind, fact key)` of the open or acknowledged findings of a rule.
+    pub fn active_subjects(&self, rule: &str) -> Result<Vec<(FactKind, String)>> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT fact_kind, fact_key FROM findings WHERE status IN ('open', 'acknowledged') AND rule = ?1 ORDER BY fact_key",
+        )?;
+        let rows = stmt.query_map([rule], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (kind, key) = r?;
+            let kind = kind.parse::<FactKind>().map_err(|e| super::StoreError::Corrupt {
+                table: "findings",
+                key: key.clone(),
+                problem: e.to_string(),
+            })?;
+            out.push((kind, key));
+        }
+        Ok(out)
+    }
+
+    /// `(fact kind, fact key)` of every policy finding that is open, acknowledged
+    /// or excepted: what a configuration change may have to move.
+    pub fn policy_subjects(&self) -> Result<Vec<(FactKind, String)>> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT DISTINCT fact_kind, fact_key FROM findings WHERE kind = 'policy' AND status IN ('open', 'acknowledged', 'excepted') ORDER BY fact_kind, fact_key",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (kind, key) = r?;
+            if let Ok(kind) = kind.parse::<FactKind>() {
+                out.push((kind, key));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn decode(
+    rows: impl Iterator<Item = rusqlite::Result<(String, String)>>,
+) -> Result<Vec<(String, Value)>> {
+    let mut out = Vec::new();
+    for r in rows {
+        let (key, text) = r?;
+        let v = json_col::<Value>("facts", &key, &text)?;
+        out.push((key, v));
+    }
+    Ok(out)
+}
