@@ -262,7 +262,7 @@ fn admin_credential_listing_is_critical_when_baseline_disables_local_accounts() 
         (
             FindingKind::Activity,
             accessdrift::engine::Severity::Critical,
-            "aks.admin_credential_listed"
+            "AKS-ADMIN-CREDENTIAL-USED"
         )
     );
     assert_eq!(f.actor.ip.as_deref(), Some("198.51.100.77"));

@@ -53,12 +53,17 @@ pub(super) fn check_assignment<V: FactView>(
     let principal = s(v, "/principal_id");
     let role_name = ctx.catalog.role_name(role);
     let names: Vec<&str> = clusters.iter().map(|c| last_segment(c)).collect();
+    // Above the cluster, say which clusters it covers; on the cluster itself that is noise.
+    let covers = if clusters.len() == 1 && clusters[0] == scope {
+        String::new()
+    } else {
+        format!(" (covers cluster {})", names.join(", "))
+    };
     out.push(Hit {
         rule: "AZ-PRIVILEGED-ROLE-ABOVE-CLUSTER",
         title: format!(
-            "{role_name} on {} for principal {principal} (covers cluster {})",
+            "{role_name} on {} for principal {principal}{covers}",
             describe_scope(scope),
-            names.join(", ")
         ),
         details: json!({
             "principal_id": principal,

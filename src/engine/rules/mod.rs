@@ -233,18 +233,39 @@ fn list<'v>(v: &'v Value, field: &str) -> Vec<&'v str> {
 pub fn describe_scope(scope: &str) -> String {
     let segs: Vec<&str> = scope.trim_matches('/').split('/').collect();
     match segs.as_slice() {
-        [""] => "the tenant root".to_string(),
-        ["subscriptions", sub] => format!("subscription {sub}"),
-        ["subscriptions", _, "resourcegroups", rg] => format!("resource group {rg}"),
+        [""] => return "the tenant root".to_string(),
+        ["subscriptions", sub] => return format!("subscription {sub}"),
+        ["subscriptions", _, "resourcegroups", rg] => return format!("resource group {rg}"),
         ["providers", "microsoft.management", "managementgroups", mg] => {
-            format!("management group {mg}")
+            return format!("management group {mg}")
         }
-        _ if segs.len() >= 2 => {
-            let n = segs.len();
-            format!("{} {}", segs[n - 2].trim_end_matches('s'), segs[n - 1])
-        }
-        _ => scope.to_string(),
+        _ => {}
     }
+    if let Some(i) = segs.iter().position(|s| *s == "managedclusters") {
+        let cluster = segs.get(i + 1).copied().unwrap_or("?");
+        return match segs.get(i + 2..) {
+            Some(["namespaces", ns, ..]) => format!("namespace {ns} of cluster {cluster}"),
+            _ => format!("cluster {cluster}"),
+        };
+    }
+    const TYPES: &[(&str, &str)] = &[
+        ("registries", "registry"),
+        ("vaults", "key vault"),
+        ("subnets", "subnet"),
+        ("virtualnetworks", "virtual network"),
+        ("userassignedidentities", "identity"),
+        ("storageaccounts", "storage account"),
+    ];
+    let n = segs.len();
+    if n >= 2 {
+        let ty = segs[n - 2];
+        let label = TYPES
+            .iter()
+            .find(|(t, _)| *t == ty)
+            .map_or(ty.trim_end_matches('s'), |(_, l)| l);
+        return format!("{label} {}", segs[n - 1]);
+    }
+    scope.to_string()
 }
 
 #[cfg(test)]
@@ -271,7 +292,15 @@ mod tests {
             ("/subscriptions/abc/resourcegroups/rg", "resource group rg"),
             (
                 "/subscriptions/a/resourcegroups/rg/providers/microsoft.containerservice/managedclusters/aks",
-                "managedcluster aks",
+                "cluster aks",
+            ),
+            (
+                "/subscriptions/a/resourcegroups/rg/providers/microsoft.containerservice/managedclusters/aks/namespaces/payments",
+                "namespace payments of cluster aks",
+            ),
+            (
+                "/subscriptions/a/resourcegroups/rg/providers/microsoft.containerregistry/registries/acr1",
+                "registry acr1",
             ),
             ("/", "the tenant root"),
         ] {

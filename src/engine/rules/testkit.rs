@@ -16,7 +16,6 @@ pub const CP_OID: &str = "cccccccc-0000-4000-8000-0000000000c9";
 pub const OWNER: &str = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635";
 pub const CONTRIBUTOR: &str = "b24988ac-6180-42a0-ab88-20f7382dd24c";
 pub const READER: &str = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
-pub const ACR_PULL: &str = "7f951dda-4ed3-4680-a7ca-43fe172d538d";
 
 /// A cluster that fires no cluster-settings rule.
 pub fn hardened_cluster() -> Value {
