@@ -266,7 +266,8 @@ fn workload_identity_privileged_in_every_arrival_order() {
 #[test]
 fn kubelet_grant_is_judged_when_the_cluster_settings_arrive_later() {
     let mut env = Env::new(config());
-    let (key, v) = ra(SUB, KUBELET_OID, "b24988ac-6180-42a0-ab88-20f7382dd24c");
+    // Reader: excess for a kubelet, but no other rule holds on it, so only the join can tell.
+    let (key, v) = ra(SUB, KUBELET_OID, "acdd72a7-3385-48ef-bd42-f606fba81ae7");
     env.apply(vec![up(FactKind::RoleAssignment, &key, v)]);
     assert_eq!(env.status("ID-KUBELET-EXCESS-ROLES", &key), None);
     env.apply(vec![up(FactKind::ClusterSettings, CLUSTER, cluster(true))]);
