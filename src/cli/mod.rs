@@ -6,6 +6,7 @@ mod demo;
 mod findings;
 mod render;
 mod replay;
+mod rules;
 
 use crate::config::Config;
 use crate::store::Store;
@@ -99,6 +100,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Measure replay throughput on a generated corpus against a bare JSON parse.
     Bench(bench::BenchArgs),
+    /// List the rules catalogue (`--json` for scripts); `rules explain ID` prints one in full.
+    Rules(rules::RulesArgs),
     /// Load and validate the configuration, then print the effective settings.
     CheckConfig,
 }
@@ -133,6 +136,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Notify(a) => findings::notify(&cfg, a),
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(&cfg, a),
+        Command::Rules(a) => rules::run(&cfg, a),
         Command::CheckConfig => {
             println!("{cfg:#?}");
             Ok(ExitCode::SUCCESS)
