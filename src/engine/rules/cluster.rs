@@ -72,13 +72,14 @@ pub(super) fn check(key: &str, v: &Value, out: &mut Vec<Hit>) {
     let oidc = flag(v, "/oidc_issuer_enabled") == Some(true);
     let wi = flag(v, "/workload_identity_enabled") == Some(true);
     if !oidc || !wi {
-        let off: Vec<&str> = [(!oidc, "OIDC issuer"), (!wi, "workload identity")]
-            .into_iter()
-            .filter_map(|(off, n)| off.then_some(n))
-            .collect();
+        let what = match (oidc, wi) {
+            (false, false) => "OIDC issuer and workload identity are",
+            (false, true) => "OIDC issuer is",
+            _ => "Workload identity is",
+        };
         hit(
             "AKS-WORKLOAD-IDENTITY-OFF",
-            format!("{} off on cluster {cluster}", off.join(" and ")),
+            format!("{what} off on cluster {cluster}"),
             json!({"cluster": key, "oidc_issuer_enabled": oidc, "workload_identity_enabled": wi}),
         );
     }
