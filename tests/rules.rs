@@ -171,10 +171,18 @@ fn user_binding(platform: bool) -> Value {
 #[test]
 fn policy_opens_without_a_baseline_and_resolves_by_itself() {
     let mut env = Env::new(config());
-    let (opened, _, notes) = env.apply(vec![up(FactKind::ClusterSettings, CLUSTER, cluster(false))]);
-    assert_eq!((opened, notes), (1, 1), "AKS-LOCAL-ACCOUNTS opens before any baseline");
+    let (opened, _, notes) =
+        env.apply(vec![up(FactKind::ClusterSettings, CLUSTER, cluster(false))]);
+    assert_eq!(
+        (opened, notes),
+        (1, 1),
+        "AKS-LOCAL-ACCOUNTS opens before any baseline"
+    );
     let f = env.finding("AKS-LOCAL-ACCOUNTS", CLUSTER).unwrap();
-    assert_eq!((f.kind, f.status, f.severity), (FindingKind::Policy, Status::Open, Severity::High));
+    assert_eq!(
+        (f.kind, f.status, f.severity),
+        (FindingKind::Policy, Status::Open, Severity::High)
+    );
     assert_eq!(f.title, "Local accounts are enabled on cluster aks");
     assert_eq!(f.actor.upn.as_deref(), Some("mallory@contoso.com"));
     assert!(f.expected.as_ref().unwrap()["remediation"]
@@ -183,9 +191,15 @@ fn policy_opens_without_a_baseline_and_resolves_by_itself() {
         .contains("--disable-local-accounts"));
     let (_, resolved, _) = env.apply(vec![up(FactKind::ClusterSettings, CLUSTER, cluster(true))]);
     assert_eq!(resolved, 1);
-    assert_eq!(env.status("AKS-LOCAL-ACCOUNTS", CLUSTER), Some(Status::Resolved));
+    assert_eq!(
+        env.status("AKS-LOCAL-ACCOUNTS", CLUSTER),
+        Some(Status::Resolved)
+    );
     // The same state again: no new transition, no alert.
-    assert_eq!(env.apply(vec![up(FactKind::ClusterSettings, CLUSTER, cluster(true))]), (0, 0, 0));
+    assert_eq!(
+        env.apply(vec![up(FactKind::ClusterSettings, CLUSTER, cluster(true))]),
+        (0, 0, 0)
+    );
 }
 
 #[test]
@@ -193,35 +207,57 @@ fn owner_above_the_cluster_names_role_scope_and_principal() {
     let mut env = Env::new(config());
     let (key, v) = ra(SUB, "11111111-0000-4000-8000-000000000001", OWNER);
     env.apply(vec![up(FactKind::RoleAssignment, &key, v)]);
-    let f = env.finding("AZ-PRIVILEGED-ROLE-ABOVE-CLUSTER", &key).unwrap();
+    let f = env
+        .finding("AZ-PRIVILEGED-ROLE-ABOVE-CLUSTER", &key)
+        .unwrap();
     assert_eq!(
         f.title,
         "Owner on subscription 6f1c2c3d-1111-4a5b-9c8d-0a1b2c3d4e5f for principal 11111111-0000-4000-8000-000000000001 (covers cluster aks)"
     );
     env.apply(vec![del(FactKind::RoleAssignment, &key)]);
-    assert_eq!(env.status("AZ-PRIVILEGED-ROLE-ABOVE-CLUSTER", &key), Some(Status::Resolved));
+    assert_eq!(
+        env.status("AZ-PRIVILEGED-ROLE-ABOVE-CLUSTER", &key),
+        Some(Status::Resolved)
+    );
 }
 
 /// X-FIC-TO-CLUSTER-ADMIN: either side first, and either side going resolves it.
 #[test]
 fn cross_plane_fires_whichever_side_arrives_first_and_resolves_when_either_goes() {
     let fic_side = || up(FactKind::FederatedCredential, &fic_key(), fic());
-    let k8s_side = || up(FactKind::ClusterRoleBinding, "c1/payments-api-admin", admin_crb());
+    let k8s_side = || {
+        up(
+            FactKind::ClusterRoleBinding,
+            "c1/payments-api-admin",
+            admin_crb(),
+        )
+    };
     for (first, second, name) in [
         (fic_side(), k8s_side(), "credential first"),
         (k8s_side(), fic_side(), "binding first"),
     ] {
         for (remove, what) in [
-            (del(FactKind::ClusterRoleBinding, "c1/payments-api-admin"), "binding"),
+            (
+                del(FactKind::ClusterRoleBinding, "c1/payments-api-admin"),
+                "binding",
+            ),
             (del(FactKind::FederatedCredential, &fic_key()), "credential"),
         ] {
             let mut env = Env::new(config());
             env.apply(vec![up(FactKind::ClusterSettings, CLUSTER, cluster(true))]);
             env.apply(vec![first.clone()]);
-            assert_eq!(env.status("X-FIC-TO-CLUSTER-ADMIN", &fic_key()), None, "{name}: one side only");
+            assert_eq!(
+                env.status("X-FIC-TO-CLUSTER-ADMIN", &fic_key()),
+                None,
+                "{name}: one side only"
+            );
             env.apply(vec![second.clone()]);
             let f = env.finding("X-FIC-TO-CLUSTER-ADMIN", &fic_key()).unwrap();
-            assert_eq!((f.status, f.severity), (Status::Open, Severity::Critical), "{name}");
+            assert_eq!(
+                (f.status, f.severity),
+                (Status::Open, Severity::Critical),
+                "{name}"
+            );
             env.apply(vec![remove]);
             assert_eq!(
                 env.status("X-FIC-TO-CLUSTER-ADMIN", &fic_key()),
@@ -237,11 +273,26 @@ fn cross_plane_fires_whichever_side_arrives_first_and_resolves_when_either_goes(
 fn workload_identity_privileged_in_every_arrival_order() {
     let (ra_key, ra_v) = ra(SUB, MI_OID, OWNER);
     let sides = [
-        up(FactKind::ServiceAccount, "c1/payments/api", sa(Some(CLIENT))),
-        up(FactKind::ManagedIdentity, MI, json!({"principal_id": MI_OID, "client_id": CLIENT, "tenant_id": "t"})),
+        up(
+            FactKind::ServiceAccount,
+            "c1/payments/api",
+            sa(Some(CLIENT)),
+        ),
+        up(
+            FactKind::ManagedIdentity,
+            MI,
+            json!({"principal_id": MI_OID, "client_id": CLIENT, "tenant_id": "t"}),
+        ),
         up(FactKind::RoleAssignment, &ra_key, ra_v),
     ];
-    for order in [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]] {
+    for order in [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ] {
         let mut env = Env::new(config());
         for i in order {
             env.apply(vec![sides[i].clone()]);
@@ -250,16 +301,30 @@ fn workload_identity_privileged_in_every_arrival_order() {
         let f = f.unwrap_or_else(|| panic!("order {order:?}: no finding"));
         assert_eq!(f.status, Status::Open, "{order:?}");
         assert!(f.title.contains("Owner on subscription"), "{}", f.title);
-        assert_eq!(f.evidence.len(), 1, "{order:?}: opened once, by the last side");
+        assert_eq!(
+            f.evidence.len(),
+            1,
+            "{order:?}: opened once, by the last side"
+        );
         // The grant going away resolves it; the annotation going away too.
         let mut gone = Env::new(config());
         for i in order {
             gone.apply(vec![sides[i].clone()]);
         }
         gone.apply(vec![del(FactKind::RoleAssignment, &ra_key)]);
-        assert_eq!(gone.status("X-WORKLOAD-IDENTITY-PRIVILEGED", "c1/payments/api"), Some(Status::Resolved));
-        env.apply(vec![up(FactKind::ServiceAccount, "c1/payments/api", sa(None))]);
-        assert_eq!(env.status("X-WORKLOAD-IDENTITY-PRIVILEGED", "c1/payments/api"), Some(Status::Resolved));
+        assert_eq!(
+            gone.status("X-WORKLOAD-IDENTITY-PRIVILEGED", "c1/payments/api"),
+            Some(Status::Resolved)
+        );
+        env.apply(vec![up(
+            FactKind::ServiceAccount,
+            "c1/payments/api",
+            sa(None),
+        )]);
+        assert_eq!(
+            env.status("X-WORKLOAD-IDENTITY-PRIVILEGED", "c1/payments/api"),
+            Some(Status::Resolved)
+        );
     }
 }
 
@@ -271,12 +336,18 @@ fn kubelet_grant_is_judged_when_the_cluster_settings_arrive_later() {
     env.apply(vec![up(FactKind::RoleAssignment, &key, v)]);
     assert_eq!(env.status("ID-KUBELET-EXCESS-ROLES", &key), None);
     env.apply(vec![up(FactKind::ClusterSettings, CLUSTER, cluster(true))]);
-    assert_eq!(env.status("ID-KUBELET-EXCESS-ROLES", &key), Some(Status::Open));
+    assert_eq!(
+        env.status("ID-KUBELET-EXCESS-ROLES", &key),
+        Some(Status::Open)
+    );
     // A new kubelet identity: the old one's grant is no longer the kubelet's.
     let mut other = cluster(true);
     other["kubelet_identity"]["object_id"] = json!("bbbbbbbb-0000-4000-8000-00000000001e");
     env.apply(vec![up(FactKind::ClusterSettings, CLUSTER, other)]);
-    assert_eq!(env.status("ID-KUBELET-EXCESS-ROLES", &key), Some(Status::Resolved));
+    assert_eq!(
+        env.status("ID-KUBELET-EXCESS-ROLES", &key),
+        Some(Status::Resolved)
+    );
 }
 
 #[test]
@@ -286,22 +357,55 @@ fn orphan_subject_opens_when_the_service_account_goes_and_resolves_when_it_retur
         up(FactKind::ClusterSettings, CLUSTER, cluster(true)),
         up(FactKind::FederatedCredential, &fic_key(), fic()),
     ]);
-    assert_eq!(env.status("ID-FIC-ORPHAN-SUBJECT", &fic_key()), None, "not synced yet");
-    env.apply(vec![up(FactKind::ServiceAccount, "c1/kube-system/default", sa(None))]);
-    assert_eq!(env.status("ID-FIC-ORPHAN-SUBJECT", &fic_key()), Some(Status::Open), "synced, api missing");
-    env.apply(vec![up(FactKind::ServiceAccount, "c1/payments/api", sa(Some(CLIENT)))]);
-    assert_eq!(env.status("ID-FIC-ORPHAN-SUBJECT", &fic_key()), Some(Status::Resolved));
+    assert_eq!(
+        env.status("ID-FIC-ORPHAN-SUBJECT", &fic_key()),
+        None,
+        "not synced yet"
+    );
+    env.apply(vec![up(
+        FactKind::ServiceAccount,
+        "c1/kube-system/default",
+        sa(None),
+    )]);
+    assert_eq!(
+        env.status("ID-FIC-ORPHAN-SUBJECT", &fic_key()),
+        Some(Status::Open),
+        "synced, api missing"
+    );
+    env.apply(vec![up(
+        FactKind::ServiceAccount,
+        "c1/payments/api",
+        sa(Some(CLIENT)),
+    )]);
+    assert_eq!(
+        env.status("ID-FIC-ORPHAN-SUBJECT", &fic_key()),
+        Some(Status::Resolved)
+    );
     env.apply(vec![del(FactKind::ServiceAccount, "c1/payments/api")]);
-    assert_eq!(env.status("ID-FIC-ORPHAN-SUBJECT", &fic_key()), Some(Status::Open));
+    assert_eq!(
+        env.status("ID-FIC-ORPHAN-SUBJECT", &fic_key()),
+        Some(Status::Open)
+    );
 }
 
 #[test]
 fn platform_managed_bindings_never_trigger_kubernetes_rules() {
     let mut env = Env::new(config());
-    let (opened, _, _) = env.apply(vec![up(FactKind::ClusterRoleBinding, "c1/aks-managed", user_binding(true))]);
+    let (opened, _, _) = env.apply(vec![up(
+        FactKind::ClusterRoleBinding,
+        "c1/aks-managed",
+        user_binding(true),
+    )]);
     assert_eq!(opened, 0);
-    env.apply(vec![up(FactKind::ClusterRoleBinding, "c1/aks-managed", user_binding(false))]);
-    assert_eq!(env.status("K8S-USER-SUBJECT", "c1/aks-managed"), Some(Status::Open));
+    env.apply(vec![up(
+        FactKind::ClusterRoleBinding,
+        "c1/aks-managed",
+        user_binding(false),
+    )]);
+    assert_eq!(
+        env.status("K8S-USER-SUBJECT", "c1/aks-managed"),
+        Some(Status::Open)
+    );
 }
 
 fn exception(expires: &str) -> Exception {
@@ -319,39 +423,74 @@ fn an_excepted_finding_is_not_opened_and_opens_by_itself_when_the_exception_expi
     cfg.exceptions = vec![exception("2027-03-31")];
     let mut env = Env::new(cfg);
     let (opened, _, notes) = env.apply(vec![
-        up(FactKind::ClusterRoleBinding, "c1/alice-view", user_binding(false)),
-        up(FactKind::ClusterRoleBinding, "c1/bob-view", user_binding(false)),
+        up(
+            FactKind::ClusterRoleBinding,
+            "c1/alice-view",
+            user_binding(false),
+        ),
+        up(
+            FactKind::ClusterRoleBinding,
+            "c1/bob-view",
+            user_binding(false),
+        ),
     ]);
     assert_eq!((opened, notes), (1, 1), "only bob's binding opens");
     let f = env.finding("K8S-USER-SUBJECT", "c1/alice-view").unwrap();
     assert_eq!(f.status, Status::Excepted);
-    assert_eq!(f.resolution.as_deref(), Some("excepted until 2027-03-31: break-glass reviewed in CHG-1234"));
+    assert_eq!(
+        f.resolution.as_deref(),
+        Some("excepted until 2027-03-31: break-glass reviewed in CHG-1234")
+    );
     // Time passes, nothing is observed: the next batch (even empty) finds it expired.
     let (opened, _, notes) = env.apply_at(wall_2027_04_02, vec![]);
     assert_eq!((opened, notes), (1, 1));
-    assert_eq!(env.status("K8S-USER-SUBJECT", "c1/alice-view"), Some(Status::Open));
+    assert_eq!(
+        env.status("K8S-USER-SUBJECT", "c1/alice-view"),
+        Some(Status::Open)
+    );
 }
 
 #[test]
 fn an_exception_added_later_resolves_the_open_finding_as_excepted() {
     let mut env = Env::new(config());
-    env.apply(vec![up(FactKind::ClusterRoleBinding, "c1/alice-view", user_binding(false))]);
-    assert_eq!(env.status("K8S-USER-SUBJECT", "c1/alice-view"), Some(Status::Open));
+    env.apply(vec![up(
+        FactKind::ClusterRoleBinding,
+        "c1/alice-view",
+        user_binding(false),
+    )]);
+    assert_eq!(
+        env.status("K8S-USER-SUBJECT", "c1/alice-view"),
+        Some(Status::Open)
+    );
     env.cfg.exceptions = vec![exception("2027-03-31")];
     let (_, resolved, notes) = env.apply(vec![]);
     assert_eq!((resolved, notes), (1, 1));
-    assert_eq!(env.status("K8S-USER-SUBJECT", "c1/alice-view"), Some(Status::Excepted));
+    assert_eq!(
+        env.status("K8S-USER-SUBJECT", "c1/alice-view"),
+        Some(Status::Excepted)
+    );
     // An exception that already expired does not apply at all.
     let mut env = Env::new(config());
     env.cfg.exceptions = vec![exception("2027-02-28")];
-    env.apply(vec![up(FactKind::ClusterRoleBinding, "c1/alice-view", user_binding(false))]);
-    assert_eq!(env.status("K8S-USER-SUBJECT", "c1/alice-view"), Some(Status::Open));
+    env.apply(vec![up(
+        FactKind::ClusterRoleBinding,
+        "c1/alice-view",
+        user_binding(false),
+    )]);
+    assert_eq!(
+        env.status("K8S-USER-SUBJECT", "c1/alice-view"),
+        Some(Status::Open)
+    );
 }
 
 #[test]
 fn rule_settings_disable_and_re_severity() {
     let mut env = Env::new(config());
-    env.apply(vec![up(FactKind::ClusterRoleBinding, "c1/alice-view", user_binding(false))]);
+    env.apply(vec![up(
+        FactKind::ClusterRoleBinding,
+        "c1/alice-view",
+        user_binding(false),
+    )]);
     env.cfg.rules.insert(
         "K8S-USER-SUBJECT".into(),
         RuleSettings {
@@ -362,7 +501,10 @@ fn rule_settings_disable_and_re_severity() {
     let (_, resolved, _) = env.apply(vec![]);
     assert_eq!(resolved, 1);
     let f = env.finding("K8S-USER-SUBJECT", "c1/alice-view").unwrap();
-    assert_eq!(f.resolution.as_deref(), Some("rule disabled in the configuration"));
+    assert_eq!(
+        f.resolution.as_deref(),
+        Some("rule disabled in the configuration")
+    );
     env.cfg.rules.insert(
         "K8S-USER-SUBJECT".into(),
         RuleSettings {
@@ -380,7 +522,9 @@ fn approve(env: &Env, kind: FactKind, key: &str, value: Value) {
     let mut store = env.store();
     let tx = store.tx().unwrap();
     let at = wall_2027_03_01();
-    let version = tx.new_baseline_version("lead", "approve", "test", at).unwrap();
+    let version = tx
+        .new_baseline_version("lead", "approve", "test", at)
+        .unwrap();
     let entry = BaselineEntry {
         kind,
         key: key.into(),
@@ -391,7 +535,8 @@ fn approve(env: &Env, kind: FactKind, key: &str, value: Value) {
         from_finding: None,
     };
     tx.approve(version, &entry).unwrap();
-    accessdrift::pipeline::reevaluate_all(&tx, &env.cfg, "lead", at, &["stdout".to_string()]).unwrap();
+    accessdrift::pipeline::reevaluate_all(&tx, &env.cfg, "lead", at, &["stdout".to_string()])
+        .unwrap();
     tx.commit().unwrap();
 }
 
@@ -408,5 +553,9 @@ fn drift_and_policy_are_separate_and_approving_drift_keeps_the_policy_finding() 
     assert_ne!(policy.id, drift, "two findings for one fact");
     approve(&env, FactKind::ClusterSettings, CLUSTER, cluster(false));
     assert_eq!(read(&drift).status, Status::Approved);
-    assert_eq!(env.status("AKS-LOCAL-ACCOUNTS", CLUSTER), Some(Status::Open), "approval is not an exception");
+    assert_eq!(
+        env.status("AKS-LOCAL-ACCOUNTS", CLUSTER),
+        Some(Status::Open),
+        "approval is not an exception"
+    );
 }

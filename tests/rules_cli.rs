@@ -25,7 +25,10 @@ fn ok(o: Output) -> String {
 }
 
 fn catalogue_ids() -> Vec<&'static str> {
-    accessdrift::engine::rules::CATALOGUE.iter().map(|r| r.id).collect()
+    accessdrift::engine::rules::CATALOGUE
+        .iter()
+        .map(|r| r.id)
+        .collect()
 }
 
 #[test]
@@ -36,14 +39,23 @@ fn rules_lists_the_catalogue_as_a_table_and_as_json() {
         assert!(table.contains(id), "table lacks {id}");
     }
     assert!(table.contains("X-FIC-TO-CLUSTER-ADMIN            critical  yes      cross-plane"));
-    let json: Vec<Value> = serde_json::from_str(&ok(run(dir.path(), &["rules", "--json"]))).unwrap();
+    let json: Vec<Value> =
+        serde_json::from_str(&ok(run(dir.path(), &["rules", "--json"]))).unwrap();
     let ids: Vec<&str> = json.iter().map(|r| r["id"].as_str().unwrap()).collect();
     assert_eq!(ids, catalogue_ids());
     for r in &json {
         for field in ["title", "severity", "rationale", "remediation"] {
-            assert!(r[field].as_str().is_some_and(|s| !s.is_empty()), "{} lacks {field}", r["id"]);
+            assert!(
+                r[field].as_str().is_some_and(|s| !s.is_empty()),
+                "{} lacks {field}",
+                r["id"]
+            );
         }
-        assert!(!r["references"].as_array().unwrap().is_empty(), "{}", r["id"]);
+        assert!(
+            !r["references"].as_array().unwrap().is_empty(),
+            "{}",
+            r["id"]
+        );
     }
 }
 
@@ -55,17 +67,38 @@ fn rules_explain_prints_one_rule_and_the_configuration_applied_to_it() {
         "[rules.K8S-USER-SUBJECT]\nseverity = \"high\"\n\n[[exceptions]]\nrule = \"K8S-USER-SUBJECT\"\nmatch = \"aks-prod/alice-*\"\nreason = \"break-glass, CHG-1234\"\nexpires = \"2001-01-01\"\n",
     )
     .unwrap();
-    let out = ok(run(dir.path(), &["--config", "c.toml", "rules", "explain", "k8s-user-subject"]));
-    assert!(out.starts_with("K8S-USER-SUBJECT — A user is bound by name"), "{out}");
-    assert!(out.contains("severity:    high (default low, set in [rules.K8S-USER-SUBJECT])"), "{out}");
-    assert!(out.contains("Remediation\n  kubectl edit the binding"), "{out}");
-    assert!(out.contains("aks-prod/alice-* — break-glass, CHG-1234 (expires 2001-01-01, expired)"), "{out}");
+    let out = ok(run(
+        dir.path(),
+        &["--config", "c.toml", "rules", "explain", "k8s-user-subject"],
+    ));
+    assert!(
+        out.starts_with("K8S-USER-SUBJECT — A user is bound by name"),
+        "{out}"
+    );
+    assert!(
+        out.contains("severity:    high (default low, set in [rules.K8S-USER-SUBJECT])"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Remediation\n  kubectl edit the binding"),
+        "{out}"
+    );
+    assert!(
+        out.contains("aks-prod/alice-* — break-glass, CHG-1234 (expires 2001-01-01, expired)"),
+        "{out}"
+    );
     let table = ok(run(dir.path(), &["--config", "c.toml", "rules"]));
-    assert!(table.contains("K8S-USER-SUBJECT                  high*"), "{table}");
+    assert!(
+        table.contains("K8S-USER-SUBJECT                  high*"),
+        "{table}"
+    );
     let bad = run(dir.path(), &["rules", "explain", "AKS-NOPE"]);
     assert_eq!(bad.status.code(), Some(1));
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(err.contains("no rule \"AKS-NOPE\"") && err.contains("AKS-LOCAL-ACCOUNTS"), "{err}");
+    assert!(
+        err.contains("no rule \"AKS-NOPE\"") && err.contains("AKS-LOCAL-ACCOUNTS"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -92,10 +125,26 @@ fn the_scenario_fires_every_rule_and_matches_the_expected_findings() {
     let cfg = format!("{FIXTURES}/config.toml");
     let replay = |db: &str, cluster: &str, file: &str| {
         let path = format!("{FIXTURES}/{file}");
-        ok(run(dir.path(), &["--config", &cfg, "replay", "--db", db, "--cluster", cluster, &path]));
+        ok(run(
+            dir.path(),
+            &[
+                "--config",
+                &cfg,
+                "replay",
+                "--db",
+                db,
+                "--cluster",
+                cluster,
+                &path,
+            ],
+        ));
     };
     let findings = |db: &str| -> Vec<Value> {
-        serde_json::from_str(&ok(run(dir.path(), &["findings", "--db", db, "--status", "all", "--json"]))).unwrap()
+        serde_json::from_str(&ok(run(
+            dir.path(),
+            &["findings", "--db", db, "--status", "all", "--json"],
+        )))
+        .unwrap()
     };
     replay("t.db", "aks-prod", "activity.json");
     replay("t.db", "aks-prod", "k8s-prod.json");
@@ -106,10 +155,17 @@ fn the_scenario_fires_every_rule_and_matches_the_expected_findings() {
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&expected, &out).unwrap();
     }
-    let want = std::fs::read_to_string(&expected).expect("tests/fixtures/rules/expected.txt (UPDATE_GOLDEN=1 writes it)");
-    assert_eq!(out, want, "findings changed; if intended, UPDATE_GOLDEN=1 cargo test --test rules_cli");
+    let want = std::fs::read_to_string(&expected)
+        .expect("tests/fixtures/rules/expected.txt (UPDATE_GOLDEN=1 writes it)");
+    assert_eq!(
+        out, want,
+        "findings changed; if intended, UPDATE_GOLDEN=1 cargo test --test rules_cli"
+    );
     for id in catalogue_ids() {
-        assert!(out.lines().any(|l| l.starts_with(&format!("{id} "))), "the scenario never fires {id}");
+        assert!(
+            out.lines().any(|l| l.starts_with(&format!("{id} "))),
+            "the scenario never fires {id}"
+        );
     }
     // Replaying everything again changes nothing.
     replay("t.db", "aks-prod", "activity.json");
@@ -118,7 +174,11 @@ fn the_scenario_fires_every_rule_and_matches_the_expected_findings() {
     replay("r.db", "aks-stg", "k8s-staging.json");
     replay("r.db", "aks-prod", "k8s-prod.json");
     replay("r.db", "aks-prod", "activity.json");
-    assert_eq!(lines(&findings("r.db")), out, "plane order changed the findings");
+    assert_eq!(
+        lines(&findings("r.db")),
+        out,
+        "plane order changed the findings"
+    );
 }
 
 fn lines(json: &[Value]) -> String {

@@ -103,7 +103,10 @@ pub(super) fn run(cfg: &Config, a: RulesArgs) -> anyhow::Result<ExitCode> {
             };
             let e = effective(cfg, rule);
             if json {
-                println!("{}", serde_json::to_string_pretty(&rule_json(cfg, &e, now))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rule_json(cfg, &e, now))?
+                );
             } else {
                 print!("{}", explain(cfg, &e, now));
             }
@@ -151,9 +154,17 @@ fn explain(cfg: &Config, e: &Effective<'_>, now: EventTime) -> String {
         if e.severity == r.severity {
             String::new()
         } else {
-            format!(" (default {}, set in [rules.{}])", r.severity.as_str(), r.id)
+            format!(
+                " (default {}, set in [rules.{}])",
+                r.severity.as_str(),
+                r.id
+            )
         },
-        if e.enabled { "yes" } else { "no ([rules.ID] enabled = false)" },
+        if e.enabled {
+            "yes"
+        } else {
+            "no ([rules.ID] enabled = false)"
+        },
         r.group.label()
     ));
     if !r.subjects.is_empty() {
@@ -164,7 +175,10 @@ fn explain(cfg: &Config, e: &Effective<'_>, now: EventTime) -> String {
     }
     if !r.joins.is_empty() {
         let kinds: Vec<&str> = r.joins.iter().map(|k| k.as_str()).collect();
-        out.push_str(&format!("also reads:  {} (re-judged when they change)\n", kinds.join(", ")));
+        out.push_str(&format!(
+            "also reads:  {} (re-judged when they change)\n",
+            kinds.join(", ")
+        ));
     }
     out.push_str(&format!("\nWhy it matters\n  {}\n", r.rationale));
     out.push_str(&format!("\nRemediation\n  {}\n", r.remediation));
@@ -181,7 +195,11 @@ fn explain(cfg: &Config, e: &Effective<'_>, now: EventTime) -> String {
         ));
     }
     for x in ex {
-        let state = if x.active_at(now) { "in force" } else { "expired" };
+        let state = if x.active_at(now) {
+            "in force"
+        } else {
+            "expired"
+        };
         out.push_str(&format!(
             "  {} — {} (expires {}, {state})\n",
             x.pattern,

@@ -33,7 +33,8 @@ pub const RULE_IDS: &[&str] = &[
 ];
 
 /// Rules whose allow-list of Azure roles (`allowed_roles`) can be extended.
-pub const ROLE_ALLOW_LIST_RULES: &[&str] = &["ID-KUBELET-EXCESS-ROLES", "ID-CONTROL-PLANE-EXCESS-ROLES"];
+pub const ROLE_ALLOW_LIST_RULES: &[&str] =
+    &["ID-KUBELET-EXCESS-ROLES", "ID-CONTROL-PLANE-EXCESS-ROLES"];
 
 /// `[rules.ID]`: choices for one rule.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -127,7 +128,10 @@ pub fn validate(
         if !RULE_IDS.contains(&id.as_str()) {
             return Err((
                 format!("rules.{id}"),
-                format!("unknown rule id; `accessdrift rules` lists them: {}", known()),
+                format!(
+                    "unknown rule id; `accessdrift rules` lists them: {}",
+                    known()
+                ),
             ));
         }
         if !s.allowed_roles.is_empty() && !ROLE_ALLOW_LIST_RULES.contains(&id.as_str()) {

@@ -86,17 +86,23 @@ pub fn evaluate_with(
                 _ => "",
             }
         ),
-        ActivityKind::CommandInvoked => format!("Command invoked in cluster {cluster} (az aks command invoke)"),
+        ActivityKind::CommandInvoked => {
+            format!("Command invoked in cluster {cluster} (az aks command invoke)")
+        }
     };
     let expected = match (activity.kind, meta) {
-        (ActivityKind::AdminCredentialListed, _) if baseline_cluster.is_some() || observed_cluster.is_some() => {
+        (ActivityKind::AdminCredentialListed, _)
+            if baseline_cluster.is_some() || observed_cluster.is_some() =>
+        {
             let mut e = json!({"disable_local_accounts": local_accounts_off});
             if let Some(m) = meta {
                 e["remediation"] = json!(m.remediation);
             }
             Some(e)
         }
-        (_, Some(m)) => Some(json!({"rule": m.title, "remediation": m.remediation, "references": m.references})),
+        (_, Some(m)) => {
+            Some(json!({"rule": m.title, "remediation": m.remediation, "references": m.references}))
+        }
         _ => None,
     };
     let mut f = match existing {

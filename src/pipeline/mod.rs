@@ -264,7 +264,9 @@ impl<'a> Pipeline<'a> {
             match applied {
                 FactApply::Changed { kind, key } => {
                     stats.applied += 1;
-                    policy::on_fact_changed(&tx, config, kind, &key, &prov, now, &sinks, &mut stats)?;
+                    policy::on_fact_changed(
+                        &tx, config, kind, &key, &prov, now, &sinks, &mut stats,
+                    )?;
                     if has_baseline {
                         evaluate_fact(&tx, config, kind, &key, None, &sinks, &mut stats)?;
                     } else {
@@ -334,7 +336,9 @@ fn apply_activity(
         Some(rule) => match policy::gate(config, rule, &a.subject, now) {
             // Disabled or excepted: the record is applied (it is not a duplicate), no finding.
             crate::engine::rules::Gate::Disabled | crate::engine::rules::Gate::Excepted { .. } => {
-                return Ok(existing.is_none_or(|f| !f.evidence.iter().any(|e| e.same_event(&prov.into()))));
+                return Ok(
+                    existing.is_none_or(|f| !f.evidence.iter().any(|e| e.same_event(&prov.into())))
+                );
             }
             crate::engine::rules::Gate::On(s) => (s != rule.severity).then_some(s),
         },

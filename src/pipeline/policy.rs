@@ -140,7 +140,16 @@ pub fn on_fact_changed(
         subjects.extend(tx.active_subjects(rule.id)?);
     }
     for (k, s) in subjects {
-        judge_subject(tx, config, now, k, &s, &Why::Observation(prov), sinks, stats)?;
+        judge_subject(
+            tx,
+            config,
+            now,
+            k,
+            &s,
+            &Why::Observation(prov),
+            sinks,
+            stats,
+        )?;
     }
     Ok(())
 }
@@ -175,11 +184,19 @@ fn dependents(
             for p in principals {
                 add(out, RoleAssignment, view.assignments_of(&p)?);
             }
-            add(out, FederatedCredential, tx.facts_under(FederatedCredential, "")?);
+            add(
+                out,
+                FederatedCredential,
+                tx.facts_under(FederatedCredential, "")?,
+            );
         }
         ManagedIdentity => {
             if let Some(p) = text(value, "/principal_id") {
-                add(out, RoleAssignment, tx.facts_where(RoleAssignment, "$.principal_id", &p)?);
+                add(
+                    out,
+                    RoleAssignment,
+                    tx.facts_where(RoleAssignment, "$.principal_id", &p)?,
+                );
             }
             if let Some(c) = text(value, "/client_id") {
                 add(
@@ -189,7 +206,11 @@ fn dependents(
                 );
             }
             let fics = format!("{key}/federatedidentitycredentials/");
-            add(out, FederatedCredential, tx.facts_under(FederatedCredential, &fics)?);
+            add(
+                out,
+                FederatedCredential,
+                tx.facts_under(FederatedCredential, &fics)?,
+            );
         }
         RoleAssignment => {
             if let Some(p) = text(value, "/principal_id") {
@@ -202,26 +223,46 @@ fn dependents(
                         );
                     }
                     let fics = format!("{mi}/federatedidentitycredentials/");
-                    add(out, FederatedCredential, tx.facts_under(FederatedCredential, &fics)?);
+                    add(
+                        out,
+                        FederatedCredential,
+                        tx.facts_under(FederatedCredential, &fics)?,
+                    );
                 }
             }
         }
         ClusterRole | Role => {
             let name = rules::last_segment(key);
             let (scope, binding_kinds): (String, &[FactKind]) = match kind {
-                ClusterRole => (format!("{}/", cluster_of(key)), &[ClusterRoleBinding, RoleBinding]),
-                _ => (format!("{}/", key.rsplit_once('/').map_or(key, |(ns, _)| ns)), &[RoleBinding]),
+                ClusterRole => (
+                    format!("{}/", cluster_of(key)),
+                    &[ClusterRoleBinding, RoleBinding],
+                ),
+                _ => (
+                    format!("{}/", key.rsplit_once('/').map_or(key, |(ns, _)| ns)),
+                    &[RoleBinding],
+                ),
             };
-            let role_kind = if kind == ClusterRole { "ClusterRole" } else { "Role" };
+            let role_kind = if kind == ClusterRole {
+                "ClusterRole"
+            } else {
+                "Role"
+            };
             for bk in binding_kinds {
                 for (b, v) in tx.facts_where(*bk, "$.role_ref.name", name)? {
-                    if b.starts_with(&scope) && text(Some(&v), "/role_ref/kind").as_deref() == Some(role_kind) {
+                    if b.starts_with(&scope)
+                        && text(Some(&v), "/role_ref/kind").as_deref() == Some(role_kind)
+                    {
                         out.insert((*bk, b));
                     }
                 }
             }
             if kind == ClusterRole {
-                add(out, FederatedCredential, tx.facts_under(FederatedCredential, "")?);
+                add(
+                    out,
+                    FederatedCredential,
+                    tx.facts_under(FederatedCredential, "")?,
+                );
             }
         }
         ClusterRoleBinding => {
@@ -235,7 +276,11 @@ fn dependents(
                     continue;
                 };
                 let subject = format!("system:serviceaccount:{ns}:{name}");
-                add(out, FederatedCredential, tx.facts_where(FederatedCredential, "$.subject", &subject)?);
+                add(
+                    out,
+                    FederatedCredential,
+                    tx.facts_where(FederatedCredential, "$.subject", &subject)?,
+                );
             }
         }
         ServiceAccount => {
@@ -250,10 +295,18 @@ fn dependents(
             let synced = format!("policy:synced:{cluster}");
             if value.is_some() && tx.meta(&synced)?.is_none() {
                 tx.set_meta(&synced, "1")?;
-                add(out, FederatedCredential, tx.facts_under(FederatedCredential, "")?);
+                add(
+                    out,
+                    FederatedCredential,
+                    tx.facts_under(FederatedCredential, "")?,
+                );
             }
             let subject = format!("system:serviceaccount:{ns}:{name}");
-            add(out, FederatedCredential, tx.facts_where(FederatedCredential, "$.subject", &subject)?);
+            add(
+                out,
+                FederatedCredential,
+                tx.facts_where(FederatedCredential, "$.subject", &subject)?,
+            );
         }
         RoleDefinition | FederatedCredential | RoleBinding => {}
     }
@@ -299,7 +352,11 @@ pub fn sweep(
     let mut subjects: BTreeSet<(FactKind, String)> = tx.policy_subjects()?.into_iter().collect();
     for kind in FactKind::ALL {
         if rules::subject_rules(kind).next().is_some() {
-            subjects.extend(tx.facts_under(kind, "")?.into_iter().map(|(k, _)| (kind, k)));
+            subjects.extend(
+                tx.facts_under(kind, "")?
+                    .into_iter()
+                    .map(|(k, _)| (kind, k)),
+            );
         }
     }
     for (kind, key) in subjects {

@@ -73,15 +73,19 @@ impl Tx<'_> {
         let mut stmt = self.0.prepare_cached(
             "SELECT fact_kind, fact_key FROM findings WHERE status IN ('open', 'acknowledged') AND rule = ?1 ORDER BY fact_key",
         )?;
-        let rows = stmt.query_map([rule], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let rows = stmt.query_map([rule], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
         let mut out = Vec::new();
         for r in rows {
             let (kind, key) = r?;
-            let kind = kind.parse::<FactKind>().map_err(|e| super::StoreError::Corrupt {
-                table: "findings",
-                key: key.clone(),
-                problem: e.to_string(),
-            })?;
+            let kind = kind
+                .parse::<FactKind>()
+                .map_err(|e| super::StoreError::Corrupt {
+                    table: "findings",
+                    key: key.clone(),
+                    problem: e.to_string(),
+                })?;
             out.push((kind, key));
         }
         Ok(out)

@@ -144,8 +144,16 @@ mod tests {
         for (scope, role, want) in [
             (SUB.to_string(), OWNER, true),
             (rg.clone(), CONTRIBUTOR, true),
-            (CLUSTER.to_string(), "0ab0b1a8-8aac-4efd-b8c2-3ee1fb270be8", true),
-            ("/providers/microsoft.management/managementgroups/root".into(), OWNER, true),
+            (
+                CLUSTER.to_string(),
+                "0ab0b1a8-8aac-4efd-b8c2-3ee1fb270be8",
+                true,
+            ),
+            (
+                "/providers/microsoft.management/managementgroups/root".into(),
+                OWNER,
+                true,
+            ),
             // near misses: a sibling resource group, a reader, a namespace below the cluster,
             // and a resource group whose name only starts like the cluster's.
             (other_rg, OWNER, false),
@@ -156,7 +164,10 @@ mod tests {
             let (key, v) = assignment(&scope, p, role);
             let mem = Mem::default().with(RoleAssignment, &key, v);
             assert_eq!(
-                fired(&eval(&mem, RoleAssignment, &key), "AZ-PRIVILEGED-ROLE-ABOVE-CLUSTER"),
+                fired(
+                    &eval(&mem, RoleAssignment, &key),
+                    "AZ-PRIVILEGED-ROLE-ABOVE-CLUSTER"
+                ),
                 want,
                 "{role} at {scope}"
             );
@@ -165,19 +176,25 @@ mod tests {
 
     #[test]
     fn an_observed_cluster_is_watched_without_config() {
-        let other = format!("{SUB}/resourcegroups/rg9/providers/microsoft.containerservice/managedclusters/edge");
+        let other = format!(
+            "{SUB}/resourcegroups/rg9/providers/microsoft.containerservice/managedclusters/edge"
+        );
         let (key, v) = assignment(&format!("{SUB}/resourcegroups/rg9"), "p", OWNER);
         let mut mem = Mem::default().with(RoleAssignment, &key, v);
-        assert!(!fired(&eval(&mem, RoleAssignment, &key), "AZ-PRIVILEGED-ROLE-ABOVE-CLUSTER"));
+        assert!(!fired(
+            &eval(&mem, RoleAssignment, &key),
+            "AZ-PRIVILEGED-ROLE-ABOVE-CLUSTER"
+        ));
         mem.put(ClusterSettings, &other, hardened_cluster());
-        assert!(fired(&eval(&mem, RoleAssignment, &key), "AZ-PRIVILEGED-ROLE-ABOVE-CLUSTER"));
+        assert!(fired(
+            &eval(&mem, RoleAssignment, &key),
+            "AZ-PRIVILEGED-ROLE-ABOVE-CLUSTER"
+        ));
     }
 
     #[test]
     fn custom_role_admin_credential_table() {
-        let role = |actions: &[&str], not: &[&str]| {
-            json!({"role_name": "ops", "permissions": [{"actions": actions, "not_actions": not, "data_actions": [], "not_data_actions": []}], "assignable_scopes": [SUB]})
-        };
+        let role = |actions: &[&str], not: &[&str]| json!({"role_name": "ops", "permissions": [{"actions": actions, "not_actions": not, "data_actions": [], "not_data_actions": []}], "assignable_scopes": [SUB]});
         for (v, want) in [
             (role(&[ADMIN_CREDENTIAL_ACTION], &[]), true),
             (role(&["*"], &[]), true),

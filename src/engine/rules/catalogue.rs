@@ -9,7 +9,8 @@ use FactKind::*;
 const AKS_IDENTITY: &str = "https://learn.microsoft.com/azure/aks/operator-best-practices-identity";
 const LOCAL_ACCOUNTS: &str =
     "https://learn.microsoft.com/azure/aks/manage-local-accounts-managed-azure-ad";
-const ENTRA: &str = "https://learn.microsoft.com/azure/aks/enable-authentication-microsoft-entra-id";
+const ENTRA: &str =
+    "https://learn.microsoft.com/azure/aks/enable-authentication-microsoft-entra-id";
 const AZURE_RBAC: &str = "https://learn.microsoft.com/azure/aks/manage-azure-rbac";
 const MANAGED_IDENTITY: &str = "https://learn.microsoft.com/azure/aks/use-managed-identity";
 const WORKLOAD_IDENTITY: &str = "https://learn.microsoft.com/azure/aks/workload-identity-overview";

@@ -65,7 +65,9 @@ pub(super) fn check(key: &str, v: &Value, out: &mut Vec<Hit>) {
     {
         hit(
             "AKS-SERVICE-PRINCIPAL",
-            format!("Cluster {cluster} authenticates with service principal {sp} (a secret to rotate)"),
+            format!(
+                "Cluster {cluster} authenticates with service principal {sp} (a secret to rotate)"
+            ),
             json!({"cluster": key, "service_principal_client_id": sp}),
         );
     }
@@ -124,7 +126,9 @@ mod tests {
             ),
             (
                 "AKS-SERVICE-PRINCIPAL",
-                |v| v["service_principal_client_id"] = json!("5c0f3a9e-0000-4000-8000-000000000001"),
+                |v| {
+                    v["service_principal_client_id"] = json!("5c0f3a9e-0000-4000-8000-000000000001")
+                },
                 |v| v["service_principal_client_id"] = json!("msi"),
             ),
             (
@@ -133,7 +137,10 @@ mod tests {
                 |v| v["oidc_issuer_enabled"] = json!(true),
             ),
         ];
-        assert!(rules_of(&hardened_cluster()).is_empty(), "hardened cluster fires nothing");
+        assert!(
+            rules_of(&hardened_cluster()).is_empty(),
+            "hardened cluster fires nothing"
+        );
         for (rule, fire, miss) in table {
             let mut v = hardened_cluster();
             fire(&mut v);

@@ -79,7 +79,11 @@ pub(super) fn check_credential<V: FactView>(
     let identity = identity_of(key);
     let principal = view
         .get(FactKind::ManagedIdentity, identity)?
-        .and_then(|mi| mi.get("principal_id").and_then(Value::as_str).map(str::to_string));
+        .and_then(|mi| {
+            mi.get("principal_id")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
     let azure_roles = match &principal {
         Some(p) => roles_of(p, ctx, view, false)?,
         None => Vec::new(),
@@ -192,19 +196,31 @@ mod tests {
             m
         };
         let m = with(Some(admin_binding(false)), true);
-        assert!(fired(&eval(&m, FederatedCredential, &fic_key()), "X-FIC-TO-CLUSTER-ADMIN"));
+        assert!(fired(
+            &eval(&m, FederatedCredential, &fic_key()),
+            "X-FIC-TO-CLUSTER-ADMIN"
+        ));
         // near miss: the service account is bound to view only
         let mut view_binding = admin_binding(false);
         view_binding["role_ref"]["name"] = json!("view");
         let m = with(Some(view_binding), true);
-        assert!(!fired(&eval(&m, FederatedCredential, &fic_key()), "X-FIC-TO-CLUSTER-ADMIN"));
+        assert!(!fired(
+            &eval(&m, FederatedCredential, &fic_key()),
+            "X-FIC-TO-CLUSTER-ADMIN"
+        ));
         // the binding being platform-managed does not make the service account less admin
         let m = with(Some(admin_binding(true)), true);
-        assert!(fired(&eval(&m, FederatedCredential, &fic_key()), "X-FIC-TO-CLUSTER-ADMIN"));
+        assert!(fired(
+            &eval(&m, FederatedCredential, &fic_key()),
+            "X-FIC-TO-CLUSTER-ADMIN"
+        ));
         // a credential of another issuer is not trusted by the cluster
         let mut m = with(Some(admin_binding(false)), false);
         m.put(FederatedCredential, &fic_key(), json!({"issuer": "https://token.actions.githubusercontent.com", "subject": "system:serviceaccount:payments:api", "audiences": []}));
-        assert!(!fired(&eval(&m, FederatedCredential, &fic_key()), "X-FIC-TO-CLUSTER-ADMIN"));
+        assert!(!fired(
+            &eval(&m, FederatedCredential, &fic_key()),
+            "X-FIC-TO-CLUSTER-ADMIN"
+        ));
     }
 
     #[test]
@@ -213,17 +229,29 @@ mod tests {
             (OWNER, Some(CLIENT), false, true),
             (CONTRIBUTOR, Some(CLIENT), false, true),
             (READER, Some(CLIENT), false, false),
-            (OWNER, Some("00000000-0000-4000-8000-0000000000ff"), false, false),
+            (
+                OWNER,
+                Some("00000000-0000-4000-8000-0000000000ff"),
+                false,
+                false,
+            ),
             (OWNER, None, false, false),
             (OWNER, Some(CLIENT), true, false),
         ] {
             let (ra_key, ra) = assignment(SUB, MI_OID, role);
             let mem = Mem::default()
-                .with(ManagedIdentity, MI, json!({"principal_id": MI_OID, "client_id": CLIENT, "tenant_id": "t"}))
+                .with(
+                    ManagedIdentity,
+                    MI,
+                    json!({"principal_id": MI_OID, "client_id": CLIENT, "tenant_id": "t"}),
+                )
                 .with(RoleAssignment, &ra_key, ra)
                 .with(ServiceAccount, "prod/payments/api", sa(client, platform));
             assert_eq!(
-                fired(&eval(&mem, ServiceAccount, "prod/payments/api"), "X-WORKLOAD-IDENTITY-PRIVILEGED"),
+                fired(
+                    &eval(&mem, ServiceAccount, "prod/payments/api"),
+                    "X-WORKLOAD-IDENTITY-PRIVILEGED"
+                ),
                 want,
                 "{role} {client:?} platform={platform}"
             );

@@ -16,7 +16,10 @@ pub fn control_plane_principals<V: FactView>(
     view: &V,
 ) -> Result<Vec<String>, V::Error> {
     let mut out = Vec::new();
-    if let Some(p) = settings.get("identity_principal_id").and_then(Value::as_str) {
+    if let Some(p) = settings
+        .get("identity_principal_id")
+        .and_then(Value::as_str)
+    {
         out.push(p.to_string());
     }
     for id in super::list(settings, "user_assigned_identities") {
@@ -61,10 +64,15 @@ pub(super) fn check_assignment<V: FactView>(
                 });
             }
         }
-        if control_plane_principals(&settings, view)?.iter().any(|p| p == principal) {
+        if control_plane_principals(&settings, view)?
+            .iter()
+            .any(|p| p == principal)
+        {
             let kubelet = s(&settings, "/kubelet_identity/resource_id");
             let expected = match role {
-                NETWORK_CONTRIBUTOR => scope.contains("/providers/microsoft.network/virtualnetworks/"),
+                NETWORK_CONTRIBUTOR => {
+                    scope.contains("/providers/microsoft.network/virtualnetworks/")
+                }
                 MANAGED_IDENTITY_OPERATOR => !kubelet.is_empty() && scope == kubelet,
                 MONITORING_METRICS_PUBLISHER => true,
                 _ => false,
@@ -94,7 +102,10 @@ pub fn service_account_subject(subject: &str) -> Option<(&str, &str)> {
 }
 
 /// The watched cluster whose OIDC issuer is the credential's, if any.
-pub fn trusting_cluster<'c>(fic: &Value, clusters: &'c [WatchedCluster]) -> Option<&'c WatchedCluster> {
+pub fn trusting_cluster<'c>(
+    fic: &Value,
+    clusters: &'c [WatchedCluster],
+) -> Option<&'c WatchedCluster> {
     let iss = issuer(s(fic, "/issuer"));
     clusters
         .iter()
@@ -114,7 +125,10 @@ pub(super) fn check_credential<V: FactView>(
     match trusting_cluster(v, &clusters) {
         None => {
             // With no issuer known yet, "foreign" cannot be told from "not synced yet".
-            let known: Vec<&str> = clusters.iter().filter_map(|c| c.oidc_issuer.as_deref()).collect();
+            let known: Vec<&str> = clusters
+                .iter()
+                .filter_map(|c| c.oidc_issuer.as_deref())
+                .collect();
             if known.is_empty() {
                 return Ok(());
             }
@@ -172,24 +186,86 @@ mod tests {
 
     #[test]
     fn kubelet_and_control_plane_roles_table() {
-        let acr = format!("{SUB}/resourcegroups/rg/providers/microsoft.containerregistry/registries/acr1");
-        let vnet = format!("{SUB}/resourcegroups/rg/providers/microsoft.network/virtualnetworks/vnet/subnets/aks");
+        let acr = format!(
+            "{SUB}/resourcegroups/rg/providers/microsoft.containerregistry/registries/acr1"
+        );
+        let vnet = format!(
+            "{SUB}/resourcegroups/rg/providers/microsoft.network/virtualnetworks/vnet/subnets/aks"
+        );
         for (principal, scope, role, rule, want) in [
-            (KUBELET_OID, acr.as_str(), ACR_PULL, "ID-KUBELET-EXCESS-ROLES", false),
-            (KUBELET_OID, acr.as_str(), "8311e382-0749-4cb8-b61a-304f252e45ec", "ID-KUBELET-EXCESS-ROLES", true),
+            (
+                KUBELET_OID,
+                acr.as_str(),
+                ACR_PULL,
+                "ID-KUBELET-EXCESS-ROLES",
+                false,
+            ),
+            (
+                KUBELET_OID,
+                acr.as_str(),
+                "8311e382-0749-4cb8-b61a-304f252e45ec",
+                "ID-KUBELET-EXCESS-ROLES",
+                true,
+            ),
             (KUBELET_OID, SUB, ACR_PULL, "ID-KUBELET-EXCESS-ROLES", true),
-            (KUBELET_OID, SUB, CONTRIBUTOR, "ID-KUBELET-EXCESS-ROLES", true),
+            (
+                KUBELET_OID,
+                SUB,
+                CONTRIBUTOR,
+                "ID-KUBELET-EXCESS-ROLES",
+                true,
+            ),
             // near miss: another principal with the same grant
-            ("99999999-0000-4000-8000-000000000009", SUB, CONTRIBUTOR, "ID-KUBELET-EXCESS-ROLES", false),
-            (CP_OID, vnet.as_str(), NETWORK_CONTRIBUTOR, "ID-CONTROL-PLANE-EXCESS-ROLES", false),
-            (CP_OID, KUBELET_ID, MANAGED_IDENTITY_OPERATOR, "ID-CONTROL-PLANE-EXCESS-ROLES", false),
-            (CP_OID, SUB, MONITORING_METRICS_PUBLISHER, "ID-CONTROL-PLANE-EXCESS-ROLES", false),
-            (CP_OID, SUB, NETWORK_CONTRIBUTOR, "ID-CONTROL-PLANE-EXCESS-ROLES", true),
-            (CP_OID, SUB, CONTRIBUTOR, "ID-CONTROL-PLANE-EXCESS-ROLES", true),
+            (
+                "99999999-0000-4000-8000-000000000009",
+                SUB,
+                CONTRIBUTOR,
+                "ID-KUBELET-EXCESS-ROLES",
+                false,
+            ),
+            (
+                CP_OID,
+                vnet.as_str(),
+                NETWORK_CONTRIBUTOR,
+                "ID-CONTROL-PLANE-EXCESS-ROLES",
+                false,
+            ),
+            (
+                CP_OID,
+                KUBELET_ID,
+                MANAGED_IDENTITY_OPERATOR,
+                "ID-CONTROL-PLANE-EXCESS-ROLES",
+                false,
+            ),
+            (
+                CP_OID,
+                SUB,
+                MONITORING_METRICS_PUBLISHER,
+                "ID-CONTROL-PLANE-EXCESS-ROLES",
+                false,
+            ),
+            (
+                CP_OID,
+                SUB,
+                NETWORK_CONTRIBUTOR,
+                "ID-CONTROL-PLANE-EXCESS-ROLES",
+                true,
+            ),
+            (
+                CP_OID,
+                SUB,
+                CONTRIBUTOR,
+                "ID-CONTROL-PLANE-EXCESS-ROLES",
+                true,
+            ),
         ] {
             let (key, v) = assignment(scope, principal, role);
             let mem = base().with(RoleAssignment, &key, v);
-            assert_eq!(fired(&eval(&mem, RoleAssignment, &key), rule), want, "{rule}: {role} at {scope} for {principal}");
+            assert_eq!(
+                fired(&eval(&mem, RoleAssignment, &key), rule),
+                want,
+                "{rule}: {role} at {scope} for {principal}"
+            );
         }
     }
 
@@ -199,10 +275,18 @@ mod tests {
         settings["identity_principal_id"] = Value::Null;
         settings["user_assigned_identities"] = json!([MI]);
         let (key, v) = assignment(SUB, "dddddddd-0000-4000-8000-00000000000d", CONTRIBUTOR);
-        let mut mem = Mem::default().with(ClusterSettings, CLUSTER, settings).with(RoleAssignment, &key, v);
-        assert!(!fired(&eval(&mem, RoleAssignment, &key), "ID-CONTROL-PLANE-EXCESS-ROLES"));
+        let mut mem = Mem::default()
+            .with(ClusterSettings, CLUSTER, settings)
+            .with(RoleAssignment, &key, v);
+        assert!(!fired(
+            &eval(&mem, RoleAssignment, &key),
+            "ID-CONTROL-PLANE-EXCESS-ROLES"
+        ));
         mem.put(ManagedIdentity, MI, json!({"principal_id": "dddddddd-0000-4000-8000-00000000000d", "client_id": "c", "tenant_id": "t"}));
-        assert!(fired(&eval(&mem, RoleAssignment, &key), "ID-CONTROL-PLANE-EXCESS-ROLES"));
+        assert!(fired(
+            &eval(&mem, RoleAssignment, &key),
+            "ID-CONTROL-PLANE-EXCESS-ROLES"
+        ));
     }
 
     #[test]
@@ -211,14 +295,56 @@ mod tests {
         let fic = |iss: &str, sub: &str| json!({"issuer": iss, "subject": sub, "audiences": ["api://AzureADTokenExchange"]});
         let sa = json!({"workload_identity_client_id": null, "workload_identity_tenant_id": null, "automount_token": null, "platform_managed": false});
         for (issuer, subject, with_sa, synced, rule, want) in [
-            ("https://token.actions.githubusercontent.com", "repo:x/y:ref:refs/heads/main", false, true, "ID-FIC-FOREIGN-ISSUER", true),
-            (ISSUER, "system:serviceaccount:payments:api", true, true, "ID-FIC-FOREIGN-ISSUER", false),
+            (
+                "https://token.actions.githubusercontent.com",
+                "repo:x/y:ref:refs/heads/main",
+                false,
+                true,
+                "ID-FIC-FOREIGN-ISSUER",
+                true,
+            ),
+            (
+                ISSUER,
+                "system:serviceaccount:payments:api",
+                true,
+                true,
+                "ID-FIC-FOREIGN-ISSUER",
+                false,
+            ),
             // the trailing slash AKS prints is not a different issuer
-            ("https://westeurope.oic.prod-aks.azure.com/tenant/aks-issuer/", "system:serviceaccount:payments:api", true, true, "ID-FIC-FOREIGN-ISSUER", false),
-            (ISSUER, "system:serviceaccount:payments:api", false, true, "ID-FIC-ORPHAN-SUBJECT", true),
-            (ISSUER, "system:serviceaccount:payments:api", true, true, "ID-FIC-ORPHAN-SUBJECT", false),
+            (
+                "https://westeurope.oic.prod-aks.azure.com/tenant/aks-issuer/",
+                "system:serviceaccount:payments:api",
+                true,
+                true,
+                "ID-FIC-FOREIGN-ISSUER",
+                false,
+            ),
+            (
+                ISSUER,
+                "system:serviceaccount:payments:api",
+                false,
+                true,
+                "ID-FIC-ORPHAN-SUBJECT",
+                true,
+            ),
+            (
+                ISSUER,
+                "system:serviceaccount:payments:api",
+                true,
+                true,
+                "ID-FIC-ORPHAN-SUBJECT",
+                false,
+            ),
             // before the cluster's service accounts are synced, absence proves nothing
-            (ISSUER, "system:serviceaccount:payments:api", false, false, "ID-FIC-ORPHAN-SUBJECT", false),
+            (
+                ISSUER,
+                "system:serviceaccount:payments:api",
+                false,
+                false,
+                "ID-FIC-ORPHAN-SUBJECT",
+                false,
+            ),
         ] {
             let mut mem = base().with(FederatedCredential, &fic_key, fic(issuer, subject));
             if with_sa {
@@ -227,7 +353,11 @@ mod tests {
             if synced {
                 mem.put(ServiceAccount, "prod/kube-system/default", sa.clone());
             }
-            assert_eq!(fired(&eval(&mem, FederatedCredential, &fic_key), rule), want, "{rule}: {issuer} {subject} sa={with_sa} synced={synced}");
+            assert_eq!(
+                fired(&eval(&mem, FederatedCredential, &fic_key), rule),
+                want,
+                "{rule}: {issuer} {subject} sa={with_sa} synced={synced}"
+            );
         }
     }
 }

@@ -73,7 +73,9 @@ pub fn judge(
     if existing.is_none() && matches!(want, Want::Resolved(_)) {
         return None;
     }
-    let mut f = existing.cloned().unwrap_or_else(|| new_finding(rule, kind, key, time));
+    let mut f = existing
+        .cloned()
+        .unwrap_or_else(|| new_finding(rule, kind, key, time));
     let before = f.clone();
     if let Some(h) = hit {
         f.title = h.title.clone();
@@ -117,7 +119,10 @@ pub fn judge(
                 }
                 Some(_) if previous != sev => TransitionKind::SeverityChanged { from: previous },
                 Some(_) => {
-                    if before.title == f.title && before.actual == f.actual && before.expected == f.expected {
+                    if before.title == f.title
+                        && before.actual == f.actual
+                        && before.expected == f.expected
+                    {
                         return None;
                     }
                     TransitionKind::Updated
@@ -145,7 +150,10 @@ pub fn judge(
                     // The excepted condition went away: keep the record quiet and accurate.
                     f.status = Status::Resolved;
                     f.resolution = Some(why);
-                    return Some(Transition { kind: TransitionKind::Updated, finding: f });
+                    return Some(Transition {
+                        kind: TransitionKind::Updated,
+                        finding: f,
+                    });
                 }
                 return None;
             }
@@ -208,7 +216,11 @@ mod tests {
     }
 
     fn hit() -> Hit {
-        Hit { rule: "K8S-USER-SUBJECT", title: "binds alice".into(), details: json!({"subjects": ["User alice"]}) }
+        Hit {
+            rule: "K8S-USER-SUBJECT",
+            title: "binds alice".into(),
+            details: json!({"subjects": ["User alice"]}),
+        }
     }
 
     #[test]
@@ -216,35 +228,143 @@ mod tests {
         let r = rule("K8S-USER-SUBJECT").unwrap();
         let p1 = prov(1);
         let k = FactKind::ClusterRoleBinding;
-        let opened = judge(r, k, "c/b", Some(&hit()), &Gate::On(Severity::Low), None, &Cause::Observation(&p1)).unwrap();
+        let opened = judge(
+            r,
+            k,
+            "c/b",
+            Some(&hit()),
+            &Gate::On(Severity::Low),
+            None,
+            &Cause::Observation(&p1),
+        )
+        .unwrap();
         assert_eq!(opened.kind, TransitionKind::Opened);
         assert_eq!(opened.finding.kind, FindingKind::Policy);
         assert_eq!(opened.finding.id, finding_id("K8S-USER-SUBJECT", "c/b"));
         // the same state again changes nothing
         let p2 = prov(2);
-        let same = judge(r, k, "c/b", Some(&hit()), &Gate::On(Severity::Low), Some(&opened.finding), &Cause::Observation(&p2));
+        let same = judge(
+            r,
+            k,
+            "c/b",
+            Some(&hit()),
+            &Gate::On(Severity::Low),
+            Some(&opened.finding),
+            &Cause::Observation(&p2),
+        );
         assert_eq!(same, None);
-        let sev = judge(r, k, "c/b", Some(&hit()), &Gate::On(Severity::High), Some(&opened.finding), &Cause::Observation(&p2)).unwrap();
-        assert_eq!(sev.kind, TransitionKind::SeverityChanged { from: Severity::Low });
-        let exc = judge(r, k, "c/b", Some(&hit()), &Gate::Excepted { reason: "break-glass", until: Some("2027-03-31") }, Some(&sev.finding), &Cause::Observation(&p2)).unwrap();
-        assert_eq!((exc.kind.clone(), exc.finding.status), (TransitionKind::Resolved, Status::Excepted));
-        assert_eq!(exc.finding.resolution.as_deref(), Some("excepted until 2027-03-31: break-glass"));
-        let sweep = Cause::Sweep { at: EventTime(3), why: "exception expired", origin: None };
-        let back = judge(r, k, "c/b", Some(&hit()), &Gate::On(Severity::Low), Some(&exc.finding), &sweep).unwrap();
-        assert_eq!((back.kind.clone(), back.finding.status), (TransitionKind::Reopened, Status::Open));
-        let gone = judge(r, k, "c/b", None, &Gate::On(Severity::Low), Some(&back.finding), &Cause::Observation(&prov(4))).unwrap();
-        assert_eq!((gone.kind, gone.finding.status), (TransitionKind::Resolved, Status::Resolved));
+        let sev = judge(
+            r,
+            k,
+            "c/b",
+            Some(&hit()),
+            &Gate::On(Severity::High),
+            Some(&opened.finding),
+            &Cause::Observation(&p2),
+        )
+        .unwrap();
+        assert_eq!(
+            sev.kind,
+            TransitionKind::SeverityChanged {
+                from: Severity::Low
+            }
+        );
+        let exc = judge(
+            r,
+            k,
+            "c/b",
+            Some(&hit()),
+            &Gate::Excepted {
+                reason: "break-glass",
+                until: Some("2027-03-31"),
+            },
+            Some(&sev.finding),
+            &Cause::Observation(&p2),
+        )
+        .unwrap();
+        assert_eq!(
+            (exc.kind.clone(), exc.finding.status),
+            (TransitionKind::Resolved, Status::Excepted)
+        );
+        assert_eq!(
+            exc.finding.resolution.as_deref(),
+            Some("excepted until 2027-03-31: break-glass")
+        );
+        let sweep = Cause::Sweep {
+            at: EventTime(3),
+            why: "exception expired",
+            origin: None,
+        };
+        let back = judge(
+            r,
+            k,
+            "c/b",
+            Some(&hit()),
+            &Gate::On(Severity::Low),
+            Some(&exc.finding),
+            &sweep,
+        )
+        .unwrap();
+        assert_eq!(
+            (back.kind.clone(), back.finding.status),
+            (TransitionKind::Reopened, Status::Open)
+        );
+        let gone = judge(
+            r,
+            k,
+            "c/b",
+            None,
+            &Gate::On(Severity::Low),
+            Some(&back.finding),
+            &Cause::Observation(&prov(4)),
+        )
+        .unwrap();
+        assert_eq!(
+            (gone.kind, gone.finding.status),
+            (TransitionKind::Resolved, Status::Resolved)
+        );
     }
 
     #[test]
     fn excepted_before_opening_is_recorded_silently_then_opens_on_expiry() {
         let r = rule("K8S-USER-SUBJECT").unwrap();
         let p = prov(1);
-        let gate = Gate::Excepted { reason: "vendor", until: None };
-        let t = judge(r, FactKind::RoleBinding, "c/n/b", Some(&hit()), &gate, None, &Cause::Observation(&p)).unwrap();
-        assert_eq!((t.kind.clone(), t.finding.status, t.finding.transitions), (TransitionKind::Updated, Status::Excepted, 0));
-        let sweep = Cause::Sweep { at: EventTime(5), why: "exception expired", origin: Some(&p) };
-        let o = judge(r, FactKind::RoleBinding, "c/n/b", Some(&hit()), &Gate::On(Severity::Low), Some(&t.finding), &sweep).unwrap();
-        assert_eq!((o.kind, o.finding.status, o.finding.transitions), (TransitionKind::Opened, Status::Open, 1));
+        let gate = Gate::Excepted {
+            reason: "vendor",
+            until: None,
+        };
+        let t = judge(
+            r,
+            FactKind::RoleBinding,
+            "c/n/b",
+            Some(&hit()),
+            &gate,
+            None,
+            &Cause::Observation(&p),
+        )
+        .unwrap();
+        assert_eq!(
+            (t.kind.clone(), t.finding.status, t.finding.transitions),
+            (TransitionKind::Updated, Status::Excepted, 0)
+        );
+        let sweep = Cause::Sweep {
+            at: EventTime(5),
+            why: "exception expired",
+            origin: Some(&p),
+        };
+        let o = judge(
+            r,
+            FactKind::RoleBinding,
+            "c/n/b",
+            Some(&hit()),
+            &Gate::On(Severity::Low),
+            Some(&t.finding),
+            &sweep,
+        )
+        .unwrap();
+        assert_eq!(
+            (o.kind, o.finding.status, o.finding.transitions),
+            (TransitionKind::Opened, Status::Open, 1)
+        );
     }
 }

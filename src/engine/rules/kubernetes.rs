@@ -12,7 +12,14 @@ const ANONYMOUS: &[&str] = &[
 ];
 const ESCALATION: &[&str] = &["bind", "escalate", "impersonate"];
 const READ: &[&str] = &["get", "list", "watch", "*"];
-const WRITE: &[&str] = &["create", "update", "patch", "delete", "deletecollection", "*"];
+const WRITE: &[&str] = &[
+    "create",
+    "update",
+    "patch",
+    "delete",
+    "deletecollection",
+    "*",
+];
 
 fn platform(v: &Value) -> bool {
     v.get("platform_managed").and_then(Value::as_bool) == Some(true)
@@ -84,8 +91,16 @@ pub fn bound_role<V: FactView>(
         Some(role) => grants(&role),
         // The built-in user-facing roles, as Kubernetes defines them.
         None if kind == FactKind::ClusterRole => match name {
-            "cluster-admin" => Grants { admin: true, write: true, secrets_read: true },
-            "admin" | "edit" => Grants { admin: false, write: true, secrets_read: true },
+            "cluster-admin" => Grants {
+                admin: true,
+                write: true,
+                secrets_read: true,
+            },
+            "admin" | "edit" => Grants {
+                admin: false,
+                write: true,
+                secrets_read: true,
+            },
             _ => Grants::default(),
         },
         None => Grants::default(),
@@ -130,7 +145,11 @@ pub(super) fn check_binding<V: FactView>(
     if subs.is_empty() {
         return Ok(());
     }
-    let label = if kind == FactKind::ClusterRoleBinding { "ClusterRoleBinding" } else { "RoleBinding" };
+    let label = if kind == FactKind::ClusterRoleBinding {
+        "ClusterRoleBinding"
+    } else {
+        "RoleBinding"
+    };
     let (role, g) = bound_role(key, v, view)?;
     let all: Vec<String> = subs.iter().map(|x| subject_line(x)).collect();
     let mut hit = |rule: &'static str, title: String, who: Vec<String>| {
@@ -141,10 +160,17 @@ pub(super) fn check_binding<V: FactView>(
         })
     };
     if g.admin {
-        let reach = if kind == FactKind::ClusterRoleBinding { "cluster-wide" } else { "in its namespace" };
+        let reach = if kind == FactKind::ClusterRoleBinding {
+            "cluster-wide"
+        } else {
+            "in its namespace"
+        };
         hit(
             "K8S-CLUSTER-ADMIN-BINDING",
-            format!("{label} {key} grants {role} ({reach} admin) to {}", all.join(", ")),
+            format!(
+                "{label} {key} grants {role} ({reach} admin) to {}",
+                all.join(", ")
+            ),
             all.clone(),
         );
     }
@@ -164,7 +190,10 @@ pub(super) fn check_binding<V: FactView>(
     if g.secrets_read && !g.admin {
         hit(
             "K8S-SECRETS-READ",
-            format!("{label} {key} lets {} read secrets through {role}", all.join(", ")),
+            format!(
+                "{label} {key} lets {} read secrets through {role}",
+                all.join(", ")
+            ),
             all.clone(),
         );
     }
@@ -176,7 +205,10 @@ pub(super) fn check_binding<V: FactView>(
     if !defaults.is_empty() && (g.write || g.admin) {
         hit(
             "K8S-DEFAULT-SA-PRIVILEGED",
-            format!("{label} {key} grants {role} to the default service account ({})", defaults.join(", ")),
+            format!(
+                "{label} {key} grants {role} to the default service account ({})",
+                defaults.join(", ")
+            ),
             defaults,
         );
     }
@@ -199,16 +231,29 @@ pub(super) fn check_role(kind: FactKind, key: &str, v: &Value, out: &mut Vec<Hit
     if platform(v) || last_segment(key).starts_with("system:") {
         return;
     }
-    let label = if kind == FactKind::ClusterRole { "ClusterRole" } else { "Role" };
+    let label = if kind == FactKind::ClusterRole {
+        "ClusterRole"
+    } else {
+        "Role"
+    };
     let mut wild = Vec::new();
     let mut esc = Vec::new();
     for r in rules(v) {
         let verbs = strs(r, "verbs");
         let res = strs(r, "resources");
         if verbs.contains(&"*") || res.contains(&"*") {
-            wild.push(format!("verbs [{}] on resources [{}]", verbs.join(","), res.join(",")));
+            wild.push(format!(
+                "verbs [{}] on resources [{}]",
+                verbs.join(","),
+                res.join(",")
+            ));
         }
-        esc.extend(verbs.iter().filter(|x| ESCALATION.contains(x)).map(|x| x.to_string()));
+        esc.extend(
+            verbs
+                .iter()
+                .filter(|x| ESCALATION.contains(x))
+                .map(|x| x.to_string()),
+        );
     }
     esc.sort();
     esc.dedup();
@@ -244,6 +289,14 @@ mod tests {
         json!({"api_groups": groups, "resources": res, "verbs": verbs, "resource_names": [], "non_resource_urls": []})
     }
     const GROUP: &str = "0ad0ad00-0000-4000-8000-000000000001";
+    /// (rule, binding key, binding, a role fact to add, fires).
+    type Case = (
+        &'static str,
+        &'static str,
+        Value,
+        Option<(FactKind, &'static str, Value)>,
+        bool,
+    );
 
     /// (rule, binding key, binding, extra role fact, fires). Every rule has a firing case, a
     /// near miss, and a platform-managed case.
@@ -253,52 +306,287 @@ mod tests {
         let wildcard = role(json!([rule(&["*"], &["*"], &["*"])]), false);
         let reader = role(json!([rule(&[""], &["pods"], &["get", "list"])]), false);
         let secrets = role(json!([rule(&[""], &["secrets"], &["get", "list"])]), false);
-        let table: Vec<(&str, &str, Value, Option<(FactKind, &str, Value)>, bool)> = vec![
-            ("K8S-CLUSTER-ADMIN-BINDING", "prod/ops-admins", binding("ClusterRole", "cluster-admin", group.clone(), false), None, true),
-            ("K8S-CLUSTER-ADMIN-BINDING", "prod/ops-admins", binding("ClusterRole", "god", group.clone(), false), Some((ClusterRole, "prod/god", wildcard.clone())), true),
-            ("K8S-CLUSTER-ADMIN-BINDING", "prod/ops-view", binding("ClusterRole", "view", group.clone(), false), None, false),
-            ("K8S-CLUSTER-ADMIN-BINDING", "prod/aks-cluster-admin-binding-aad", binding("ClusterRole", "cluster-admin", group.clone(), true), None, false),
-            ("K8S-ANONYMOUS-BINDING", "prod/open", binding("ClusterRole", "view", json!([{"kind": "Group", "name": "system:unauthenticated"}]), false), None, true),
-            ("K8S-ANONYMOUS-BINDING", "prod/ns/open", binding("ClusterRole", "view", json!([{"kind": "User", "name": "system:anonymous"}]), false), None, true),
-            ("K8S-ANONYMOUS-BINDING", "prod/masters", binding("ClusterRole", "view", json!([{"kind": "Group", "name": "system:masters"}]), false), None, false),
-            ("K8S-ANONYMOUS-BINDING", "prod/system:discovery", binding("ClusterRole", "system:discovery", json!([{"kind": "Group", "name": "system:authenticated"}]), true), None, false),
-            ("K8S-SECRETS-READ", "prod/payments/read-secrets", binding("Role", "secret-reader", group.clone(), false), Some((Role, "prod/payments/secret-reader", secrets.clone())), true),
-            ("K8S-SECRETS-READ", "prod/payments/edit", binding("ClusterRole", "edit", group.clone(), false), None, true),
-            ("K8S-SECRETS-READ", "prod/payments/read-pods", binding("Role", "pod-reader", group.clone(), false), Some((Role, "prod/payments/pod-reader", reader.clone())), false),
-            ("K8S-SECRETS-READ", "prod/kube-system/addon", binding("Role", "secret-reader", group.clone(), true), Some((Role, "prod/kube-system/secret-reader", secrets.clone())), false),
-            ("K8S-DEFAULT-SA-PRIVILEGED", "prod/payments/default-edit", binding("ClusterRole", "edit", json!([{"kind": "ServiceAccount", "name": "default", "namespace": "payments"}]), false), None, true),
-            ("K8S-DEFAULT-SA-PRIVILEGED", "prod/payments/default-view", binding("ClusterRole", "view", json!([{"kind": "ServiceAccount", "name": "default", "namespace": "payments"}]), false), None, false),
-            ("K8S-DEFAULT-SA-PRIVILEGED", "prod/kube-system/default-admin", binding("ClusterRole", "admin", json!([{"kind": "ServiceAccount", "name": "default", "namespace": "kube-system"}]), true), None, false),
-            ("K8S-USER-SUBJECT", "prod/alice", binding("ClusterRole", "view", json!([{"kind": "User", "name": "alice@contoso.com"}]), false), None, true),
-            ("K8S-USER-SUBJECT", "prod/ops", binding("ClusterRole", "view", group.clone(), false), None, false),
-            ("K8S-USER-SUBJECT", "prod/system:kube-scheduler", binding("ClusterRole", "system:kube-scheduler", json!([{"kind": "User", "name": "clusterAdmin"}]), true), None, false),
+        let table: Vec<Case> = vec![
+            (
+                "K8S-CLUSTER-ADMIN-BINDING",
+                "prod/ops-admins",
+                binding("ClusterRole", "cluster-admin", group.clone(), false),
+                None,
+                true,
+            ),
+            (
+                "K8S-CLUSTER-ADMIN-BINDING",
+                "prod/ops-admins",
+                binding("ClusterRole", "god", group.clone(), false),
+                Some((ClusterRole, "prod/god", wildcard.clone())),
+                true,
+            ),
+            (
+                "K8S-CLUSTER-ADMIN-BINDING",
+                "prod/ops-view",
+                binding("ClusterRole", "view", group.clone(), false),
+                None,
+                false,
+            ),
+            (
+                "K8S-CLUSTER-ADMIN-BINDING",
+                "prod/aks-cluster-admin-binding-aad",
+                binding("ClusterRole", "cluster-admin", group.clone(), true),
+                None,
+                false,
+            ),
+            (
+                "K8S-ANONYMOUS-BINDING",
+                "prod/open",
+                binding(
+                    "ClusterRole",
+                    "view",
+                    json!([{"kind": "Group", "name": "system:unauthenticated"}]),
+                    false,
+                ),
+                None,
+                true,
+            ),
+            (
+                "K8S-ANONYMOUS-BINDING",
+                "prod/ns/open",
+                binding(
+                    "ClusterRole",
+                    "view",
+                    json!([{"kind": "User", "name": "system:anonymous"}]),
+                    false,
+                ),
+                None,
+                true,
+            ),
+            (
+                "K8S-ANONYMOUS-BINDING",
+                "prod/masters",
+                binding(
+                    "ClusterRole",
+                    "view",
+                    json!([{"kind": "Group", "name": "system:masters"}]),
+                    false,
+                ),
+                None,
+                false,
+            ),
+            (
+                "K8S-ANONYMOUS-BINDING",
+                "prod/system:discovery",
+                binding(
+                    "ClusterRole",
+                    "system:discovery",
+                    json!([{"kind": "Group", "name": "system:authenticated"}]),
+                    true,
+                ),
+                None,
+                false,
+            ),
+            (
+                "K8S-SECRETS-READ",
+                "prod/payments/read-secrets",
+                binding("Role", "secret-reader", group.clone(), false),
+                Some((Role, "prod/payments/secret-reader", secrets.clone())),
+                true,
+            ),
+            (
+                "K8S-SECRETS-READ",
+                "prod/payments/edit",
+                binding("ClusterRole", "edit", group.clone(), false),
+                None,
+                true,
+            ),
+            (
+                "K8S-SECRETS-READ",
+                "prod/payments/read-pods",
+                binding("Role", "pod-reader", group.clone(), false),
+                Some((Role, "prod/payments/pod-reader", reader.clone())),
+                false,
+            ),
+            (
+                "K8S-SECRETS-READ",
+                "prod/kube-system/addon",
+                binding("Role", "secret-reader", group.clone(), true),
+                Some((Role, "prod/kube-system/secret-reader", secrets.clone())),
+                false,
+            ),
+            (
+                "K8S-DEFAULT-SA-PRIVILEGED",
+                "prod/payments/default-edit",
+                binding(
+                    "ClusterRole",
+                    "edit",
+                    json!([{"kind": "ServiceAccount", "name": "default", "namespace": "payments"}]),
+                    false,
+                ),
+                None,
+                true,
+            ),
+            (
+                "K8S-DEFAULT-SA-PRIVILEGED",
+                "prod/payments/default-view",
+                binding(
+                    "ClusterRole",
+                    "view",
+                    json!([{"kind": "ServiceAccount", "name": "default", "namespace": "payments"}]),
+                    false,
+                ),
+                None,
+                false,
+            ),
+            (
+                "K8S-DEFAULT-SA-PRIVILEGED",
+                "prod/kube-system/default-admin",
+                binding(
+                    "ClusterRole",
+                    "admin",
+                    json!([{"kind": "ServiceAccount", "name": "default", "namespace": "kube-system"}]),
+                    true,
+                ),
+                None,
+                false,
+            ),
+            (
+                "K8S-USER-SUBJECT",
+                "prod/alice",
+                binding(
+                    "ClusterRole",
+                    "view",
+                    json!([{"kind": "User", "name": "alice@contoso.com"}]),
+                    false,
+                ),
+                None,
+                true,
+            ),
+            (
+                "K8S-USER-SUBJECT",
+                "prod/ops",
+                binding("ClusterRole", "view", group.clone(), false),
+                None,
+                false,
+            ),
+            (
+                "K8S-USER-SUBJECT",
+                "prod/system:kube-scheduler",
+                binding(
+                    "ClusterRole",
+                    "system:kube-scheduler",
+                    json!([{"kind": "User", "name": "clusterAdmin"}]),
+                    true,
+                ),
+                None,
+                false,
+            ),
         ];
         for (rule_id, key, b, extra, want) in table {
-            let kind = if key.matches('/').count() == 1 { ClusterRoleBinding } else { RoleBinding };
+            let kind = if key.matches('/').count() == 1 {
+                ClusterRoleBinding
+            } else {
+                RoleBinding
+            };
             let mut mem = Mem::default().with(kind, key, b.clone());
             if let Some((k, rk, rv)) = extra {
                 mem.put(k, rk, rv);
             }
-            assert_eq!(fired(&eval(&mem, kind, key), rule_id), want, "{rule_id} on {key}: {b}");
+            assert_eq!(
+                fired(&eval(&mem, kind, key), rule_id),
+                want,
+                "{rule_id} on {key}: {b}"
+            );
         }
     }
 
     #[test]
     fn role_rules_table() {
         for (rule_id, key, v, want) in [
-            ("K8S-WILDCARD-RULE", "prod/ci-deployer", role(json!([rule(&["apps"], &["*"], &["get"])]), false), true),
-            ("K8S-WILDCARD-RULE", "prod/payments/all-verbs", role(json!([rule(&[""], &["pods"], &["*"])]), false), true),
-            ("K8S-WILDCARD-RULE", "prod/reader", role(json!([rule(&["*"], &["pods"], &["get"])]), false), false),
-            ("K8S-WILDCARD-RULE", "prod/cluster-admin", role(json!([rule(&["*"], &["*"], &["*"])]), true), false),
-            ("K8S-WILDCARD-RULE", "prod/system:controller:x", role(json!([rule(&["*"], &["*"], &["*"])]), false), false),
-            ("K8S-ESCALATION-VERBS", "prod/rbac-manager", role(json!([rule(&["rbac.authorization.k8s.io"], &["clusterroles"], &["bind", "escalate"])]), false), true),
-            ("K8S-ESCALATION-VERBS", "prod/payments/impersonator", role(json!([rule(&[""], &["users"], &["impersonate"])]), false), true),
-            ("K8S-ESCALATION-VERBS", "prod/rbac-viewer", role(json!([rule(&["rbac.authorization.k8s.io"], &["clusterroles"], &["get", "list"])]), false), false),
-            ("K8S-ESCALATION-VERBS", "prod/admin", role(json!([rule(&["rbac.authorization.k8s.io"], &["rolebindings"], &["bind"])]), true), false),
+            (
+                "K8S-WILDCARD-RULE",
+                "prod/ci-deployer",
+                role(json!([rule(&["apps"], &["*"], &["get"])]), false),
+                true,
+            ),
+            (
+                "K8S-WILDCARD-RULE",
+                "prod/payments/all-verbs",
+                role(json!([rule(&[""], &["pods"], &["*"])]), false),
+                true,
+            ),
+            (
+                "K8S-WILDCARD-RULE",
+                "prod/reader",
+                role(json!([rule(&["*"], &["pods"], &["get"])]), false),
+                false,
+            ),
+            (
+                "K8S-WILDCARD-RULE",
+                "prod/cluster-admin",
+                role(json!([rule(&["*"], &["*"], &["*"])]), true),
+                false,
+            ),
+            (
+                "K8S-WILDCARD-RULE",
+                "prod/system:controller:x",
+                role(json!([rule(&["*"], &["*"], &["*"])]), false),
+                false,
+            ),
+            (
+                "K8S-ESCALATION-VERBS",
+                "prod/rbac-manager",
+                role(
+                    json!([rule(
+                        &["rbac.authorization.k8s.io"],
+                        &["clusterroles"],
+                        &["bind", "escalate"]
+                    )]),
+                    false,
+                ),
+                true,
+            ),
+            (
+                "K8S-ESCALATION-VERBS",
+                "prod/payments/impersonator",
+                role(json!([rule(&[""], &["users"], &["impersonate"])]), false),
+                true,
+            ),
+            (
+                "K8S-ESCALATION-VERBS",
+                "prod/rbac-viewer",
+                role(
+                    json!([rule(
+                        &["rbac.authorization.k8s.io"],
+                        &["clusterroles"],
+                        &["get", "list"]
+                    )]),
+                    false,
+                ),
+                false,
+            ),
+            (
+                "K8S-ESCALATION-VERBS",
+                "prod/admin",
+                role(
+                    json!([rule(
+                        &["rbac.authorization.k8s.io"],
+                        &["rolebindings"],
+                        &["bind"]
+                    )]),
+                    true,
+                ),
+                false,
+            ),
         ] {
-            let kind = if key.matches('/').count() == 1 { ClusterRole } else { Role };
+            let kind = if key.matches('/').count() == 1 {
+                ClusterRole
+            } else {
+                Role
+            };
             let mem = Mem::default().with(kind, key, v.clone());
-            assert_eq!(fired(&eval(&mem, kind, key), rule_id), want, "{rule_id} on {key}: {v}");
+            assert_eq!(
+                fired(&eval(&mem, kind, key), rule_id),
+                want,
+                "{rule_id} on {key}: {v}"
+            );
         }
     }
 }

@@ -204,7 +204,9 @@ pub fn evaluate<V: FactView>(
         FactKind::ClusterRoleBinding | FactKind::RoleBinding => {
             kubernetes::check_binding(kind, key, value, view, &mut hits)?
         }
-        FactKind::ClusterRole | FactKind::Role => kubernetes::check_role(kind, key, value, &mut hits),
+        FactKind::ClusterRole | FactKind::Role => {
+            kubernetes::check_role(kind, key, value, &mut hits)
+        }
         FactKind::ServiceAccount => cross::check_service_account(key, value, ctx, view, &mut hits)?,
         FactKind::ManagedIdentity => {}
     }
@@ -280,8 +282,16 @@ mod tests {
         let ids: Vec<&str> = CATALOGUE.iter().map(|r| r.id).collect();
         assert_eq!(ids, crate::config::rules::RULE_IDS);
         for r in CATALOGUE {
-            assert!(!r.rationale.is_empty() && !r.remediation.is_empty(), "{}", r.id);
-            assert!(r.references.iter().all(|u| u.starts_with("https://")), "{}", r.id);
+            assert!(
+                !r.rationale.is_empty() && !r.remediation.is_empty(),
+                "{}",
+                r.id
+            );
+            assert!(
+                r.references.iter().all(|u| u.starts_with("https://")),
+                "{}",
+                r.id
+            );
         }
     }
 

@@ -111,7 +111,11 @@ pub fn with_ctx<T>(cfg: &Config, f: impl FnOnce(&Context<'_>) -> T) -> T {
 /// Rule ids that hold for one subject.
 pub fn eval(mem: &Mem, kind: FactKind, key: &str) -> Vec<&'static str> {
     let cfg = config();
-    let v = mem.0.get(&(kind, key.to_string())).expect("subject in the view").clone();
+    let v = mem
+        .0
+        .get(&(kind, key.to_string()))
+        .expect("subject in the view")
+        .clone();
     with_ctx(&cfg, |ctx| {
         super::evaluate(kind, key, &v, ctx, mem)
             .unwrap_or_else(|e| match e {})
