@@ -559,3 +559,34 @@ fn drift_and_policy_are_separate_and_approving_drift_keeps_the_policy_finding() 
         "approval is not an exception"
     );
 }
+
+/// A grant revoked later, delivered revoke-first: the finding exists as if in order.
+#[test]
+fn a_grant_revoked_before_its_write_arrives_still_opens_and_resolves() {
+    let (key, v) = ra(SUB, "22222222-0000-4000-8000-000000000002", OWNER);
+    let mut in_order = Env::new(config());
+    in_order.apply(vec![up(FactKind::RoleAssignment, &key, v.clone()), del(FactKind::RoleAssignment, &key)]);
+    let want = in_order.finding("AZ-PRIVILEGED-ROLE-ABOVE-CLUSTER", &key).unwrap();
+    assert_eq!((want.status, want.transitions), (Status::Resolved, 2));
+
+    let mut reversed = Env::new(config());
+    let mut store = reversed.store();
+    let cfg = reversed.cfg.clone();
+    let mut p = Pipeline::new(&mut store, &cfg, vec!["stdout".into()]).with_clock(wall_2027_03_01);
+    let (write, delete) = (prov(1), prov(2));
+    let s = p
+        .apply_batch(
+            vec![
+                Observation::immediate(del(FactKind::RoleAssignment, &key), delete),
+                Observation::immediate(up(FactKind::RoleAssignment, &key, v), write),
+            ],
+            None,
+        )
+        .unwrap();
+    drop(p);
+    drop(store);
+    reversed.t = 2;
+    assert_eq!((s.opened, s.resolved, s.notifications), (1, 1, 2));
+    let got = reversed.finding("AZ-PRIVILEGED-ROLE-ABOVE-CLUSTER", &key).unwrap();
+    assert_eq!((got.status, got.transitions), (Status::Resolved, 2));
+}

@@ -6,7 +6,7 @@
 use super::{persist, Stats};
 use crate::config::Config;
 use crate::domain::{id, EventTime, FactKind, Provenance};
-use crate::engine::rules::{self, Cause, Context, FactView, Gate, Rule};
+use crate::engine::rules::{self, Cause, Context, FactView, Field, Gate, Rule};
 use crate::engine::Status;
 use crate::store::{StoreError, Tx};
 use serde_json::Value;
@@ -26,12 +26,25 @@ impl FactView for StoreView<'_, '_> {
     fn under(&self, kind: FactKind, prefix: &str) -> Result<Vec<(String, Value)>, StoreError> {
         self.0.facts_under(kind, prefix)
     }
+    fn keys_under(&self, kind: FactKind, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.0.fact_keys_under(kind, prefix)
+    }
     fn any_under(&self, kind: FactKind, prefix: &str) -> Result<bool, StoreError> {
         self.0.any_fact_under(kind, prefix)
     }
-    fn assignments_of(&self, principal: &str) -> Result<Vec<(String, Value)>, StoreError> {
-        self.0
-            .facts_where(FactKind::RoleAssignment, "$.principal_id", principal)
+    fn find(
+        &self,
+        kind: FactKind,
+        field: Field,
+        text: &str,
+    ) -> Result<Vec<(String, Value)>, StoreError> {
+        self.0.facts_where(kind, field.path(), text)
+    }
+    fn any_with(&self, kind: FactKind, field: Field) -> Result<bool, StoreError> {
+        self.0.any_fact_with(kind, field.path())
+    }
+    fn containing(&self, kind: FactKind, needle: &str) -> Result<Vec<(String, Value)>, StoreError> {
+        self.0.facts_containing(kind, needle)
     }
 }
 
@@ -135,9 +148,11 @@ pub fn on_fact_changed(
     let mut subjects: BTreeSet<(FactKind, String)> = BTreeSet::new();
     subjects.insert((kind, key.to_string()));
     let value = tx.fact(kind, key)?.and_then(|r| r.value);
-    dependents(tx, kind, key, value.as_ref(), &mut subjects)?;
-    for rule in rules::joining_rules(kind) {
-        subjects.extend(tx.active_subjects(rule.id)?);
+    if join_fields_changed(tx, kind, key, value.as_ref())? {
+        dependents(tx, kind, key, value.as_ref(), &mut subjects)?;
+        for rule in rules::joining_rules(kind) {
+            subjects.extend(tx.active_subjects(rule.id)?);
+        }
     }
     for (k, s) in subjects {
         judge_subject(
@@ -152,6 +167,104 @@ pub fn on_fact_changed(
         )?;
     }
     Ok(())
+}
+
+/// A write that lost to a newer one still tells what the fact held in between: when a rule
+/// held on that value, its finding must exist as if the records had come in order (opened by
+/// this write, then judged on the current value). Joined facts are taken as they are now.
+#[allow(clippy::too_many_arguments)]
+pub fn on_superseded(
+    tx: &Tx<'_>,
+    config: &Config,
+    kind: FactKind,
+    key: &str,
+    value: Option<&Value>,
+    prov: &Provenance,
+    now: EventTime,
+    sinks: &[String],
+    stats: &mut Stats,
+) -> Result<(), StoreError> {
+    // A late delete: the fact was absent for a while, which opens nothing by itself.
+    let Some(value) = value else {
+        return Ok(());
+    };
+    let Some(current) = tx.fact(kind, key)? else {
+        return Ok(());
+    };
+    if current.event_time <= prov.event_time {
+        return Ok(());
+    }
+    let view = StoreView(tx);
+    let allowed = |id: &str| {
+        config
+            .rules
+            .get(id)
+            .map(|s| s.allowed_roles.clone())
+            .unwrap_or_default()
+    };
+    let ctx = Context {
+        catalog: config,
+        configured: &config.clusters,
+        allowed_roles: &allowed,
+    };
+    let hits = rules::evaluate(kind, key, value, &ctx, &view)?;
+    let mut opened = false;
+    for hit in &hits {
+        let Some(rule) = rules::rule(hit.rule) else {
+            continue;
+        };
+        let existing = tx.finding(&rules::finding_id(rule.id, key))?;
+        let evidence = crate::engine::Evidence::from(prov);
+        if existing
+            .as_ref()
+            .is_some_and(|f| f.evidence.iter().any(|e| e.same_event(&evidence)))
+        {
+            continue; // this interval was reported already (a redelivery)
+        }
+        let g = gate(config, rule, key, now);
+        if !matches!(g, Gate::On(_)) {
+            continue;
+        }
+        if let Some(t) = rules::judge(rule, kind, key, Some(hit), &g, existing.as_ref(), &Cause::Observation(prov)) {
+            persist(tx, &t, sinks, stats)?;
+            opened = true;
+        }
+    }
+    if opened {
+        judge_subject(tx, config, now, kind, key, &Why::Observation(&current.prov), sinks, stats)?;
+    }
+    Ok(())
+}
+
+/// Whether the fields other facts' rules join on changed. Cluster settings change often
+/// (every `az aks update`) while their identities and issuer rarely do: re-judging every
+/// grant and credential on each write would make a busy subscription quadratic. The joined
+/// fields are remembered in `meta`; other kinds are always treated as changed.
+fn join_fields_changed(
+    tx: &Tx<'_>,
+    kind: FactKind,
+    key: &str,
+    value: Option<&Value>,
+) -> Result<bool, StoreError> {
+    if kind != FactKind::ClusterSettings {
+        return Ok(true);
+    }
+    let pick = |p: &str| value.and_then(|v| v.pointer(p)).cloned();
+    let signature = serde_json::json!([
+        value.is_some(),
+        pick("/oidc_issuer_url"),
+        pick("/kubelet_identity/object_id"),
+        pick("/kubelet_identity/resource_id"),
+        pick("/identity_principal_id"),
+        pick("/user_assigned_identities"),
+    ])
+    .to_string();
+    let meta_key = format!("policy:join:{key}");
+    if tx.meta(&meta_key)?.as_deref() == Some(signature.as_str()) {
+        return Ok(false);
+    }
+    tx.set_meta(&meta_key, &signature)?;
+    Ok(true)
 }
 
 /// Facts whose rules read the changed fact and may now hold.
@@ -182,7 +295,7 @@ fn dependents(
                 principals.extend(rules::control_plane_principals(v, &view)?);
             }
             for p in principals {
-                add(out, RoleAssignment, view.assignments_of(&p)?);
+                add(out, RoleAssignment, view.find(RoleAssignment, Field::PrincipalId, &p)?);
             }
             add(
                 out,
@@ -195,14 +308,14 @@ fn dependents(
                 add(
                     out,
                     RoleAssignment,
-                    tx.facts_where(RoleAssignment, "$.principal_id", &p)?,
+                    tx.facts_where(RoleAssignment, Field::PrincipalId.path(), &p)?,
                 );
             }
             if let Some(c) = text(value, "/client_id") {
                 add(
                     out,
                     ServiceAccount,
-                    tx.facts_where(ServiceAccount, "$.workload_identity_client_id", &c)?,
+                    tx.facts_where(ServiceAccount, Field::WorkloadIdentityClientId.path(), &c)?,
                 );
             }
             let fics = format!("{key}/federatedidentitycredentials/");
@@ -214,12 +327,12 @@ fn dependents(
         }
         RoleAssignment => {
             if let Some(p) = text(value, "/principal_id") {
-                for (mi, v) in tx.facts_where(ManagedIdentity, "$.principal_id", &p)? {
+                for (mi, v) in tx.facts_where(ManagedIdentity, Field::PrincipalId.path(), &p)? {
                     if let Some(c) = text(Some(&v), "/client_id") {
                         add(
                             out,
                             ServiceAccount,
-                            tx.facts_where(ServiceAccount, "$.workload_identity_client_id", &c)?,
+                            tx.facts_where(ServiceAccount, Field::WorkloadIdentityClientId.path(), &c)?,
                         );
                     }
                     let fics = format!("{mi}/federatedidentitycredentials/");
@@ -249,7 +362,7 @@ fn dependents(
                 "Role"
             };
             for bk in binding_kinds {
-                for (b, v) in tx.facts_where(*bk, "$.role_ref.name", name)? {
+                for (b, v) in tx.facts_where(*bk, Field::RoleRefName.path(), name)? {
                     if b.starts_with(&scope)
                         && text(Some(&v), "/role_ref/kind").as_deref() == Some(role_kind)
                     {
@@ -279,7 +392,7 @@ fn dependents(
                 add(
                     out,
                     FederatedCredential,
-                    tx.facts_where(FederatedCredential, "$.subject", &subject)?,
+                    tx.facts_where(FederatedCredential, Field::Subject.path(), &subject)?,
                 );
             }
         }
@@ -305,7 +418,7 @@ fn dependents(
             add(
                 out,
                 FederatedCredential,
-                tx.facts_where(FederatedCredential, "$.subject", &subject)?,
+                tx.facts_where(FederatedCredential, Field::Subject.path(), &subject)?,
             );
         }
         RoleDefinition | FederatedCredential | RoleBinding => {}

@@ -35,18 +35,52 @@ impl Tx<'_> {
             .query_row(params![kind.as_str(), prefix, upper_bound(prefix)], |r| r.get(0))?)
     }
 
-    /// Live facts of a kind whose value has `field` (a JSON path like `$.principal_id`) equal
-    /// to `text`.
+    /// Keys of the live facts of a kind whose key starts with `prefix`.
+    pub fn fact_keys_under(&self, kind: FactKind, prefix: &str) -> Result<Vec<String>> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT key FROM facts WHERE kind = ?1 AND key >= ?2 AND key < ?3 AND value IS NOT NULL ORDER BY key",
+        )?;
+        let rows = stmt.query_map(params![kind.as_str(), prefix, upper_bound(prefix)], |r| {
+            r.get::<_, String>(0)
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Live facts of a kind whose value has the JSON `path` (a `'$.field'` literal from code,
+    /// never user input) equal to `text`. Kind and path are spelled into the SQL so the
+    /// partial expression indexes of migration 3 apply.
     pub fn facts_where(
         &self,
         kind: FactKind,
-        field: &str,
+        path: &'static str,
         text: &str,
     ) -> Result<Vec<(String, Value)>> {
+        let sql = format!(
+            "SELECT key, value FROM facts WHERE kind = '{}' AND value IS NOT NULL AND json_extract(value, '{path}') = ?1 ORDER BY key",
+            kind.as_str()
+        );
+        let mut stmt = self.0.prepare_cached(&sql)?;
+        let rows = stmt.query_map([text], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        decode(rows)
+    }
+
+    /// Whether a live fact of a kind has the JSON `path` set (see [`Tx::facts_where`]).
+    pub fn any_fact_with(&self, kind: FactKind, path: &'static str) -> Result<bool> {
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM facts WHERE kind = '{}' AND value IS NOT NULL AND json_extract(value, '{path}') IS NOT NULL)",
+            kind.as_str()
+        );
+        Ok(self.0.prepare_cached(&sql)?.query_row([], |r| r.get(0))?)
+    }
+
+    /// Live facts of a kind whose value text contains `needle` (a scan: for small kinds).
+    pub fn facts_containing(&self, kind: FactKind, needle: &str) -> Result<Vec<(String, Value)>> {
         let mut stmt = self.0.prepare_cached(
-            "SELECT key, value FROM facts WHERE kind = ?1 AND value IS NOT NULL AND json_extract(value, ?2) = ?3 ORDER BY key",
+            "SELECT key, value FROM facts WHERE kind = ?1 AND value IS NOT NULL AND instr(value, ?2) > 0 ORDER BY key",
         )?;
-        let rows = stmt.query_map(params![kind.as_str(), field, text], |r| {
+        let rows = stmt.query_map(params![kind.as_str(), needle], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
         })?;
         decode(rows)

@@ -41,12 +41,7 @@ pub(super) fn check_assignment<V: FactView>(
         return Ok(());
     }
     let scope = s(v, "/scope");
-    let clusters: Vec<String> = ctx
-        .clusters(view)?
-        .into_iter()
-        .filter(|c| at_or_above(scope, &c.resource_id))
-        .map(|c| c.resource_id)
-        .collect();
+    let clusters = ctx.clusters_covered(view, scope)?;
     if clusters.is_empty() {
         return Ok(());
     }

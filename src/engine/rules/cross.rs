@@ -1,8 +1,8 @@
 //! Cross-plane rules: a trust or a grant in one plane that turns into power in the other.
 
-use super::identities::{identity_of, service_account_subject, trusting_cluster};
+use super::identities::{identity_of, service_account_subject};
 use super::kubernetes::bound_role;
-use super::{describe_scope, last_segment, s, Context, FactView, Hit};
+use super::{describe_scope, last_segment, s, Context, FactView, Field, Hit};
 use crate::domain::{FactKind, RoleTier};
 use serde_json::{json, Value};
 
@@ -14,7 +14,7 @@ fn roles_of<V: FactView>(
     only_privileged: bool,
 ) -> Result<Vec<String>, V::Error> {
     let mut out: Vec<String> = view
-        .assignments_of(principal)?
+        .find(FactKind::RoleAssignment, Field::PrincipalId, principal)?
         .into_iter()
         .filter(|(_, a)| {
             !only_privileged
@@ -65,8 +65,7 @@ pub(super) fn check_credential<V: FactView>(
     view: &V,
     out: &mut Vec<Hit>,
 ) -> Result<(), V::Error> {
-    let clusters = ctx.clusters(view)?;
-    let Some(cluster) = trusting_cluster(v, &clusters) else {
+    let Some(cluster) = ctx.trusting_cluster(view, s(v, "/issuer"))? else {
         return Ok(());
     };
     let Some((ns, sa)) = service_account_subject(s(v, "/subject")) else {
@@ -131,10 +130,7 @@ pub(super) fn check_service_account<V: FactView>(
     else {
         return Ok(());
     };
-    for (mi_key, mi) in view.under(FactKind::ManagedIdentity, "")? {
-        if s(&mi, "/client_id") != client {
-            continue;
-        }
+    for (mi_key, mi) in view.find(FactKind::ManagedIdentity, Field::ClientId, client)? {
         let principal = s(&mi, "/principal_id");
         let privileged = roles_of(principal, ctx, view, true)?;
         if privileged.is_empty() {

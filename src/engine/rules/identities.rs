@@ -1,6 +1,6 @@
 //! Identity rules: what the cluster's own identities hold, and whom federated credentials trust.
 
-use super::{describe_scope, issuer, last_segment, s, Context, FactView, Hit, WatchedCluster};
+use super::{describe_scope, last_segment, s, Context, FactView, Field, Hit};
 use crate::domain::FactKind;
 use serde_json::{json, Value};
 
@@ -45,7 +45,15 @@ pub(super) fn check_assignment<V: FactView>(
         return Ok(());
     }
     let role_name = ctx.catalog.role_name(role);
-    for (cluster, settings) in view.under(FactKind::ClusterSettings, "")? {
+    // The clusters this principal could be an identity of, by indexed lookups.
+    let mut candidates = view.find(FactKind::ClusterSettings, Field::KubeletObjectId, principal)?;
+    candidates.extend(view.find(FactKind::ClusterSettings, Field::IdentityPrincipalId, principal)?);
+    for (mi, _) in view.find(FactKind::ManagedIdentity, Field::PrincipalId, principal)? {
+        candidates.extend(view.containing(FactKind::ClusterSettings, &format!("\"{mi}\""))?);
+    }
+    candidates.sort_by(|a, b| a.0.cmp(&b.0));
+    candidates.dedup_by(|a, b| a.0 == b.0);
+    for (cluster, settings) in candidates {
         let name = last_segment(&cluster);
         if s(&settings, "/kubelet_identity/object_id") == principal {
             let allowed = (role == ACR_PULL
@@ -101,17 +109,6 @@ pub fn service_account_subject(subject: &str) -> Option<(&str, &str)> {
     (!ns.is_empty() && !name.is_empty() && !name.contains(':')).then_some((ns, name))
 }
 
-/// The watched cluster whose OIDC issuer is the credential's, if any.
-pub fn trusting_cluster<'c>(
-    fic: &Value,
-    clusters: &'c [WatchedCluster],
-) -> Option<&'c WatchedCluster> {
-    let iss = issuer(s(fic, "/issuer"));
-    clusters
-        .iter()
-        .find(|c| c.oidc_issuer.as_deref() == Some(iss.as_str()))
-}
-
 pub(super) fn check_credential<V: FactView>(
     key: &str,
     v: &Value,
@@ -119,17 +116,12 @@ pub(super) fn check_credential<V: FactView>(
     view: &V,
     out: &mut Vec<Hit>,
 ) -> Result<(), V::Error> {
-    let clusters = ctx.clusters(view)?;
     let name = last_segment(key);
     let identity = identity_of(key);
-    match trusting_cluster(v, &clusters) {
+    match ctx.trusting_cluster(view, s(v, "/issuer"))? {
         None => {
             // With no issuer known yet, "foreign" cannot be told from "not synced yet".
-            let known: Vec<&str> = clusters
-                .iter()
-                .filter_map(|c| c.oidc_issuer.as_deref())
-                .collect();
-            if known.is_empty() {
+            if !ctx.issuers_known(view)? {
                 return Ok(());
             }
             out.push(Hit {
@@ -139,7 +131,7 @@ pub(super) fn check_credential<V: FactView>(
                     last_segment(identity),
                     s(v, "/issuer")
                 ),
-                details: json!({"identity": identity, "issuer": s(v, "/issuer"), "subject": s(v, "/subject"), "watched_issuers": known}),
+                details: json!({"identity": identity, "issuer": s(v, "/issuer"), "subject": s(v, "/subject")}),
             });
         }
         Some(cluster) => {

@@ -119,7 +119,7 @@ pub struct WatchedCluster {
     pub oidc_issuer: Option<String>,
 }
 
-/// What rules need besides facts: role names, the watched clusters and per-rule allow-lists.
+/// What rules need besides facts: role names, the configured clusters and per-rule allow-lists.
 pub struct Context<'a> {
     /// Role names and tiers.
     pub catalog: &'a dyn Catalog,
@@ -129,49 +129,129 @@ pub struct Context<'a> {
     pub allowed_roles: &'a dyn Fn(&str) -> Vec<String>,
 }
 
+/// Value fields the rules look facts up by. Each is indexed for the kinds that use it
+/// (store migration 3), so a join costs a lookup, not a scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// `principal_id` of role assignments and managed identities.
+    PrincipalId,
+    /// `client_id` of managed identities.
+    ClientId,
+    /// `kubelet_identity.object_id` of cluster settings.
+    KubeletObjectId,
+    /// `identity_principal_id` of cluster settings (system-assigned control plane).
+    IdentityPrincipalId,
+    /// `oidc_issuer_url` of cluster settings.
+    OidcIssuerUrl,
+    /// `workload_identity_client_id` of service accounts.
+    WorkloadIdentityClientId,
+    /// `subject` of federated credentials.
+    Subject,
+    /// `role_ref.name` of bindings.
+    RoleRefName,
+}
+
+impl Field {
+    /// SQLite JSON path.
+    pub fn path(self) -> &'static str {
+        match self {
+            Field::PrincipalId => "$.principal_id",
+            Field::ClientId => "$.client_id",
+            Field::KubeletObjectId => "$.kubelet_identity.object_id",
+            Field::IdentityPrincipalId => "$.identity_principal_id",
+            Field::OidcIssuerUrl => "$.oidc_issuer_url",
+            Field::WorkloadIdentityClientId => "$.workload_identity_client_id",
+            Field::Subject => "$.subject",
+            Field::RoleRefName => "$.role_ref.name",
+        }
+    }
+
+    /// The same field as a JSON pointer.
+    pub fn pointer(self) -> String {
+        self.path()[1..].replace('.', "/")
+    }
+}
+
 /// Read access to observed facts (deleted facts are absent).
 pub trait FactView {
     /// The failure of a read.
     type Error;
     /// One fact's value.
     fn get(&self, kind: FactKind, key: &str) -> Result<Option<Value>, Self::Error>;
-    /// Every fact of a kind whose key starts with `prefix` (`""` for all).
+    /// Every fact of a kind whose key starts with `prefix`.
     fn under(&self, kind: FactKind, prefix: &str) -> Result<Vec<(String, Value)>, Self::Error>;
+    /// The keys of the facts of a kind that start with `prefix`.
+    fn keys_under(&self, kind: FactKind, prefix: &str) -> Result<Vec<String>, Self::Error>;
     /// Whether any fact of a kind has a key starting with `prefix`.
     fn any_under(&self, kind: FactKind, prefix: &str) -> Result<bool, Self::Error>;
-    /// Role assignments held by a principal (object id, lower-case).
-    fn assignments_of(&self, principal: &str) -> Result<Vec<(String, Value)>, Self::Error>;
+    /// Facts of a kind whose `field` equals `text`.
+    fn find(&self, kind: FactKind, field: Field, text: &str) -> Result<Vec<(String, Value)>, Self::Error>;
+    /// Whether any fact of a kind has `field` set.
+    fn any_with(&self, kind: FactKind, field: Field) -> Result<bool, Self::Error>;
+    /// Facts of a kind whose value text contains `needle` (callers re-check precisely).
+    fn containing(&self, kind: FactKind, needle: &str) -> Result<Vec<(String, Value)>, Self::Error>;
 }
 
 impl Context<'_> {
-    /// Configured clusters, then clusters observed through their settings, with issuers.
-    pub fn clusters<V: FactView>(&self, view: &V) -> Result<Vec<WatchedCluster>, V::Error> {
-        let observed = view.under(FactKind::ClusterSettings, "")?;
-        let mut out: Vec<WatchedCluster> = self
+    /// The name Kubernetes facts of a cluster carry: the configured one, else the ARM name.
+    pub fn cluster_name(&self, resource_id: &str) -> String {
+        self.configured
+            .iter()
+            .find(|c| canonical_id(&c.resource_id) == resource_id)
+            .map_or_else(|| last_segment(resource_id).to_string(), |c| c.name.clone())
+    }
+
+    /// Watched clusters (configured, or observed through their settings) at or below `scope`.
+    pub fn clusters_covered<V: FactView>(&self, view: &V, scope: &str) -> Result<Vec<String>, V::Error> {
+        let mut out: Vec<String> = self
             .configured
             .iter()
-            .map(|c| WatchedCluster {
-                name: c.name.clone(),
-                resource_id: canonical_id(&c.resource_id),
-                oidc_issuer: c.oidc_issuer.as_deref().map(issuer),
-            })
+            .map(|c| canonical_id(&c.resource_id))
+            .filter(|c| azure::at_or_above(scope, c))
             .collect();
-        for (key, v) in observed {
-            let url = v.get("oidc_issuer_url").and_then(Value::as_str).map(issuer);
-            match out.iter_mut().find(|c| c.resource_id == key) {
-                Some(c) => {
-                    if c.oidc_issuer.is_none() {
-                        c.oidc_issuer = url;
-                    }
-                }
-                None => out.push(WatchedCluster {
-                    name: last_segment(&key).to_string(),
-                    resource_id: key,
-                    oidc_issuer: url,
-                }),
+        let prefix = if scope == "/" || scope.contains("/managementgroups/") { "" } else { scope };
+        for key in view.keys_under(FactKind::ClusterSettings, prefix)? {
+            if azure::at_or_above(scope, &key) && !out.contains(&key) {
+                out.push(key);
             }
         }
+        out.sort();
         Ok(out)
+    }
+
+    /// The watched cluster whose OIDC issuer is `url`, if any.
+    pub fn trusting_cluster<V: FactView>(&self, view: &V, url: &str) -> Result<Option<WatchedCluster>, V::Error> {
+        let want = issuer(url);
+        if let Some(c) = self
+            .configured
+            .iter()
+            .find(|c| c.oidc_issuer.as_deref().map(issuer).as_deref() == Some(want.as_str()))
+        {
+            return Ok(Some(WatchedCluster {
+                name: c.name.clone(),
+                resource_id: canonical_id(&c.resource_id),
+                oidc_issuer: Some(want),
+            }));
+        }
+        // AKS prints the issuer with a trailing slash; look both spellings up.
+        for spelling in [want.clone(), format!("{want}/")] {
+            if let Some((key, _)) = view.find(FactKind::ClusterSettings, Field::OidcIssuerUrl, &spelling)?.into_iter().next() {
+                return Ok(Some(WatchedCluster {
+                    name: self.cluster_name(&key),
+                    resource_id: key,
+                    oidc_issuer: Some(want),
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether any watched cluster's issuer is known (else "foreign" means nothing yet).
+    pub fn issuers_known<V: FactView>(&self, view: &V) -> Result<bool, V::Error> {
+        if self.configured.iter().any(|c| c.oidc_issuer.is_some()) {
+            return Ok(true);
+        }
+        view.any_with(FactKind::ClusterSettings, Field::OidcIssuerUrl)
     }
 }
 

@@ -1,6 +1,6 @@
 //! In-memory facts and builders for the rule tables.
 
-use super::{Context, FactView};
+use super::{Context, FactView, Field};
 use crate::config::{ClusterConfig, Config};
 use crate::domain::FactKind;
 use serde_json::{json, Value};
@@ -73,14 +73,37 @@ impl FactView for Mem {
             .map(|((_, key), v)| (key.clone(), v.clone()))
             .collect())
     }
+    fn keys_under(&self, kind: FactKind, prefix: &str) -> Result<Vec<String>, Infallible> {
+        Ok(self.under(kind, prefix)?.into_iter().map(|(k, _)| k).collect())
+    }
     fn any_under(&self, kind: FactKind, prefix: &str) -> Result<bool, Infallible> {
         Ok(!self.under(kind, prefix)?.is_empty())
     }
-    fn assignments_of(&self, principal: &str) -> Result<Vec<(String, Value)>, Infallible> {
+    fn find(
+        &self,
+        kind: FactKind,
+        field: Field,
+        text: &str,
+    ) -> Result<Vec<(String, Value)>, Infallible> {
+        let ptr = field.pointer();
         Ok(self
-            .under(FactKind::RoleAssignment, "")?
+            .under(kind, "")?
             .into_iter()
-            .filter(|(_, v)| v["principal_id"] == principal)
+            .filter(|(_, v)| v.pointer(&ptr).and_then(Value::as_str) == Some(text))
+            .collect())
+    }
+    fn any_with(&self, kind: FactKind, field: Field) -> Result<bool, Infallible> {
+        let ptr = field.pointer();
+        Ok(self
+            .under(kind, "")?
+            .iter()
+            .any(|(_, v)| v.pointer(&ptr).is_some_and(|x| !x.is_null())))
+    }
+    fn containing(&self, kind: FactKind, needle: &str) -> Result<Vec<(String, Value)>, Infallible> {
+        Ok(self
+            .under(kind, "")?
+            .into_iter()
+            .filter(|(_, v)| v.to_string().contains(needle))
             .collect())
     }
 }
