@@ -148,7 +148,9 @@ pub fn on_fact_changed(
     let mut subjects: BTreeSet<(FactKind, String)> = BTreeSet::new();
     subjects.insert((kind, key.to_string()));
     let value = tx.fact(kind, key)?.and_then(|r| r.value);
-    if join_fields_changed(tx, kind, key, value.as_ref())? {
+    if kind == FactKind::ClusterSettings {
+        cluster_dependents(tx, key, value.as_ref(), &mut subjects)?;
+    } else {
         dependents(tx, kind, key, value.as_ref(), &mut subjects)?;
         for rule in rules::joining_rules(kind) {
             subjects.extend(tx.active_subjects(rule.id)?);
@@ -236,35 +238,71 @@ pub fn on_superseded(
     Ok(())
 }
 
-/// Whether the fields other facts' rules join on changed. Cluster settings change often
-/// (every `az aks update`) while their identities and issuer rarely do: re-judging every
-/// grant and credential on each write would make a busy subscription quadratic. The joined
-/// fields are remembered in `meta`; other kinds are always treated as changed.
-fn join_fields_changed(
+/// What other facts' rules read of one cluster's settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct ClusterJoin {
+    present: bool,
+    issuer: Option<String>,
+    kubelet_resource_id: Option<String>,
+    principals: Vec<String>,
+}
+
+impl ClusterJoin {
+    fn of(value: Option<&Value>, view: &StoreView<'_, '_>) -> Result<ClusterJoin, StoreError> {
+        let Some(v) = value else {
+            return Ok(ClusterJoin::default());
+        };
+        let text = |p: &str| v.pointer(p).and_then(Value::as_str).map(str::to_string);
+        let mut principals: Vec<String> = text("/kubelet_identity/object_id").into_iter().collect();
+        principals.extend(rules::control_plane_principals(v, view)?);
+        principals.sort();
+        principals.dedup();
+        Ok(ClusterJoin {
+            present: true,
+            issuer: text("/oidc_issuer_url").map(|u| rules::issuer(&u)),
+            kubelet_resource_id: text("/kubelet_identity/resource_id"),
+            principals,
+        })
+    }
+}
+
+/// The subjects a cluster-settings change may affect, from what changed in the fields other
+/// rules join on. Cluster settings are written often (every `az aks update`) while their
+/// identities and issuer rarely change: re-judging every grant and credential on each write
+/// would make a busy subscription quadratic. The joined fields are remembered in `meta`.
+fn cluster_dependents(
     tx: &Tx<'_>,
-    kind: FactKind,
     key: &str,
     value: Option<&Value>,
-) -> Result<bool, StoreError> {
-    if kind != FactKind::ClusterSettings {
-        return Ok(true);
-    }
-    let pick = |p: &str| value.and_then(|v| v.pointer(p)).cloned();
-    let signature = serde_json::json!([
-        value.is_some(),
-        pick("/oidc_issuer_url"),
-        pick("/kubelet_identity/object_id"),
-        pick("/kubelet_identity/resource_id"),
-        pick("/identity_principal_id"),
-        pick("/user_assigned_identities"),
-    ])
-    .to_string();
+    out: &mut BTreeSet<(FactKind, String)>,
+) -> Result<(), StoreError> {
+    let view = StoreView(tx);
+    let new = ClusterJoin::of(value, &view)?;
     let meta_key = format!("policy:join:{key}");
-    if tx.meta(&meta_key)?.as_deref() == Some(signature.as_str()) {
-        return Ok(false);
+    let old: ClusterJoin = match tx.meta(&meta_key)? {
+        Some(text) => serde_json::from_str(&text).unwrap_or_default(),
+        None => ClusterJoin::default(),
+    };
+    if old == new {
+        return Ok(());
     }
-    tx.set_meta(&meta_key, &signature)?;
-    Ok(true)
+    tx.set_meta(&meta_key, &serde_json::to_string(&new).unwrap_or_default())?;
+    let mut add = |k: FactKind, rows: Vec<(String, Value)>| {
+        out.extend(rows.into_iter().map(|(key, _)| (k, key)));
+    };
+    // A cluster appearing or going changes which grants are above a watched cluster.
+    if old.present != new.present {
+        add(FactKind::RoleAssignment, tx.assignments_at_or_above(key)?);
+    }
+    if old.principals != new.principals || old.kubelet_resource_id != new.kubelet_resource_id {
+        for p in old.principals.iter().chain(&new.principals) {
+            add(FactKind::RoleAssignment, view.find(FactKind::RoleAssignment, Field::PrincipalId, p)?);
+        }
+    }
+    if old.issuer != new.issuer {
+        add(FactKind::FederatedCredential, tx.facts_under(FactKind::FederatedCredential, "")?);
+    }
+    Ok(())
 }
 
 /// Facts whose rules read the changed fact and may now hold.
@@ -285,24 +323,8 @@ fn dependents(
             .map(str::to_string)
     };
     match kind {
-        ClusterSettings => {
-            add(out, RoleAssignment, tx.assignments_at_or_above(key)?);
-            let view = StoreView(tx);
-            let mut principals: Vec<String> = text(value, "/kubelet_identity/object_id")
-                .into_iter()
-                .collect();
-            if let Some(v) = value {
-                principals.extend(rules::control_plane_principals(v, &view)?);
-            }
-            for p in principals {
-                add(out, RoleAssignment, view.find(RoleAssignment, Field::PrincipalId, &p)?);
-            }
-            add(
-                out,
-                FederatedCredential,
-                tx.facts_under(FederatedCredential, "")?,
-            );
-        }
+        // Judged by `cluster_dependents`, from what changed.
+        ClusterSettings => {}
         ManagedIdentity => {
             if let Some(p) = text(value, "/principal_id") {
                 add(
