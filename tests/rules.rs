@@ -565,8 +565,13 @@ fn drift_and_policy_are_separate_and_approving_drift_keeps_the_policy_finding() 
 fn a_grant_revoked_before_its_write_arrives_still_opens_and_resolves() {
     let (key, v) = ra(SUB, "22222222-0000-4000-8000-000000000002", OWNER);
     let mut in_order = Env::new(config());
-    in_order.apply(vec![up(FactKind::RoleAssignment, &key, v.clone()), del(FactKind::RoleAssignment, &key)]);
-    let want = in_order.finding("AZ-PRIVILEGED-ROLE-ABOVE-CLUSTER", &key).unwrap();
+    in_order.apply(vec![
+        up(FactKind::RoleAssignment, &key, v.clone()),
+        del(FactKind::RoleAssignment, &key),
+    ]);
+    let want = in_order
+        .finding("AZ-PRIVILEGED-ROLE-ABOVE-CLUSTER", &key)
+        .unwrap();
     assert_eq!((want.status, want.transitions), (Status::Resolved, 2));
 
     let mut reversed = Env::new(config());
@@ -587,6 +592,8 @@ fn a_grant_revoked_before_its_write_arrives_still_opens_and_resolves() {
     drop(store);
     reversed.t = 2;
     assert_eq!((s.opened, s.resolved, s.notifications), (1, 1, 2));
-    let got = reversed.finding("AZ-PRIVILEGED-ROLE-ABOVE-CLUSTER", &key).unwrap();
+    let got = reversed
+        .finding("AZ-PRIVILEGED-ROLE-ABOVE-CLUSTER", &key)
+        .unwrap();
     assert_eq!((got.status, got.transitions), (Status::Resolved, 2));
 }

@@ -100,9 +100,7 @@ pub fn evaluate_with(
             }
             Some(e)
         }
-        (_, Some(m)) => {
-            Some(json!({"rule": m.title, "remediation": m.remediation, "references": m.references}))
-        }
+        (_, Some(m)) => Some(json!({"rule": m.title, "remediation": m.remediation})),
         _ => None,
     };
     let mut f = match existing {

@@ -276,7 +276,17 @@ impl<'a> Pipeline<'a> {
                 FactApply::Unchanged => stats.unchanged += 1,
                 FactApply::Stale { kind, key } => {
                     stats.skip(SkipReason::Stale);
-                    policy::on_superseded(&tx, config, kind, &key, stale_value, &prov, now, &sinks, &mut stats)?;
+                    policy::on_superseded(
+                        &tx,
+                        config,
+                        kind,
+                        &key,
+                        stale_value,
+                        &prov,
+                        now,
+                        &sinks,
+                        &mut stats,
+                    )?;
                     if has_baseline {
                         evaluate_superseded(
                             &tx,

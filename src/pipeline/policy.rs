@@ -108,13 +108,16 @@ fn judge_subject(
     };
     for rule in candidates {
         let hit = hits.iter().find(|h| h.rule == rule.id);
-        let existing = tx.finding(&rules::finding_id(rule.id, key))?;
-        let tracked = existing
-            .as_ref()
-            .is_some_and(|f| f.status.is_active() || f.status == Status::Excepted);
-        if hit.is_none() && !tracked {
-            continue;
+        let id = rules::finding_id(rule.id, key);
+        if hit.is_none() {
+            let tracked = tx
+                .finding_status(&id)?
+                .is_some_and(|s| s.is_active() || s == Status::Excepted);
+            if !tracked {
+                continue;
+            }
         }
+        let existing = tx.finding(&id)?;
         let cause = match why {
             Why::Observation(p) => Cause::Observation(p),
             Why::Sweep(w) => Cause::Sweep {
@@ -227,13 +230,30 @@ pub fn on_superseded(
         if !matches!(g, Gate::On(_)) {
             continue;
         }
-        if let Some(t) = rules::judge(rule, kind, key, Some(hit), &g, existing.as_ref(), &Cause::Observation(prov)) {
+        if let Some(t) = rules::judge(
+            rule,
+            kind,
+            key,
+            Some(hit),
+            &g,
+            existing.as_ref(),
+            &Cause::Observation(prov),
+        ) {
             persist(tx, &t, sinks, stats)?;
             opened = true;
         }
     }
     if opened {
-        judge_subject(tx, config, now, kind, key, &Why::Observation(&current.prov), sinks, stats)?;
+        judge_subject(
+            tx,
+            config,
+            now,
+            kind,
+            key,
+            &Why::Observation(&current.prov),
+            sinks,
+            stats,
+        )?;
     }
     Ok(())
 }
@@ -296,11 +316,17 @@ fn cluster_dependents(
     }
     if old.principals != new.principals || old.kubelet_resource_id != new.kubelet_resource_id {
         for p in old.principals.iter().chain(&new.principals) {
-            add(FactKind::RoleAssignment, view.find(FactKind::RoleAssignment, Field::PrincipalId, p)?);
+            add(
+                FactKind::RoleAssignment,
+                view.find(FactKind::RoleAssignment, Field::PrincipalId, p)?,
+            );
         }
     }
     if old.issuer != new.issuer {
-        add(FactKind::FederatedCredential, tx.facts_under(FactKind::FederatedCredential, "")?);
+        add(
+            FactKind::FederatedCredential,
+            tx.facts_under(FactKind::FederatedCredential, "")?,
+        );
     }
     Ok(())
 }
@@ -354,7 +380,11 @@ fn dependents(
                         add(
                             out,
                             ServiceAccount,
-                            tx.facts_where(ServiceAccount, Field::WorkloadIdentityClientId.path(), &c)?,
+                            tx.facts_where(
+                                ServiceAccount,
+                                Field::WorkloadIdentityClientId.path(),
+                                &c,
+                            )?,
                         );
                     }
                     let fics = format!("{mi}/federatedidentitycredentials/");

@@ -13,6 +13,27 @@ fn upper_bound(prefix: &str) -> String {
     format!("{prefix}\u{10FFFF}")
 }
 
+/// The expression index of migration 3 for each JSON path the rules look facts up by. Named
+/// in the query (`INDEXED BY`): without statistics SQLite prefers the primary key's `kind`
+/// prefix, which scans every fact of the kind.
+const INDEXES: &[(&str, &str)] = &[
+    ("$.principal_id", "facts_by_principal"),
+    ("$.client_id", "facts_by_client"),
+    ("$.kubelet_identity.object_id", "facts_by_kubelet"),
+    ("$.identity_principal_id", "facts_by_identity_principal"),
+    ("$.oidc_issuer_url", "facts_by_issuer"),
+    ("$.workload_identity_client_id", "facts_by_wi_client"),
+    ("$.subject", "facts_by_subject"),
+    ("$.role_ref.name", "facts_by_role_ref"),
+];
+
+fn indexed_by(path: &str) -> String {
+    INDEXES
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map_or_else(String::new, |(_, i)| format!(" INDEXED BY {i}"))
+}
+
 impl Tx<'_> {
     /// Live facts of a kind whose key starts with `prefix` (`""`: all of the kind), by key.
     pub fn facts_under(&self, kind: FactKind, prefix: &str) -> Result<Vec<(String, Value)>> {
@@ -47,8 +68,8 @@ impl Tx<'_> {
     }
 
     /// Live facts of a kind whose value has the JSON `path` (a `'$.field'` literal from code,
-    /// never user input) equal to `text`. Kind and path are spelled into the SQL so the
-    /// partial expression indexes of migration 3 apply.
+    /// never user input) equal to `text`. The path is spelled into the SQL so the expression
+    /// indexes of migration 3 apply.
     pub fn facts_where(
         &self,
         kind: FactKind,
@@ -56,23 +77,29 @@ impl Tx<'_> {
         text: &str,
     ) -> Result<Vec<(String, Value)>> {
         let sql = format!(
-            "SELECT key, value FROM facts WHERE kind = '{}' AND value IS NOT NULL AND json_extract(value, '{path}') = ?1 ORDER BY key",
-            kind.as_str()
+            "SELECT key, value FROM facts{} WHERE kind = ?1 AND json_extract(value, '{path}') = ?2 AND value IS NOT NULL",
+            indexed_by(path)
         );
         let mut stmt = self.0.prepare_cached(&sql)?;
-        let rows = stmt.query_map([text], |r| {
+        let rows = stmt.query_map(params![kind.as_str(), text], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
         })?;
-        decode(rows)
+        let mut out = decode(rows)?;
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
     }
 
     /// Whether a live fact of a kind has the JSON `path` set (see [`Tx::facts_where`]).
     pub fn any_fact_with(&self, kind: FactKind, path: &'static str) -> Result<bool> {
         let sql = format!(
-            "SELECT EXISTS (SELECT 1 FROM facts WHERE kind = '{}' AND value IS NOT NULL AND json_extract(value, '{path}') IS NOT NULL)",
-            kind.as_str()
+            // `> ''` rather than IS NOT NULL: a range the expression index serves.
+            "SELECT EXISTS (SELECT 1 FROM facts{} WHERE kind = ?1 AND json_extract(value, '{path}') > '' AND value IS NOT NULL)",
+            indexed_by(path)
         );
-        Ok(self.0.prepare_cached(&sql)?.query_row([], |r| r.get(0))?)
+        Ok(self
+            .0
+            .prepare_cached(&sql)?
+            .query_row([kind.as_str()], |r| r.get(0))?)
     }
 
     /// Live facts of a kind whose value text contains `needle` (a scan: for small kinds).
@@ -86,20 +113,37 @@ impl Tx<'_> {
         decode(rows)
     }
 
-    /// Role assignments whose scope is `resource_id` or contains it.
+    /// Role assignments whose scope is `resource_id` or contains it. Keys start with the
+    /// scope, so each ancestor scope is one range of the primary key: no scan.
     pub fn assignments_at_or_above(&self, resource_id: &str) -> Result<Vec<(String, Value)>> {
-        let mut stmt = self.0.prepare_cached(
-            "SELECT key, value FROM facts WHERE kind = 'role_assignment' AND value IS NOT NULL
-               AND (json_extract(value, '$.scope') = ?1
-                    OR substr(?1, 1, length(json_extract(value, '$.scope')) + 1) = json_extract(value, '$.scope') || '/'
-                    OR json_extract(value, '$.scope') = '/'
-                    OR instr(json_extract(value, '$.scope'), '/managementgroups/') > 0)
-             ORDER BY key",
-        )?;
-        let rows = stmt.query_map([resource_id], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?;
-        decode(rows)
+        let mut scopes: Vec<String> = vec![
+            // The tenant root, and management groups (which contain every subscription).
+            "/|".to_string(),
+            "/providers/microsoft.management/managementgroups/".to_string(),
+        ];
+        let mut prefix = String::new();
+        for seg in resource_id.split('/').filter(|s| !s.is_empty()) {
+            prefix.push('/');
+            prefix.push_str(seg);
+            scopes.push(format!("{prefix}|"));
+        }
+        let mut out = Vec::new();
+        for s in scopes {
+            out.extend(self.facts_under(FactKind::RoleAssignment, &s)?);
+        }
+        Ok(out)
+    }
+
+    /// The status of a finding, without decoding it: most subjects have no finding for most
+    /// rules, and re-judging must stay cheap.
+    pub fn finding_status(&self, id: &str) -> Result<Option<crate::engine::Status>> {
+        use rusqlite::OptionalExtension;
+        let s: Option<String> = self
+            .0
+            .prepare_cached("SELECT status FROM findings WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        Ok(s.and_then(|s| crate::engine::Status::parse(&s)))
     }
 
     /// `(fact kind, fact key)` of the open or acknowledged findings of a rule.
@@ -180,20 +224,19 @@ mod tests {
             (FactKind::RoleBinding, Field::RoleRefName),
         ] {
             let sql = format!(
-                "EXPLAIN QUERY PLAN SELECT key, value FROM facts WHERE kind = '{}' AND value IS NOT NULL AND json_extract(value, '{}') = ?1 ORDER BY key",
-                kind.as_str(),
+                "EXPLAIN QUERY PLAN SELECT key, value FROM facts{} WHERE kind = ?1 AND json_extract(value, '{}') = ?2 AND value IS NOT NULL",
+                indexed_by(field.path()),
                 field.path()
             );
-            let plan: Vec<String> = tx
-                .0
-                .prepare(&sql)
-                .unwrap()
-                .query_map(["x"], |r| r.get::<_, String>(3))
-                .unwrap()
-                .collect::<rusqlite::Result<_>>()
-                .unwrap();
+            let plan: Vec<String> =
+                tx.0.prepare(&sql)
+                    .unwrap()
+                    .query_map([kind.as_str(), "x"], |r| r.get::<_, String>(3))
+                    .unwrap()
+                    .collect::<rusqlite::Result<_>>()
+                    .unwrap();
             assert!(
-                plan.iter().any(|p| p.contains("USING INDEX facts_")),
+                plan.iter().any(|p| p.contains("USING INDEX facts_by_")),
                 "{kind} by {field:?}: {plan:?}"
             );
             // And the method runs the same statement.

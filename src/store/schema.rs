@@ -128,19 +128,18 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (kind, resource_id)
     ) WITHOUT ROWID;
     "#,
-    // 3: lookups the rules catalogue joins on (issue 10): one partial expression index per
-    // (kind, value field) a rule looks facts up by, and findings by rule for re-judging.
+    // 3: lookups the rules catalogue joins on (issue 10): one expression index per value
+    // field a rule looks facts up by, and findings by rule for re-judging. Not partial: with
+    // a partial index SQLite re-prepares the statement whenever a bound value changes.
     r#"
-    CREATE INDEX facts_ra_principal ON facts (json_extract(value, '$.principal_id')) WHERE kind = 'role_assignment' AND value IS NOT NULL;
-    CREATE INDEX facts_mi_principal ON facts (json_extract(value, '$.principal_id')) WHERE kind = 'managed_identity' AND value IS NOT NULL;
-    CREATE INDEX facts_mi_client ON facts (json_extract(value, '$.client_id')) WHERE kind = 'managed_identity' AND value IS NOT NULL;
-    CREATE INDEX facts_cs_kubelet ON facts (json_extract(value, '$.kubelet_identity.object_id')) WHERE kind = 'cluster_settings' AND value IS NOT NULL;
-    CREATE INDEX facts_cs_identity ON facts (json_extract(value, '$.identity_principal_id')) WHERE kind = 'cluster_settings' AND value IS NOT NULL;
-    CREATE INDEX facts_cs_issuer ON facts (json_extract(value, '$.oidc_issuer_url')) WHERE kind = 'cluster_settings' AND value IS NOT NULL;
-    CREATE INDEX facts_sa_client ON facts (json_extract(value, '$.workload_identity_client_id')) WHERE kind = 'service_account' AND value IS NOT NULL;
-    CREATE INDEX facts_fic_subject ON facts (json_extract(value, '$.subject')) WHERE kind = 'federated_credential' AND value IS NOT NULL;
-    CREATE INDEX facts_crb_role ON facts (json_extract(value, '$.role_ref.name')) WHERE kind = 'cluster_role_binding' AND value IS NOT NULL;
-    CREATE INDEX facts_rb_role ON facts (json_extract(value, '$.role_ref.name')) WHERE kind = 'role_binding' AND value IS NOT NULL;
+    CREATE INDEX facts_by_principal ON facts (kind, json_extract(value, '$.principal_id'));
+    CREATE INDEX facts_by_client ON facts (kind, json_extract(value, '$.client_id'));
+    CREATE INDEX facts_by_kubelet ON facts (kind, json_extract(value, '$.kubelet_identity.object_id'));
+    CREATE INDEX facts_by_identity_principal ON facts (kind, json_extract(value, '$.identity_principal_id'));
+    CREATE INDEX facts_by_issuer ON facts (kind, json_extract(value, '$.oidc_issuer_url'));
+    CREATE INDEX facts_by_wi_client ON facts (kind, json_extract(value, '$.workload_identity_client_id'));
+    CREATE INDEX facts_by_subject ON facts (kind, json_extract(value, '$.subject'));
+    CREATE INDEX facts_by_role_ref ON facts (kind, json_extract(value, '$.role_ref.name'));
     CREATE INDEX findings_by_rule ON findings (rule, status);
     "#,
 ];

@@ -47,7 +47,11 @@ pub(super) fn check_assignment<V: FactView>(
     let role_name = ctx.catalog.role_name(role);
     // The clusters this principal could be an identity of, by indexed lookups.
     let mut candidates = view.find(FactKind::ClusterSettings, Field::KubeletObjectId, principal)?;
-    candidates.extend(view.find(FactKind::ClusterSettings, Field::IdentityPrincipalId, principal)?);
+    candidates.extend(view.find(
+        FactKind::ClusterSettings,
+        Field::IdentityPrincipalId,
+        principal,
+    )?);
     for (mi, _) in view.find(FactKind::ManagedIdentity, Field::PrincipalId, principal)? {
         candidates.extend(view.containing(FactKind::ClusterSettings, &format!("\"{mi}\""))?);
     }

@@ -185,11 +185,17 @@ pub trait FactView {
     /// Whether any fact of a kind has a key starting with `prefix`.
     fn any_under(&self, kind: FactKind, prefix: &str) -> Result<bool, Self::Error>;
     /// Facts of a kind whose `field` equals `text`.
-    fn find(&self, kind: FactKind, field: Field, text: &str) -> Result<Vec<(String, Value)>, Self::Error>;
+    fn find(
+        &self,
+        kind: FactKind,
+        field: Field,
+        text: &str,
+    ) -> Result<Vec<(String, Value)>, Self::Error>;
     /// Whether any fact of a kind has `field` set.
     fn any_with(&self, kind: FactKind, field: Field) -> Result<bool, Self::Error>;
     /// Facts of a kind whose value text contains `needle` (callers re-check precisely).
-    fn containing(&self, kind: FactKind, needle: &str) -> Result<Vec<(String, Value)>, Self::Error>;
+    fn containing(&self, kind: FactKind, needle: &str)
+        -> Result<Vec<(String, Value)>, Self::Error>;
 }
 
 impl Context<'_> {
@@ -202,14 +208,22 @@ impl Context<'_> {
     }
 
     /// Watched clusters (configured, or observed through their settings) at or below `scope`.
-    pub fn clusters_covered<V: FactView>(&self, view: &V, scope: &str) -> Result<Vec<String>, V::Error> {
+    pub fn clusters_covered<V: FactView>(
+        &self,
+        view: &V,
+        scope: &str,
+    ) -> Result<Vec<String>, V::Error> {
         let mut out: Vec<String> = self
             .configured
             .iter()
             .map(|c| canonical_id(&c.resource_id))
             .filter(|c| azure::at_or_above(scope, c))
             .collect();
-        let prefix = if scope == "/" || scope.contains("/managementgroups/") { "" } else { scope };
+        let prefix = if scope == "/" || scope.contains("/managementgroups/") {
+            ""
+        } else {
+            scope
+        };
         for key in view.keys_under(FactKind::ClusterSettings, prefix)? {
             if azure::at_or_above(scope, &key) && !out.contains(&key) {
                 out.push(key);
@@ -220,7 +234,11 @@ impl Context<'_> {
     }
 
     /// The watched cluster whose OIDC issuer is `url`, if any.
-    pub fn trusting_cluster<V: FactView>(&self, view: &V, url: &str) -> Result<Option<WatchedCluster>, V::Error> {
+    pub fn trusting_cluster<V: FactView>(
+        &self,
+        view: &V,
+        url: &str,
+    ) -> Result<Option<WatchedCluster>, V::Error> {
         let want = issuer(url);
         if let Some(c) = self
             .configured
@@ -235,7 +253,11 @@ impl Context<'_> {
         }
         // AKS prints the issuer with a trailing slash; look both spellings up.
         for spelling in [want.clone(), format!("{want}/")] {
-            if let Some((key, _)) = view.find(FactKind::ClusterSettings, Field::OidcIssuerUrl, &spelling)?.into_iter().next() {
+            if let Some((key, _)) = view
+                .find(FactKind::ClusterSettings, Field::OidcIssuerUrl, &spelling)?
+                .into_iter()
+                .next()
+            {
                 return Ok(Some(WatchedCluster {
                     name: self.cluster_name(&key),
                     resource_id: key,

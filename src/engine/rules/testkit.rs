@@ -74,7 +74,11 @@ impl FactView for Mem {
             .collect())
     }
     fn keys_under(&self, kind: FactKind, prefix: &str) -> Result<Vec<String>, Infallible> {
-        Ok(self.under(kind, prefix)?.into_iter().map(|(k, _)| k).collect())
+        Ok(self
+            .under(kind, prefix)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
     }
     fn any_under(&self, kind: FactKind, prefix: &str) -> Result<bool, Infallible> {
         Ok(!self.under(kind, prefix)?.is_empty())
