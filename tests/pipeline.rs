@@ -196,7 +196,10 @@ fn metadata_only_kubernetes_changes_are_no_change() {
         )],
     );
     let s = env.replay(&[f2]);
-    assert_eq!(s.stats.resolved, 3, "the drift and both rules resolve by themselves");
+    assert_eq!(
+        s.stats.resolved, 3,
+        "the drift and both rules resolve by themselves"
+    );
     assert!(findings(&env).iter().all(|f| f.status == Status::Resolved));
 }
 
