@@ -21,7 +21,7 @@ struct StoreView<'t, 'c>(&'t Tx<'c>);
 impl FactView for StoreView<'_, '_> {
     type Error = StoreError;
     fn get(&self, kind: FactKind, key: &str) -> Result<Option<Value>, StoreError> {
-        Ok(self.0.fact(kind, key)?.and_then(|r| r.value))
+        self.0.fact_value(kind, key)
     }
     fn under(&self, kind: FactKind, prefix: &str) -> Result<Vec<(String, Value)>, StoreError> {
         self.0.facts_under(kind, prefix)
@@ -88,7 +88,12 @@ fn judge_subject(
     if candidates.peek().is_none() {
         return Ok(());
     }
-    let row = tx.fact(kind, key)?;
+    let value = tx.fact_value(kind, key)?;
+    // Who made the subject what it is matters only to a sweep (no record at hand).
+    let origin = match why {
+        Why::Sweep(_) if value.is_some() => tx.fact(kind, key)?.map(|r| r.prov),
+        _ => None,
+    };
     let view = StoreView(tx);
     let allowed = |id: &str| {
         config
@@ -102,7 +107,7 @@ fn judge_subject(
         configured: &config.clusters,
         allowed_roles: &allowed,
     };
-    let hits = match row.as_ref().and_then(|r| r.value.as_ref()) {
+    let hits = match &value {
         Some(v) => rules::evaluate(kind, key, v, &ctx, &view)?,
         None => Vec::new(),
     };
@@ -123,7 +128,7 @@ fn judge_subject(
             Why::Sweep(w) => Cause::Sweep {
                 at: now,
                 why: w,
-                origin: row.as_ref().map(|r| &r.prov),
+                origin: origin.as_ref(),
             },
         };
         let g = gate(config, rule, key, now);
@@ -150,7 +155,7 @@ pub fn on_fact_changed(
 ) -> Result<(), StoreError> {
     let mut subjects: BTreeSet<(FactKind, String)> = BTreeSet::new();
     subjects.insert((kind, key.to_string()));
-    let value = tx.fact(kind, key)?.and_then(|r| r.value);
+    let value = tx.fact_value(kind, key)?;
     if kind == FactKind::ClusterSettings {
         cluster_dependents(tx, key, value.as_ref(), &mut subjects)?;
     } else {

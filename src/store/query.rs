@@ -35,6 +35,19 @@ fn indexed_by(path: &str) -> String {
 }
 
 impl Tx<'_> {
+    /// One live fact's value (a cached statement: the rules read facts many times a batch).
+    pub fn fact_value(&self, kind: FactKind, key: &str) -> Result<Option<Value>> {
+        use rusqlite::OptionalExtension;
+        let text: Option<Option<String>> = self
+            .0
+            .prepare_cached("SELECT value FROM facts WHERE kind = ?1 AND key = ?2")?
+            .query_row(params![kind.as_str(), key], |r| r.get(0))
+            .optional()?;
+        text.flatten()
+            .map(|t| json_col::<Value>("facts", key, &t))
+            .transpose()
+    }
+
     /// Live facts of a kind whose key starts with `prefix` (`""`: all of the kind), by key.
     pub fn facts_under(&self, kind: FactKind, prefix: &str) -> Result<Vec<(String, Value)>> {
         let mut stmt = self.0.prepare_cached(
