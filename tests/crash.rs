@@ -210,7 +210,7 @@ fn killed_replays_rerun_to_the_uninterrupted_state() {
     assert!(replay(&s, &reference_db, None).success());
     let reference = dump(&reference_db);
     assert!(
-        reference.contains("aks.admin_credential_listed"),
+        reference.contains("AKS-ADMIN-CREDENTIAL-USED"),
         "the scenario must produce findings"
     );
     assert!(reference.contains("opened"), "and outbox rows");

@@ -166,8 +166,13 @@ fn metadata_only_kubernetes_changes_are_no_change() {
         )],
     );
     let s = env.replay(&[f]);
-    assert_eq!(s.stats.opened, 1);
-    let f = &findings(&env)[0];
+    // The drift, and the rules K8S-CLUSTER-ADMIN-BINDING and K8S-USER-SUBJECT.
+    assert_eq!(s.stats.opened, 3);
+    let drift: Vec<_> = findings(&env)
+        .into_iter()
+        .filter(|f| f.kind == FindingKind::Drift)
+        .collect();
+    let f = &drift[0];
     assert_eq!(
         (f.fact_kind, f.fact_key.as_str(), f.change),
         (
@@ -186,8 +191,11 @@ fn metadata_only_kubernetes_changes_are_no_change() {
         )],
     );
     let s = env.replay(&[f2]);
-    assert_eq!(s.stats.resolved, 1);
-    assert_eq!(findings(&env)[0].status, Status::Resolved);
+    assert_eq!(
+        s.stats.resolved, 3,
+        "the drift and both rules resolve by themselves"
+    );
+    assert!(findings(&env).iter().all(|f| f.status == Status::Resolved));
 }
 
 #[test]
@@ -257,7 +265,7 @@ fn admin_credential_listing_is_critical_when_baseline_disables_local_accounts() 
         (
             FindingKind::Activity,
             accessdrift::engine::Severity::Critical,
-            "aks.admin_credential_listed"
+            "AKS-ADMIN-CREDENTIAL-USED"
         )
     );
     assert_eq!(f.actor.ip.as_deref(), Some("198.51.100.77"));

@@ -186,7 +186,7 @@ impl<'a> BaselineService<'a> {
                     already.push(f);
                     continue;
                 }
-                Status::Resolved => {
+                Status::Resolved | Status::Excepted => {
                     return Err(BaselineError::NotActive {
                         id: f.id,
                         status: f.status.as_str(),
@@ -275,7 +275,7 @@ impl<'a> BaselineService<'a> {
             match f.status {
                 Status::Open => todo.push(f),
                 Status::Acknowledged => already.push(f),
-                Status::Resolved | Status::Approved => {
+                Status::Resolved | Status::Approved | Status::Excepted => {
                     return Err(BaselineError::NotActive {
                         id: f.id,
                         status: f.status.as_str(),

@@ -8,6 +8,7 @@ mod demo;
 mod findings;
 mod render;
 mod replay;
+mod rules;
 mod run;
 
 use crate::config::Config;
@@ -136,6 +137,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Measure replay throughput on a generated corpus against a bare JSON parse.
     Bench(bench::BenchArgs),
+    /// List the rules catalogue (`--json` for scripts); `rules explain ID` prints one in full.
+    Rules(rules::RulesArgs),
     /// Load and validate the configuration, then print the effective settings.
     CheckConfig,
     /// Run the daemon: watch the sources in `--config`, evaluate every change, deliver alerts,
@@ -182,6 +185,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(&cfg, a),
         Command::Run(a) => run::run(cfg, a),
+        Command::Rules(a) => rules::run(&cfg, a),
         Command::CheckConfig => {
             let toml = cfg.to_toml()?;
             outln!("# effective configuration: defaults filled in, secrets shown as references")?;

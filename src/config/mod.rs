@@ -2,6 +2,7 @@
 
 mod daemon;
 pub mod roles;
+pub mod rules;
 mod secret;
 
 pub use daemon::{KubernetesConfig, ServerConfig};
@@ -69,6 +70,10 @@ pub struct Config {
     pub kubernetes: KubernetesConfig,
     /// Health (and later metrics) HTTP server of `accessdrift run`.
     pub server: ServerConfig,
+    /// `[rules.ID]`: enable/disable and severity per rule of the catalogue.
+    pub rules: BTreeMap<String, rules::RuleSettings>,
+    /// `[[exceptions]]`: accepted risks by rule and subject glob, with expiry.
+    pub exceptions: Vec<rules::Exception>,
 }
 
 /// `[store]`.
@@ -109,6 +114,9 @@ pub struct ClusterConfig {
     pub name: String,
     /// ARM resource id of the managed cluster.
     pub resource_id: String,
+    /// The cluster's OIDC issuer URL, when the Activity Log does not carry it.
+    #[serde(default)]
+    pub oidc_issuer: Option<String>,
 }
 
 /// `[severity]`.
@@ -245,6 +253,7 @@ impl Config {
             }
         }
         daemon::validate(self, path)?;
+        rules::validate(&self.rules, &self.exceptions).map_err(|(k, p)| invalid(&k, &p))?;
         for guid in self.role_names.keys() {
             if guid.len() != 36 || guid.matches('-').count() != 4 {
                 return Err(invalid(

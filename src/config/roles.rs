@@ -105,6 +105,11 @@ pub const BUILTIN_ROLES: &[BuiltinRole] = &[
         tier: RoleTier::Sensitive,
     },
     BuiltinRole {
+        guid: "3913510d-42f4-4e42-8a64-420c390055eb",
+        name: "Monitoring Metrics Publisher",
+        tier: RoleTier::Ordinary,
+    },
+    BuiltinRole {
         guid: "00482a5a-887f-4fb3-b363-3b7fe8e74483",
         name: "Key Vault Administrator",
         tier: RoleTier::Privileged,

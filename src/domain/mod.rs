@@ -115,6 +115,9 @@ pub struct Activity {
 pub enum ActivityKind {
     /// `managedClusters/listClusterAdminCredential/action`: the local-account backdoor.
     AdminCredentialListed,
+    /// `managedClusters/runCommand/action`: `az aks command invoke`, a shell in the cluster
+    /// with the cluster's own credentials.
+    CommandInvoked,
 }
 
 /// The effect of one record on the observed state.

@@ -4,8 +4,10 @@ use super::{id, Evidence, Finding, FindingKind, Severity, Status, Transition, Tr
 use crate::domain::{Activity, ActivityKind, FactKind, Provenance};
 use serde_json::{json, Value};
 
-/// Rule id of an admin-credential listing.
-pub const ADMIN_CREDENTIAL_RULE: &str = "aks.admin_credential_listed";
+/// Rule id of an admin-credential listing (catalogue id: a contract).
+pub const ADMIN_CREDENTIAL_RULE: &str = "AKS-ADMIN-CREDENTIAL-USED";
+/// Rule id of `az aks command invoke` (runCommand).
+pub const COMMAND_INVOKE_RULE: &str = "AKS-COMMAND-INVOKE";
 
 /// The finding id for an activity by one caller on one subject: repeats by the same caller
 /// fold into one open finding; another caller gets a finding of their own. The caller is
@@ -26,9 +28,11 @@ pub fn finding_id(activity: &Activity, prov: &Provenance) -> String {
     ])
 }
 
-fn rule(kind: ActivityKind) -> &'static str {
+/// The catalogue rule id of an activity kind.
+pub fn rule(kind: ActivityKind) -> &'static str {
     match kind {
         ActivityKind::AdminCredentialListed => ADMIN_CREDENTIAL_RULE,
+        ActivityKind::CommandInvoked => COMMAND_INVOKE_RULE,
     }
 }
 
@@ -39,16 +43,34 @@ pub fn evaluate(
     baseline_cluster: Option<&Value>,
     existing: Option<&Finding>,
 ) -> Option<Transition> {
-    let local_accounts_off = baseline_cluster
-        .and_then(|v| v.get("disable_local_accounts"))
-        .and_then(Value::as_bool)
-        == Some(true);
+    evaluate_with(activity, prov, baseline_cluster, None, None, existing)
+}
+
+/// Evaluates one activity with the observed settings of its cluster and the configured
+/// severity of its rule (`[rules.ID] severity`), if any.
+pub fn evaluate_with(
+    activity: &Activity,
+    prov: &Provenance,
+    baseline_cluster: Option<&Value>,
+    observed_cluster: Option<&Value>,
+    configured: Option<Severity>,
+    existing: Option<&Finding>,
+) -> Option<Transition> {
+    let off = |v: Option<&Value>| {
+        v.and_then(|v| v.get("disable_local_accounts"))
+            .and_then(Value::as_bool)
+            == Some(true)
+    };
+    let (in_baseline, observed) = (off(baseline_cluster), off(observed_cluster));
+    let local_accounts_off = in_baseline || observed;
+    let meta = super::rules::rule(rule(activity.kind));
+    let default = meta.map_or(Severity::High, |r| r.severity);
     // With local accounts disabled the listing should be impossible; if it worked, the
     // baseline is wrong or someone turned them back on — either way, page.
-    let severity = if local_accounts_off {
+    let severity = if activity.kind == ActivityKind::AdminCredentialListed && local_accounts_off {
         Severity::Critical
     } else {
-        Severity::High
+        configured.unwrap_or(default)
     };
     let cluster = activity
         .subject
@@ -58,12 +80,28 @@ pub fn evaluate(
     let title = match activity.kind {
         ActivityKind::AdminCredentialListed => format!(
             "Cluster admin credential listed on {cluster}{}",
-            if local_accounts_off {
-                " while the baseline says local accounts are disabled"
-            } else {
-                ""
+            match (in_baseline, observed) {
+                (true, _) => " while the baseline says local accounts are disabled",
+                (false, true) => " while its settings say local accounts are disabled",
+                _ => "",
             }
         ),
+        ActivityKind::CommandInvoked => {
+            format!("Command invoked in cluster {cluster} (az aks command invoke)")
+        }
+    };
+    let expected = match (activity.kind, meta) {
+        (ActivityKind::AdminCredentialListed, _)
+            if baseline_cluster.is_some() || observed_cluster.is_some() =>
+        {
+            let mut e = json!({"disable_local_accounts": local_accounts_off});
+            if let Some(m) = meta {
+                e["remediation"] = json!(m.remediation);
+            }
+            Some(e)
+        }
+        (_, Some(m)) => Some(json!({"rule": m.title, "remediation": m.remediation})),
+        _ => None,
     };
     let mut f = match existing {
         Some(e) => e.clone(),
@@ -77,8 +115,7 @@ pub fn evaluate(
             fact_kind: FactKind::ClusterSettings,
             fact_key: activity.subject.clone(),
             change: None,
-            expected: baseline_cluster
-                .map(|_| json!({"disable_local_accounts": local_accounts_off})),
+            expected,
             actual: Some(json!({"operation": prov.operation})),
             diff: Vec::new(),
             actor: prov.actor.clone(),

@@ -4,6 +4,7 @@
 pub mod activity;
 pub mod diff;
 pub mod drift;
+pub mod rules;
 pub mod severity;
 
 pub use crate::domain::{id, Severity};
@@ -72,6 +73,8 @@ pub enum Status {
     Resolved,
     /// The baseline now approves the observed state.
     Approved,
+    /// A policy finding silenced by a live `[[exceptions]]` entry (an accepted risk).
+    Excepted,
 }
 
 impl Status {
@@ -82,6 +85,7 @@ impl Status {
             Status::Acknowledged => "acknowledged",
             Status::Resolved => "resolved",
             Status::Approved => "approved",
+            Status::Excepted => "excepted",
         }
     }
 
@@ -92,6 +96,7 @@ impl Status {
             Status::Acknowledged,
             Status::Resolved,
             Status::Approved,
+            Status::Excepted,
         ]
         .into_iter()
         .find(|v| v.as_str() == s)

@@ -1,6 +1,7 @@
 //! The pipeline: one batch of observations → one transaction of facts, findings, outbox, checkpoint.
 
 mod crash;
+mod policy;
 pub mod replay;
 mod resolve;
 
@@ -191,6 +192,7 @@ impl<'a> Pipeline<'a> {
             now.add_nanos(-nanos(pcfg.marker_ttl)),
         )?;
         tx.expire_tombstones(now.add_nanos(-nanos(pcfg.marker_ttl)))?;
+        policy::sweep(&tx, config, now, &sinks, &mut stats)?;
         let has_baseline = tx.baseline_version()?.is_some();
         let mut watermarks: BTreeMap<String, EventTime> = BTreeMap::new();
 
@@ -222,7 +224,7 @@ impl<'a> Pipeline<'a> {
                     (tx.delete_fact(*kind, target, &prov, now)?, None)
                 }
                 ChangeOp::Activity(a) => {
-                    if apply_activity(&tx, a, &prov, &sinks, &mut stats)? {
+                    if apply_activity(&tx, config, a, &prov, now, &sinks, &mut stats)? {
                         stats.applied += 1;
                     } else {
                         stats.skip(SkipReason::Duplicate);
@@ -236,6 +238,9 @@ impl<'a> Pipeline<'a> {
             match applied {
                 FactApply::Changed { kind, key } => {
                     stats.applied += 1;
+                    policy::on_fact_changed(
+                        &tx, config, kind, &key, &prov, now, &sinks, &mut stats,
+                    )?;
                     if has_baseline {
                         evaluate_fact(&tx, config, kind, &key, None, &sinks, &mut stats)?;
                     } else {
@@ -245,6 +250,17 @@ impl<'a> Pipeline<'a> {
                 FactApply::Unchanged => stats.unchanged += 1,
                 FactApply::Stale { kind, key } => {
                     stats.skip(SkipReason::Stale);
+                    policy::on_superseded(
+                        &tx,
+                        config,
+                        kind,
+                        &key,
+                        stale_value,
+                        &prov,
+                        now,
+                        &sinks,
+                        &mut stats,
+                    )?;
                     if has_baseline {
                         evaluate_superseded(
                             &tx,
@@ -289,14 +305,38 @@ fn nanos(d: std::time::Duration) -> i64 {
 /// Evaluates one activity and persists its transition; false when it was already recorded.
 fn apply_activity(
     tx: &Tx<'_>,
+    config: &Config,
     a: &Activity,
     prov: &Provenance,
+    now: EventTime,
     sinks: &[String],
     stats: &mut Stats,
 ) -> Result<bool, StoreError> {
     let baseline_cluster = tx.baseline_value(FactKind::ClusterSettings, &a.subject)?;
+    let observed_cluster = tx
+        .fact(FactKind::ClusterSettings, &a.subject)?
+        .and_then(|r| r.value);
     let existing = tx.finding(&activity::finding_id(a, prov))?;
-    match activity::evaluate(a, prov, baseline_cluster.as_ref(), existing.as_ref()) {
+    let severity = match crate::engine::rules::rule(activity::rule(a.kind)) {
+        Some(rule) => match policy::gate(config, rule, &a.subject, now) {
+            // Disabled or excepted: the record is applied (it is not a duplicate), no finding.
+            crate::engine::rules::Gate::Disabled | crate::engine::rules::Gate::Excepted { .. } => {
+                return Ok(
+                    existing.is_none_or(|f| !f.evidence.iter().any(|e| e.same_event(&prov.into())))
+                );
+            }
+            crate::engine::rules::Gate::On(s) => (s != rule.severity).then_some(s),
+        },
+        None => None,
+    };
+    match activity::evaluate_with(
+        a,
+        prov,
+        baseline_cluster.as_ref(),
+        observed_cluster.as_ref(),
+        severity,
+        existing.as_ref(),
+    ) {
         Some(t) => {
             persist(tx, &t, sinks, stats)?;
             Ok(true)
@@ -481,5 +521,6 @@ pub fn reevaluate_all(
     for (kind, key) in keys {
         evaluate_fact(tx, config, kind, &key, Some((by, at)), sinks, &mut stats)?;
     }
+    policy::sweep(tx, config, at, sinks, &mut stats)?;
     Ok(stats)
 }

@@ -7,6 +7,7 @@ mod facts;
 mod findings;
 mod outbox;
 mod pending;
+mod query;
 mod schema;
 mod scope;
 
@@ -117,6 +118,9 @@ impl Store {
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
+        // The pipeline and the rules' join lookups use ~40 distinct statements per batch;
+        // rusqlite's default cache of 16 would re-prepare most of them on every use.
+        conn.set_prepared_statement_cache_capacity(128);
         let mut store = Store {
             conn,
             path: path.to_path_buf(),

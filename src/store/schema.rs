@@ -128,4 +128,18 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (kind, resource_id)
     ) WITHOUT ROWID;
     "#,
+    // 3: lookups the rules catalogue joins on (issue 10): one expression index per value
+    // field a rule looks facts up by, and findings by rule for re-judging. Not partial: with
+    // a partial index SQLite re-prepares the statement whenever a bound value changes.
+    r#"
+    CREATE INDEX facts_by_principal ON facts (kind, json_extract(value, '$.principal_id'));
+    CREATE INDEX facts_by_client ON facts (kind, json_extract(value, '$.client_id'));
+    CREATE INDEX facts_by_kubelet ON facts (kind, json_extract(value, '$.kubelet_identity.object_id'));
+    CREATE INDEX facts_by_identity_principal ON facts (kind, json_extract(value, '$.identity_principal_id'));
+    CREATE INDEX facts_by_issuer ON facts (kind, json_extract(value, '$.oidc_issuer_url'));
+    CREATE INDEX facts_by_wi_client ON facts (kind, json_extract(value, '$.workload_identity_client_id'));
+    CREATE INDEX facts_by_subject ON facts (kind, json_extract(value, '$.subject'));
+    CREATE INDEX facts_by_role_ref ON facts (kind, json_extract(value, '$.role_ref.name'));
+    CREATE INDEX findings_by_rule ON findings (rule, status);
+    "#,
 ];

@@ -62,6 +62,10 @@ pub fn candidate(op: AzureOp, resource_id: &str, body: Option<&Value>) -> Option
             kind: ActivityKind::AdminCredentialListed,
             subject: cluster_id(&id),
         })),
+        AzureOp::RunCommand => Some(ChangeOp::Activity(Activity {
+            kind: ActivityKind::CommandInvoked,
+            subject: cluster_id(&id),
+        })),
     }
 }
 
@@ -202,7 +206,7 @@ fn cluster_settings(body: &Value) -> Option<Value> {
             }
         }
     }
-    Some(json!({
+    let mut v = json!({
         "disable_local_accounts": bool_or(get_ci(p, "disableLocalAccounts"), false),
         "enable_rbac": bool_or(get_ci(p, "enableRBAC"), true),
         "aad": aad,
@@ -213,7 +217,16 @@ fn cluster_settings(body: &Value) -> Option<Value> {
         "oidc_issuer_enabled": bool_or(path(p, &["oidcIssuerProfile", "enabled"]), false),
         "workload_identity_enabled": bool_or(path(p, &["securityProfile", "workloadIdentity", "enabled"]), false),
         "addon_identities": addons,
-    }))
+    });
+    // Response bodies carry these; request bodies do not. Added only when present, so a
+    // value projected from a request keeps its shape (and its baseline stays equal).
+    if let Some(url) = text(path(p, &["oidcIssuerProfile", "issuerURL"])) {
+        v["oidc_issuer_url"] = json!(url.trim());
+    }
+    if let Some(pid) = text(identity.and_then(|i| get_ci(i, "principalId"))) {
+        v["identity_principal_id"] = json!(normalize_guid(pid).to_ascii_lowercase());
+    }
+    Some(v)
 }
 
 fn managed_identity(body: &Value) -> Value {

@@ -19,6 +19,8 @@ pub enum AzureOp {
     ClusterDelete,
     /// `Microsoft.ContainerService/managedClusters/listClusterAdminCredential/action`.
     ListAdminCredential,
+    /// `Microsoft.ContainerService/managedClusters/runCommand/action` (`az aks command invoke`).
+    RunCommand,
     /// `Microsoft.ManagedIdentity/userAssignedIdentities/write`.
     IdentityWrite,
     /// `Microsoft.ManagedIdentity/userAssignedIdentities/delete`.
@@ -57,6 +59,10 @@ const OPS: &[(&str, AzureOp)] = &[
     (
         "microsoft.containerservice/managedclusters/listclusteradmincredential/action",
         AzureOp::ListAdminCredential,
+    ),
+    (
+        "microsoft.containerservice/managedclusters/runcommand/action",
+        AzureOp::RunCommand,
     ),
     (
         "microsoft.managedidentity/userassignedidentities/write",
