@@ -2,8 +2,10 @@
 
 pub mod roles;
 mod secret;
+mod sinks;
 
 pub use secret::{Secret, SecretError};
+pub use sinks::{SinkConfig, SinkType, TlsMode, UrlValue, WebhookFormat};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -63,6 +65,9 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// Display names of custom roles, by role definition GUID (built-ins are known already).
     pub role_names: BTreeMap<String, String>,
+    /// Where alerts go; none configured: the built-in `stdout` sink of `accessdrift notify`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sinks: Vec<SinkConfig>,
 }
 
 /// `[store]`.
@@ -128,6 +133,9 @@ pub struct NotifyConfig {
     /// How often the daemon looks at the outbox.
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
+    /// At most this many messages per sink per minute, the last of them a digest listing the
+    /// rest; 0: no limit. Alerts sharing a correlation id (one operation) always go as one digest.
+    pub max_per_minute: u32,
 }
 
 // Defaults: every one of them is in the impls below and nowhere else.
@@ -166,6 +174,7 @@ impl Default for NotifyConfig {
             initial_backoff: Duration::from_secs(5),
             max_backoff: Duration::from_secs(600),
             poll_interval: Duration::from_secs(2),
+            max_per_minute: 0,
         }
     }
 }
@@ -237,6 +246,27 @@ impl Config {
                     "must be an AKS resource id: /subscriptions/SUB/resourceGroups/RG/providers/Microsoft.ContainerService/managedClusters/NAME",
                 ));
             }
+        }
+        let cluster_names: Vec<String> = self.clusters.iter().map(|c| c.name.clone()).collect();
+        for (i, sink) in self.sinks.iter().enumerate() {
+            if let Err((key, problem)) = sink.check(&cluster_names) {
+                return Err(invalid(&format!("sinks[{i}].{key}"), &problem));
+            }
+            if self.sinks[..i].iter().any(|s| s.name == sink.name) {
+                return Err(invalid(
+                    &format!("sinks[{i}].name"),
+                    &format!(
+                        "{:?} is used by an earlier sink: names must be unique",
+                        sink.name
+                    ),
+                ));
+            }
+        }
+        if self.notify.max_per_minute == 1 {
+            return Err(invalid(
+                "notify.max_per_minute",
+                "must be 0 (no limit) or at least 2: the last message of a minute is the digest",
+            ));
         }
         for guid in self.role_names.keys() {
             if guid.len() != 36 || guid.matches('-').count() != 4 {
