@@ -340,10 +340,29 @@ pub async fn send_test(config: &Config, name: &str) -> Result<Receipt, NotifyErr
     };
     let mut sink = build_sink(cfg)?;
     let alert = Alert::test(name);
-    sink.deliver(&alert).await.map_err(|e| NotifyError::Sink {
-        sink: name.to_string(),
-        problem: format!("the test alert was not accepted: {e}"),
-    })
+    let limit = sink.timeout();
+    bounded(limit, sink.deliver(&alert))
+        .await
+        .map_err(|e| NotifyError::Sink {
+            sink: name.to_string(),
+            problem: format!("the test alert was not accepted: {e}"),
+        })
+}
+
+/// Runs one delivery attempt for at most `limit` (plus a second of grace, so the sink's own
+/// timeout error wins when it has one): a peer that stops answering mid-conversation (an
+/// SMTP relay silent after AUTH) must not hold its sink for ever.
+async fn bounded(
+    limit: Duration,
+    attempt: impl Future<Output = Result<Receipt, SinkError>>,
+) -> Result<Receipt, SinkError> {
+    match tokio::time::timeout(limit + Duration::from_secs(1), attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(SinkError::Temporary(format!(
+            "no answer within {}s (the sink's timeout)",
+            limit.as_secs()
+        ))),
+    }
 }
 
 /// Wall-clock unix seconds.

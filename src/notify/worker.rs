@@ -113,10 +113,14 @@ impl Worker {
             let messages = self.plan(rows, quota, &mut report, lease_until)?;
             let mut queue = messages.into_iter();
             while let Some(m) = queue.next() {
-                let result = match &m.body {
-                    Body::One(a) => self.sink.deliver(a).await,
-                    Body::Many(d) => self.sink.deliver_digest(d).await,
-                };
+                let limit = self.sink.timeout();
+                let result = super::bounded(limit, async {
+                    match &m.body {
+                        Body::One(a) => self.sink.deliver(a).await,
+                        Body::Many(d) => self.sink.deliver_digest(d).await,
+                    }
+                })
+                .await;
                 match result {
                     Ok(receipt) => {
                         let tx = self.store.tx()?;
