@@ -39,7 +39,7 @@ pub fn matches(sink: &SinkConfig, alert: &Alert) -> bool {
             return false;
         }
     }
-    if !sink.kinds.is_empty() && !sink.kinds.iter().any(|k| *k == alert.kind) {
+    if !sink.kinds.is_empty() && !sink.kinds.contains(&alert.kind) {
         return false;
     }
     if !sink.rules.is_empty() && !sink.rules.iter().any(|r| rule_matches(r, &alert.rule)) {
