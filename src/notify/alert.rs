@@ -102,8 +102,17 @@ impl Alert {
             self.title,
             who,
             self.finding_id,
-            self.idempotency_key
+            self.local_key()
         )
+    }
+
+    /// The key without its installation prefix (`finding:n`): within one database that is
+    /// unique already, and it keeps terminal output the same across rebuilt databases.
+    pub fn local_key(&self) -> &str {
+        match self.idempotency_key.split_once(':') {
+            Some((_, rest)) if rest.contains(':') => rest,
+            _ => &self.idempotency_key,
+        }
     }
 }
 
