@@ -424,3 +424,66 @@ fn notify_test_reports_what_the_receiver_answered() {
     );
     let _ = Store::open(&env.db());
 }
+
+/// Waits (bounded) until the receiver has `n` requests.
+async fn until_received(hook: &Receiver, n: usize) {
+    for _ in 0..250 {
+        if hook.requests().len() >= n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("receiver got {} requests, want {n}", hook.requests().len());
+}
+
+#[test]
+fn the_daemon_loop_is_woken_by_commits_and_stops_when_cancelled() {
+    let hook = Receiver::start();
+    // Polling once an hour: only the wake-up can explain a prompt delivery.
+    let cfg = config(&format!(
+        "[notify]\npoll_interval = \"1h\"\n[[sinks]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{}\"\n",
+        hook.url()
+    ));
+    let env = Env::new();
+    let enqueue = |key: &str| {
+        let mut store = env.store();
+        let tx = store.tx().unwrap();
+        let alert = serde_json::json!({
+            "idempotency_key": key, "transition": "opened", "finding_id": key, "kind": "drift",
+            "rule": "r", "severity": "high", "status": "open", "title": "t",
+            "fact_kind": "role_assignment", "fact_key": "k",
+            "first_seen": "2026-11-03T00:00:00Z", "last_seen": "2026-11-03T00:00:00Z"
+        })
+        .to_string();
+        let at = accessdrift::domain::EventTime::from_unix_seconds(0);
+        tx.enqueue(key, "hook", key, "opened", "high", &alert, at).unwrap();
+        tx.commit().unwrap();
+    };
+    enqueue("i:first:1");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let n = Notifier::new(&cfg, &env.db()).unwrap();
+        let task = tokio::spawn(n.run(wake.clone(), cancel.clone()));
+        until_received(&hook, 1).await;
+        enqueue("i:second:1");
+        wake.notify_one();
+        until_received(&hook, 2).await;
+        cancel.cancel();
+        tokio::time::timeout(std::time::Duration::from_secs(5), task)
+            .await
+            .expect("run stops when cancelled")
+            .unwrap()
+            .unwrap();
+    });
+    let ids: Vec<String> = hook
+        .requests()
+        .iter()
+        .map(|r| r.json()["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["i:first:1", "i:second:1"]);
+}
