@@ -254,9 +254,12 @@ fn a_leased_alert_is_not_sent_by_a_second_drainer() {
     let (sink, _, got) = Scripted::new("hook");
     let mut n = notifier(vec![sink], policy(), &db);
     assert_eq!(drain(&mut n, 1050).delivered, 0, "leased elsewhere");
-    // The lease ran out: sent again, with the same key.
-    assert_eq!(drain(&mut n, 1100).delivered, 1);
-    assert_eq!(flat(&got), ["a:1"]);
+    // Meanwhile the finding resolved: its notice must not overtake the opening in flight.
+    enqueue(&mut store, &[("a:2", "hook", "a", "resolved", None)]);
+    assert_eq!(drain(&mut n, 1060).delivered, 0, "a:2 waits behind a:1");
+    // The lease ran out: sent again, with the same key, then the resolve notice.
+    assert_eq!(drain(&mut n, 1100).delivered, 2);
+    assert_eq!(flat(&got), ["a:1", "a:2"]);
 }
 
 #[test]

@@ -9,6 +9,9 @@ use std::time::Duration;
 const BATCH: usize = 16;
 /// Rows a throttled digest may gather at most.
 const DIGEST_MAX: usize = 500;
+/// Lease rounds per drain: a bound, so a row that cannot be settled (its lease taken over
+/// by another drainer between lease and settle) cannot keep one drain spinning.
+const MAX_ROUNDS: usize = 256;
 
 /// A sink with its own connection, backoff and throttle window.
 pub(super) struct Worker {
@@ -89,7 +92,7 @@ impl Worker {
             return Ok(report);
         }
         let lease_secs = (self.sink.timeout().as_secs() as i64 + 1) * BATCH as i64 + 30;
-        loop {
+        for _ in 0..MAX_ROUNDS {
             let quota = self.quota(now, policy);
             if quota == Some(0) {
                 break;
