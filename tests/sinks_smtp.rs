@@ -178,13 +178,21 @@ fn starttls_and_implicit_tls_with_auth_trusting_the_configured_ca() {
         let cfg_path = env.dir.path().join(format!("{sink_tls}.toml"));
         let cfg = config(peer.port, &format!("tls = \"{sink_tls}\"\n{auth}"));
         std::fs::write(&cfg_path, cfg.to_toml().unwrap()).unwrap();
+        // At trace level nothing logs the password or the AUTH PLAIN line that carries it
+        // (lettre's `tracing` feature would: it is off).
         let out = Command::new(BIN)
             .arg("--config")
             .arg(&cfg_path)
-            .args(["notify", "--test", "--sink", "mail"])
+            .args(["--log-level", "trace", "notify", "--test", "--sink", "mail"])
             .env("ACCESSDRIFT_TEST_SMTP_PW", "s3cret-pw")
             .output()
             .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // base64("\0alerts\0s3cret-pw"), as AUTH PLAIN sends it.
+        assert!(
+            !stderr.contains("s3cret-pw") && !stderr.contains("AGFsZXJ0cwBzM2NyZXQtcHc"),
+            "{stderr}"
+        );
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),

@@ -456,7 +456,8 @@ fn the_daemon_loop_is_woken_by_commits_and_stops_when_cancelled() {
         })
         .to_string();
         let at = accessdrift::domain::EventTime::from_unix_seconds(0);
-        tx.enqueue(key, "hook", key, "opened", "high", &alert, at).unwrap();
+        tx.enqueue(key, "hook", key, "opened", "high", &alert, at)
+            .unwrap();
         tx.commit().unwrap();
     };
     enqueue("i:first:1");

@@ -353,30 +353,90 @@ mod tests {
     }
 
     const SMTP: &str = "[[sinks]]\nname = \"mail\"\ntype = \"smtp\"\nhost = \"relay\"\nfrom = \"a@example.com\"\nto = [\"b@example.com\"]\n";
-    const HOOK: &str = "[[sinks]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"https://siem.example.com/x\"\n";
+    const HOOK: &str =
+        "[[sinks]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"https://siem.example.com/x\"\n";
 
     #[test]
     fn bad_sinks_are_named_by_key() {
         let cases = [
-            (format!("{SMTP}url = \"https://x\"\n"), "sinks[0].url", "not a key of type = \"smtp\""),
-            (format!("{HOOK}host = \"relay\"\n"), "sinks[0].host", "not a key of type = \"webhook\""),
-            (SMTP.replace("host = \"relay\"\n", ""), "sinks[0].host", "required"),
-            (SMTP.replace("a@example.com", "not an address"), "sinks[0].from", "email address"),
-            (format!("{SMTP}username = \"u\"\n"), "sinks[0].password", "required when username"),
-            (format!("{SMTP}username = \"u\"\npassword = {{ env = \"P\" }}\ntls = \"none\"\n"), "sinks[0].tls", "clear text"),
-            (HOOK.replace("https://siem.example.com/x", "ftp://x"), "sinks[0].url", "http:// or https://"),
-            (format!("{HOOK}format = \"teams\"\nsecret = {{ env = \"S\" }}\n"), "sinks[0].url", "credential itself"),
-            (format!("{HOOK}headers = {{ \"webhook-id\" = \"x\" }}\n"), "sinks[0].headers", "set by accessdrift"),
-            (format!("{HOOK}kinds = [\"drfit\"]\n"), "sinks[0].kinds", "unknown finding kind"),
-            (format!("{HOOK}clusters = [\"nope\"]\n"), "sinks[0].clusters", "[[clusters]]"),
-            (format!("{HOOK}name = \"stdout\"\n").replacen("name = \"hook\"\n", "", 1), "sinks[0].name", "reserved"),
+            (
+                format!("{SMTP}url = \"https://x\"\n"),
+                "sinks[0].url",
+                "not a key of type = \"smtp\"",
+            ),
+            (
+                format!("{HOOK}host = \"relay\"\n"),
+                "sinks[0].host",
+                "not a key of type = \"webhook\"",
+            ),
+            (
+                SMTP.replace("host = \"relay\"\n", ""),
+                "sinks[0].host",
+                "required",
+            ),
+            (
+                SMTP.replace("a@example.com", "not an address"),
+                "sinks[0].from",
+                "email address",
+            ),
+            (
+                format!("{SMTP}username = \"u\"\n"),
+                "sinks[0].password",
+                "required when username",
+            ),
+            (
+                format!("{SMTP}username = \"u\"\npassword = {{ env = \"P\" }}\ntls = \"none\"\n"),
+                "sinks[0].tls",
+                "clear text",
+            ),
+            (
+                HOOK.replace("https://siem.example.com/x", "ftp://x"),
+                "sinks[0].url",
+                "http:// or https://",
+            ),
+            (
+                format!("{HOOK}format = \"teams\"\nsecret = {{ env = \"S\" }}\n"),
+                "sinks[0].url",
+                "credential itself",
+            ),
+            (
+                format!("{HOOK}headers = {{ \"webhook-id\" = \"x\" }}\n"),
+                "sinks[0].headers",
+                "set by accessdrift",
+            ),
+            (
+                format!("{HOOK}kinds = [\"drfit\"]\n"),
+                "sinks[0].kinds",
+                "unknown finding kind",
+            ),
+            (
+                format!("{HOOK}clusters = [\"nope\"]\n"),
+                "sinks[0].clusters",
+                "[[clusters]]",
+            ),
+            (
+                format!("{HOOK}name = \"stdout\"\n").replacen("name = \"hook\"\n", "", 1),
+                "sinks[0].name",
+                "reserved",
+            ),
             (format!("{HOOK}{HOOK}"), "sinks[1].name", "unique"),
-            (format!("{HOOK}timeout = \"0s\"\n"), "sinks[0].timeout", "more than 0s"),
-            ("[notify]\nmax_per_minute = 1\n".to_string(), "notify.max_per_minute", "at least 2"),
+            (
+                format!("{HOOK}timeout = \"0s\"\n"),
+                "sinks[0].timeout",
+                "more than 0s",
+            ),
+            (
+                "[notify]\nmax_per_minute = 1\n".to_string(),
+                "notify.max_per_minute",
+                "at least 2",
+            ),
         ];
         for (text, key, problem) in cases {
             let err = parse(&text).expect_err(&text);
-            assert!(err.contains(key) && err.contains(problem), "{text}\n=> {err}");
+            assert!(
+                err.contains(key) && err.contains(problem),
+                "{text}\n=> {err}"
+            );
         }
         let err = parse(&format!("{HOOK}secret = \"whsec_plainvalue\"\n")).unwrap_err();
         assert!(!err.contains("plainvalue"), "{err}");
@@ -392,7 +452,10 @@ mod tests {
         let cfg = parse(&text).unwrap();
         let shown = cfg.to_toml().unwrap();
         assert!(!shown.contains("hunter2-value"), "{shown}");
-        assert!(shown.contains("ACCESSDRIFT_TEST_PW_7E") && shown.contains("/run/secrets/slack"), "{shown}");
+        assert!(
+            shown.contains("ACCESSDRIFT_TEST_PW_7E") && shown.contains("/run/secrets/slack"),
+            "{shown}"
+        );
         assert_eq!(parse(&shown).unwrap(), cfg);
         assert!(!format!("{cfg:?}").contains("hunter2-value"));
         std::env::remove_var("ACCESSDRIFT_TEST_PW_7E");

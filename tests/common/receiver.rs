@@ -21,6 +21,8 @@ pub struct Request {
     pub body: Vec<u8>,
     /// The status it was answered with.
     pub status: u16,
+    /// When it was read in full.
+    pub at: std::time::Instant,
 }
 
 impl Request {
@@ -190,6 +192,7 @@ fn serve(
             headers,
             body,
             status: reply.status,
+            at: std::time::Instant::now(),
         });
         let mut resp = format!(
             "HTTP/1.1 {} X\r\ncontent-length: {}\r\n",
