@@ -488,3 +488,31 @@ fn the_daemon_loop_is_woken_by_commits_and_stops_when_cancelled() {
         .collect();
     assert_eq!(ids, ["i:first:1", "i:second:1"]);
 }
+
+#[test]
+fn printing_notify_without_sinks_leaves_the_daemons_alerts_alone() {
+    let env = Env::new();
+    {
+        let mut store = env.store();
+        let tx = store.tx().unwrap();
+        let at = accessdrift::domain::EventTime::from_unix_seconds(0);
+        tx.enqueue("i:f:1", "siem", "f", "opened", "high", "{}", at)
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    // No --config: the stdout sink only. The row belongs to a sink of another config.
+    let out = Command::new(BIN)
+        .args(["notify", "--once", "--db"])
+        .arg(env.db())
+        .env_remove("ACCESSDRIFT_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = env.store().read().unwrap().outbox_all(None).unwrap();
+    assert_eq!(rows[0].state, OutboxState::Pending, "{rows:?}");
+    assert_eq!(rows[0].attempts, 0);
+}

@@ -131,7 +131,8 @@ pub(super) fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         vec![Box::new(StdoutSink::new(std::io::stdout(), false))],
         cfg.notify.clone(),
         &db,
-    )?;
+    )?
+    .leave_other_sinks();
     let r = notifier.drain_once()?;
     outln!("{} notifications delivered to stdout", r.delivered)?;
 

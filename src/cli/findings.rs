@@ -118,6 +118,7 @@ pub(super) fn notify(cfg: &Config, a: NotifyArgs) -> anyhow::Result<ExitCode> {
             cfg.notify.clone(),
             &path,
         )?
+        .leave_other_sinks()
     } else {
         Notifier::new(cfg, &path)?
     };

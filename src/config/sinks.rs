@@ -175,10 +175,20 @@ impl UrlValue {
         }
     }
 
-    /// What may be shown in messages: the plain URL without its query, or the reference.
+    /// What may be shown in messages: the plain URL without user info, query or fragment
+    /// (tokens live there), or the reference.
     pub fn shown(&self) -> String {
         match self {
-            UrlValue::Plain(u) => u.split(['?', '#']).next().unwrap_or(u).to_string(),
+            UrlValue::Plain(u) => match reqwest::Url::parse(u) {
+                Ok(mut url) => {
+                    let _ = url.set_username("");
+                    let _ = url.set_password(None);
+                    url.set_query(None);
+                    url.set_fragment(None);
+                    url.to_string()
+                }
+                Err(_) => "(invalid URL)".to_string(),
+            },
             UrlValue::Secret(s) => s.to_string(),
         }
     }
@@ -440,6 +450,21 @@ mod tests {
         }
         let err = parse(&format!("{HOOK}secret = \"whsec_plainvalue\"\n")).unwrap_err();
         assert!(!err.contains("plainvalue"), "{err}");
+    }
+
+    #[test]
+    fn plain_urls_are_shown_without_credentials_or_tokens() {
+        use super::UrlValue;
+        for (url, shown) in [
+            (
+                "https://u:pw@siem.example.com/in?token=abc#x",
+                "https://siem.example.com/in",
+            ),
+            ("http://127.0.0.1:8080/hook", "http://127.0.0.1:8080/hook"),
+            ("not a url", "(invalid URL)"),
+        ] {
+            assert_eq!(UrlValue::Plain(url.into()).shown(), shown);
+        }
     }
 
     #[test]

@@ -162,6 +162,9 @@ pub struct Notifier {
     db_path: PathBuf,
     /// A connection for housekeeping (rows of removed sinks).
     store: Store,
+    /// Whether rows for sinks this notifier does not have are dead-lettered (they were
+    /// removed from the config), or left for another notifier (the stdout debugging mode).
+    owns_outbox: bool,
 }
 
 impl Notifier {
@@ -195,7 +198,16 @@ impl Notifier {
             policy,
             db_path: db_path.to_path_buf(),
             store: Store::open(db_path)?,
+            owns_outbox: true,
         })
+    }
+
+    /// Leaves rows of other sinks alone instead of dead-lettering them: for a notifier that
+    /// is not the configured one (`accessdrift notify` printing to stdout, the demo), which
+    /// must not dead-letter what the daemon's sinks still have to send.
+    pub fn leave_other_sinks(mut self) -> Self {
+        self.owns_outbox = false;
+        self
     }
 
     /// The database this notifier drains.
@@ -217,7 +229,11 @@ impl Notifier {
         let span = tracing::info_span!("notify");
         let _g = span.enter();
         let mut report = DrainReport {
-            dead_lettered: self.dead_letter_unknown()?,
+            dead_lettered: if self.owns_outbox {
+                self.dead_letter_unknown()?
+            } else {
+                0
+            },
             ..DrainReport::default()
         };
         let policy = &self.policy;
@@ -251,6 +267,7 @@ impl Notifier {
             workers,
             policy,
             mut store,
+            owns_outbox,
             ..
         } = self;
         let sink_names: Vec<String> = workers.iter().map(|w| w.name().to_string()).collect();
@@ -277,22 +294,27 @@ impl Notifier {
         }
         // One waiter on the shared bell, fanned out to every sink: `notify_one` from the
         // writer wakes exactly one waiter, which must not be a single sink.
+        // Housekeeping at start and on poll ticks, not on every commit: it takes the write lock.
+        let mut housekeeping = owns_outbox;
         loop {
-            let removed = store.tx().and_then(|tx| {
-                let n = tx.dead_letter_unknown_sinks(&sink_names)?;
-                tx.commit()?;
-                Ok(n)
-            })?;
-            if removed > 0 {
-                tracing::error!(
-                    alerts = removed,
-                    "dead-lettered alerts queued for sinks no longer configured"
-                );
+            if housekeeping {
+                let removed = store.tx().and_then(|tx| {
+                    let n = tx.dead_letter_unknown_sinks(&sink_names)?;
+                    tx.commit()?;
+                    Ok(n)
+                })?;
+                if removed > 0 {
+                    tracing::error!(
+                        alerts = removed,
+                        "dead-lettered alerts queued for sinks no longer configured"
+                    );
+                }
             }
+            housekeeping = false;
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = wake.notified() => bells.iter().for_each(|b| b.notify_one()),
-                _ = tokio::time::sleep(policy.poll_interval) => {}
+                _ = tokio::time::sleep(policy.poll_interval) => housekeeping = owns_outbox,
                 Some(done) = tasks.join_next() => {
                     if let Ok(Err(e)) = done {
                         cancel.cancel();
