@@ -110,7 +110,7 @@ fn print_applied(what: &str, a: &Applied) {
 }
 
 pub(super) fn run(cfg: &Config, cmd: BaselineCmd) -> anyhow::Result<ExitCode> {
-    let sinks = vec!["stdout".to_string()];
+    let sinks = crate::notify::route::queue_sinks(cfg);
     match cmd {
         BaselineCmd::Capture { db, by, note } => {
             let mut store = db.open_existing(cfg)?;

@@ -2,7 +2,6 @@
 
 use super::render;
 use crate::config::Config;
-use crate::domain::EventTime;
 use crate::notify::{Notifier, StdoutSink};
 use crate::pipeline::{replay, Pipeline};
 use crate::store::Store;
@@ -127,11 +126,14 @@ pub(super) fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     out!("{}", render::findings_table(&findings))?;
 
     outln!("\n== Notifications it would send (the outbox, drained to stdout)")?;
-    let mut notifier = Notifier::new(
+    drop(store);
+    let mut notifier = Notifier::with_sinks(
         vec![Box::new(StdoutSink::new(std::io::stdout(), false))],
         cfg.notify.clone(),
-    );
-    let r = notifier.drain(&mut store, EventTime::now().unix_seconds())?;
+        &db,
+    )?
+    .leave_other_sinks();
+    let r = notifier.drain_once()?;
     outln!("{} notifications delivered to stdout", r.delivered)?;
 
     outln!("\nExplore further:")?;

@@ -3,7 +3,6 @@
 use super::{actor, render, DbArg};
 use crate::baseline::BaselineService;
 use crate::config::Config;
-use crate::domain::EventTime;
 use crate::notify::{Notifier, StdoutSink};
 use std::process::ExitCode;
 
@@ -71,7 +70,7 @@ pub struct AckArgs {
 
 pub(super) fn ack(cfg: &Config, a: AckArgs) -> anyhow::Result<ExitCode> {
     let mut store = a.db.open_existing(cfg)?;
-    let sinks = vec!["stdout".to_string()];
+    let sinks = crate::notify::route::queue_sinks(cfg);
     let out = BaselineService::new(&mut store, cfg, &sinks).ack(&actor(&a.by), &a.ids)?;
     for f in &out.already {
         println!("already acknowledged {} ({}): nothing to do", f.id, f.title);
@@ -90,19 +89,41 @@ pub struct NotifyArgs {
     /// Drain what is due once and exit, instead of running until interrupted.
     #[arg(long)]
     once: bool,
-    /// Print alerts as JSON lines.
+    /// Print alerts as JSON lines (the built-in stdout sink, when no [[sinks]] are configured).
     #[arg(long)]
     json: bool,
+    /// Send one synthetic alert through the sink named by --sink, bypassing the outbox, and
+    /// print what the receiver answered. Exit 1 if it was not accepted.
+    #[arg(long, requires = "sink")]
+    test: bool,
+    /// The `[[sinks]] name` for --test.
+    #[arg(long, value_name = "NAME", requires = "test")]
+    sink: Option<String>,
 }
 
 pub(super) fn notify(cfg: &Config, a: NotifyArgs) -> anyhow::Result<ExitCode> {
-    let mut store = a.db.open_existing(cfg)?;
-    let mut notifier = Notifier::new(
-        vec![Box::new(StdoutSink::new(std::io::stdout(), a.json))],
-        cfg.notify.clone(),
-    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    if a.test {
+        let name = a.sink.unwrap_or_default();
+        let receipt = rt.block_on(crate::notify::send_test(cfg, &name))?;
+        outln!("sink {name}: test alert accepted: {}", receipt.0)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let path = a.db.existing(cfg)?;
+    let mut notifier = if cfg.sinks.is_empty() {
+        Notifier::with_sinks(
+            vec![Box::new(StdoutSink::new(std::io::stdout(), a.json))],
+            cfg.notify.clone(),
+            &path,
+        )?
+        .leave_other_sinks()
+    } else {
+        Notifier::new(cfg, &path)?
+    };
     if a.once {
-        let r = notifier.drain(&mut store, EventTime::now().unix_seconds())?;
+        let r = rt.block_on(notifier.drain(crate::notify::unix_now()))?;
         if r.gone.is_some() {
             return Ok(ExitCode::from(super::EXIT_BROKEN_PIPE));
         }
@@ -112,9 +133,6 @@ pub(super) fn notify(cfg: &Config, a: NotifyArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     rt.block_on(async {
         let stop = tokio_util::sync::CancellationToken::new();
         let on_signal = stop.clone();
@@ -122,22 +140,9 @@ pub(super) fn notify(cfg: &Config, a: NotifyArgs) -> anyhow::Result<ExitCode> {
             let _ = tokio::signal::ctrl_c().await;
             on_signal.cancel();
         });
-        let mut tick = tokio::time::interval(cfg.notify.poll_interval);
         tracing::info!(interval = ?cfg.notify.poll_interval, "notifier running; Ctrl-C stops it");
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = tick.tick() => {
-                    let r = notifier.drain(&mut store, EventTime::now().unix_seconds())?;
-                    if r.delivered + r.retried + r.dead_lettered > 0 {
-                        tracing::info!(delivered = r.delivered, retried = r.retried, dead = r.dead_lettered, "drained outbox");
-                    }
-                    if r.gone.is_some() {
-                        return anyhow::Ok(ExitCode::from(super::EXIT_BROKEN_PIPE));
-                    }
-                }
-            }
-        }
+        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+        notifier.run(wake, stop).await?;
         anyhow::Ok(ExitCode::SUCCESS)
     })
 }

@@ -6,6 +6,7 @@ mod baseline;
 pub mod bench;
 mod demo;
 mod findings;
+mod outbox;
 mod render;
 mod replay;
 mod rules;
@@ -131,8 +132,11 @@ pub enum Command {
     Findings(findings::FindingsArgs),
     /// Acknowledge findings: activity findings stay open until someone does.
     Ack(findings::AckArgs),
-    /// Deliver queued alerts to the configured sinks (stdout for now), with retries.
+    /// Deliver queued alerts to the configured [[sinks]] (stdout when none are configured),
+    /// with retries; `--test --sink NAME` sends one synthetic alert through one sink.
     Notify(findings::NotifyArgs),
+    /// List alerts waiting for delivery or dead-lettered, and requeue dead ones.
+    Outbox(outbox::OutboxArgs),
     /// Replay bundled sample data (a baseline day, then a change day) and show what it finds.
     Demo(demo::DemoArgs),
     /// Measure replay throughput on a generated corpus against a bare JSON parse.
@@ -182,6 +186,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Findings(a) => findings::list(&cfg, a),
         Command::Ack(a) => findings::ack(&cfg, a),
         Command::Notify(a) => findings::notify(&cfg, a),
+        Command::Outbox(a) => outbox::run(&cfg, a),
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(&cfg, a),
         Command::Run(a) => run::run(cfg, a),

@@ -35,7 +35,7 @@ pub(super) fn run(cfg: &Config, a: ReplayArgs) -> anyhow::Result<ExitCode> {
     let cluster = a
         .cluster
         .unwrap_or_else(|| cfg.pipeline.default_cluster.clone());
-    let mut pipeline = Pipeline::new(&mut store, cfg, vec!["stdout".to_string()]);
+    let mut pipeline = Pipeline::new(&mut store, cfg, crate::notify::route::queue_sinks(cfg));
     let summary = replay::run(&mut pipeline, &a.files, &cluster)?;
     let has_baseline = store.read()?.baseline_version()?.is_some();
     if a.json {

@@ -4,9 +4,11 @@ mod daemon;
 pub mod roles;
 pub mod rules;
 mod secret;
+mod sinks;
 
 pub use daemon::{KubernetesConfig, ServerConfig};
 pub use secret::{Secret, SecretError};
+pub use sinks::{SinkConfig, SinkType, TlsMode, UrlValue, WebhookFormat};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -74,6 +76,9 @@ pub struct Config {
     pub rules: BTreeMap<String, rules::RuleSettings>,
     /// `[[exceptions]]`: accepted risks by rule and subject glob, with expiry.
     pub exceptions: Vec<rules::Exception>,
+    /// Where alerts go; none configured: the built-in `stdout` sink of `accessdrift notify`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sinks: Vec<SinkConfig>,
 }
 
 /// `[store]`.
@@ -142,6 +147,9 @@ pub struct NotifyConfig {
     /// How often the daemon looks at the outbox.
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
+    /// At most this many messages per sink per minute, the last of them a digest listing the
+    /// rest; 0: no limit. Alerts sharing a correlation id (one operation) always go as one digest.
+    pub max_per_minute: u32,
 }
 
 // Defaults: every one of them is in the impls below and nowhere else.
@@ -180,6 +188,7 @@ impl Default for NotifyConfig {
             initial_backoff: Duration::from_secs(5),
             max_backoff: Duration::from_secs(600),
             poll_interval: Duration::from_secs(2),
+            max_per_minute: 0,
         }
     }
 }
@@ -254,6 +263,27 @@ impl Config {
         }
         daemon::validate(self, path)?;
         rules::validate(&self.rules, &self.exceptions).map_err(|(k, p)| invalid(&k, &p))?;
+        let cluster_names: Vec<String> = self.clusters.iter().map(|c| c.name.clone()).collect();
+        for (i, sink) in self.sinks.iter().enumerate() {
+            if let Err((key, problem)) = sink.check(&cluster_names) {
+                return Err(invalid(&format!("sinks[{i}].{key}"), &problem));
+            }
+            if self.sinks[..i].iter().any(|s| s.name == sink.name) {
+                return Err(invalid(
+                    &format!("sinks[{i}].name"),
+                    &format!(
+                        "{:?} is used by an earlier sink: names must be unique",
+                        sink.name
+                    ),
+                ));
+            }
+        }
+        if self.notify.max_per_minute == 1 {
+            return Err(invalid(
+                "notify.max_per_minute",
+                "must be 0 (no limit) or at least 2: the last message of a minute is the digest",
+            ));
+        }
         for guid in self.role_names.keys() {
             if guid.len() != 36 || guid.matches('-').count() != 4 {
                 return Err(invalid(

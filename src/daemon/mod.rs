@@ -1,20 +1,20 @@
 //! `accessdrift run`: the long-lived process.
 //!
 //! One tokio runtime; each source a task with a cancellation token; ONE store-writer thread
-//! owning the read-write connection, fed by a bounded channel; the outbox notifier on its own
-//! thread, woken by commits; an HTTP server for `/healthz` and `/readyz`.
+//! owning the read-write connection, fed by a bounded channel; the outbox notifier (one task
+//! per sink, each with its own connection), woken by commits; an HTTP server for `/healthz`
+//! and `/readyz`.
 
 pub mod health;
 pub mod writer;
 
 use crate::config::Config;
-use crate::notify::{Notifier, StdoutSink};
+use crate::notify::{route, Notifier, NotifyError};
 use crate::sources::kubernetes::watch::{self, KubeSourceError, WatchSpec};
 use crate::store::{Store, StoreError};
 use futures::future::BoxFuture;
 use health::{Health, Readiness};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -39,6 +39,9 @@ pub enum DaemonError {
     /// The runtime could not start.
     #[error("starting the async runtime: {0}")]
     Runtime(std::io::Error),
+    /// A sink could not be set up (a secret, a CA file, a client).
+    #[error("setting up the alert sinks: {0}")]
+    Notify(NotifyError),
     /// The health server could not bind.
     #[error(transparent)]
     Server(#[from] crate::server::ServerError),
@@ -93,22 +96,15 @@ impl Drop for DeathNotice {
     }
 }
 
-enum Wake {
-    Commit,
-    Stop,
-}
-
 /// Runs the daemon until SIGTERM / SIGINT; returns after a clean shutdown.
 pub fn run(config: Config, db: &Path) -> Result<(), DaemonError> {
     let store = Store::open(db).map_err(|source| DaemonError::Store {
         path: db.to_path_buf(),
         source,
     })?;
-    // The notifier's own connection: deliveries never hold the writer's.
-    let notify_store = Store::open(db).map_err(|source| DaemonError::Store {
-        path: db.to_path_buf(),
-        source,
-    })?;
+    // Sinks are built (secrets read, CA files loaded) before anything runs: a bad sink is a
+    // start-up error, not an alert lost later. Each sink gets its own connection.
+    let notifier = Notifier::new(&config, db).map_err(DaemonError::Notify)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -116,13 +112,13 @@ pub fn run(config: Config, db: &Path) -> Result<(), DaemonError> {
         .build()
         .map_err(DaemonError::Runtime)?;
     let config = Arc::new(config);
-    rt.block_on(run_async(config, store, notify_store))
+    rt.block_on(run_async(config, store, notifier))
 }
 
 async fn run_async(
     config: Arc<Config>,
     store: Store,
-    notify_store: Store,
+    notifier: Notifier,
 ) -> Result<(), DaemonError> {
     let health = Health::new(WRITER_QUEUE);
     let cancel = CancellationToken::new();
@@ -149,32 +145,32 @@ async fn run_async(
         tracing::warn!("no source enabled (set [kubernetes] enabled = true): serving health and delivering queued alerts only");
     }
 
-    let sinks = vec!["stdout".to_string()];
-    let (wake_tx, wake_rx) = std_mpsc::sync_channel::<Wake>(1);
+    let sinks = route::queue_sinks(&config);
+    let wake = Arc::new(tokio::sync::Notify::new());
+    // The notifier stops on its own token, after the writer: alerts the last commits queued
+    // are not waited for (they stay in the outbox for the next start), and a delivery in
+    // flight finishes before its task returns.
+    let notifier_cancel = CancellationToken::new();
     let notifier = {
-        let policy = config.notify.clone();
-        let health = health.clone();
-        std::thread::Builder::new()
-            .name("accessdrift-notify".into())
-            .spawn(move || {
-                let _alive = DeathNotice(health, "notifier");
-                notify_loop(notify_store, policy, wake_rx);
-            })
-            .map_err(DaemonError::Runtime)?
+        let (wake, cancel, health) = (wake.clone(), notifier_cancel.clone(), health.clone());
+        tokio::spawn(async move {
+            let _alive = DeathNotice(health, "notifier");
+            if let Err(e) = notifier.run(wake, cancel).await {
+                tracing::error!(error = %e, "notifier stopped");
+            }
+        })
     };
     let (writer, rx) = writer::channel(WRITER_QUEUE, health.backlog());
     let writer_thread = {
         let config = config.clone();
         let health = health.clone();
         let backlog = health.backlog();
-        let wake = wake_tx.clone();
+        let wake = wake.clone();
         std::thread::Builder::new()
             .name("accessdrift-writer".into())
             .spawn(move || {
                 let _alive = DeathNotice(health, "store writer");
-                writer::run(store, &config, sinks, rx, &backlog, || {
-                    let _ = wake.try_send(Wake::Commit);
-                });
+                writer::run(store, &config, sinks, rx, &backlog, || wake.notify_one());
             })
             .map_err(DaemonError::Runtime)?
     };
@@ -230,41 +226,8 @@ async fn run_async(
     let _ = server.await;
     // Every WriterHandle is gone now: the writer commits what it holds and returns.
     let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
-    let _ = wake_tx.send(Wake::Stop);
-    let _ = tokio::task::spawn_blocking(move || notifier.join()).await;
+    notifier_cancel.cancel();
+    let _ = notifier.await;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Delivers due alerts after each commit that queued some, and every `poll_interval` (alerts a
-/// CLI baseline change queued, retries that came due). Stops between drains.
-fn notify_loop(
-    mut store: Store,
-    policy: crate::config::NotifyConfig,
-    wake: std_mpsc::Receiver<Wake>,
-) {
-    let poll = policy.poll_interval;
-    let mut notifier = Notifier::new(
-        vec![Box::new(StdoutSink::new(std::io::stdout(), false))],
-        policy,
-    );
-    loop {
-        match wake.recv_timeout(poll) {
-            Ok(Wake::Stop) | Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
-            Ok(Wake::Commit) | Err(std_mpsc::RecvTimeoutError::Timeout) => {}
-        }
-        let now = crate::domain::EventTime::now().unix_seconds();
-        match notifier.drain(&mut store, now) {
-            Ok(r) if r.delivered + r.retried + r.dead_lettered > 0 => {
-                tracing::info!(
-                    delivered = r.delivered,
-                    retried = r.retried,
-                    dead_lettered = r.dead_lettered,
-                    "outbox drained"
-                )
-            }
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "outbox drain failed; retrying at the next poll"),
-        }
-    }
 }

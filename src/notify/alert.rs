@@ -7,8 +7,16 @@ use serde::{Deserialize, Serialize};
 /// What is sent for one notifying transition. Sinks render it; the JSON is the webhook body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
-    /// `finding_id:transition_number`; equal keys are the same alert.
+    /// `installation:finding_id:transition_number`; equal keys are the same alert, and keys
+    /// of two databases never collide (the installation id is random per database).
     pub idempotency_key: String,
+    /// Key of the `opened`/`reopened` alert this one follows up (mail threading); on an
+    /// opening alert, its own key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<String>,
+    /// `[[clusters]]` names the alert concerns (routing, subject lines).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clusters: Vec<String>,
     /// `opened`, `reopened`, `severity_changed`, `resolved`.
     pub transition: String,
     /// Finding id.
@@ -57,6 +65,8 @@ impl Alert {
         let f = &t.finding;
         Alert {
             idempotency_key: f.idempotency_key(),
+            thread: None,
+            clusters: Vec::new(),
             transition: t.kind.as_str().to_string(),
             finding_id: f.id.clone(),
             kind: f.kind.as_str().to_string(),
@@ -92,7 +102,55 @@ impl Alert {
             self.title,
             who,
             self.finding_id,
-            self.idempotency_key
+            self.local_key()
         )
+    }
+
+    /// The key without its installation prefix (`finding:n`): within one database that is
+    /// unique already, and it keeps terminal output the same across rebuilt databases.
+    pub fn local_key(&self) -> &str {
+        match self.idempotency_key.split_once(':') {
+            Some((_, rest)) if rest.contains(':') => rest,
+            _ => &self.idempotency_key,
+        }
+    }
+}
+
+impl Alert {
+    /// The synthetic alert of `notify --test`: plainly marked, with a unique key so receivers
+    /// that drop duplicates still show it.
+    pub fn test(sink: &str) -> Alert {
+        let now = crate::domain::EventTime::now();
+        Alert {
+            idempotency_key: format!("test:{sink}:{}", now.0),
+            thread: None,
+            clusters: Vec::new(),
+            transition: "opened".to_string(),
+            finding_id: "test".to_string(),
+            kind: "activity".to_string(),
+            rule: "accessdrift.test".to_string(),
+            severity: "info".to_string(),
+            status: "open".to_string(),
+            title: format!("Test alert from accessdrift to sink {sink} (no action needed)"),
+            fact_kind: "cluster_settings".to_string(),
+            fact_key: "test".to_string(),
+            change: None,
+            diff: Vec::new(),
+            actor: Actor::default(),
+            correlation_id: None,
+            first_seen: now,
+            last_seen: now,
+            resolution: None,
+            approved_by: None,
+        }
+    }
+
+    /// The cluster names for subject lines: `prod`, `prod, dev`, or the fact key's tail.
+    pub fn where_(&self) -> String {
+        if self.clusters.is_empty() {
+            String::new()
+        } else {
+            self.clusters.join(", ")
+        }
     }
 }

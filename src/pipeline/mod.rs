@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::domain::{Activity, ChangeOp, EventTime, FactKind, Observation, Provenance};
 use crate::engine::drift::{self, Cause, DriftInput, Observed};
 use crate::engine::{activity, Evidence, Transition, TransitionKind};
-use crate::notify::Alert;
+use crate::notify::{route, Alert};
 use crate::store::{Checkpoint, FactApply, FactRow, Store, StoreError, Tx};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -338,7 +338,7 @@ fn apply_activity(
         existing.as_ref(),
     ) {
         Some(t) => {
-            persist(tx, &t, sinks, stats)?;
+            persist(tx, config, &t, sinks, stats)?;
             Ok(true)
         }
         None => Ok(false),
@@ -374,7 +374,7 @@ pub fn evaluate_fact(
         fact_prov: row.as_ref().map(|r| &r.prov),
     };
     if let Some(t) = drift::evaluate(&input, config) {
-        persist(tx, &t, sinks, stats)?;
+        persist(tx, config, &t, sinks, stats)?;
     }
     Ok(())
 }
@@ -433,7 +433,7 @@ fn evaluate_superseded(
                 kind: TransitionKind::Updated,
                 finding: f,
             };
-            return persist(tx, &t, sinks, stats);
+            return persist(tx, config, &t, sinks, stats);
         }
     }
     let past = match value {
@@ -455,7 +455,7 @@ fn evaluate_superseded(
     let Some(opened) = opened else {
         return Ok(());
     };
-    persist(tx, &opened, sinks, stats)?;
+    persist(tx, config, &opened, sinks, stats)?;
     let now = drift::evaluate(
         &DriftInput {
             kind,
@@ -469,13 +469,17 @@ fn evaluate_superseded(
         config,
     );
     if let Some(t) = now {
-        persist(tx, &t, sinks, stats)?;
+        persist(tx, config, &t, sinks, stats)?;
     }
     Ok(())
 }
 
+/// Stores the finding and, for a notifying transition, queues one alert per sink whose
+/// routing (`[[sinks]]`) takes it. Keys carry the installation id; mail threads follow the
+/// alert that opened the finding's current episode.
 fn persist(
     tx: &Tx<'_>,
+    config: &Config,
     t: &Transition,
     sinks: &[String],
     stats: &mut Stats,
@@ -484,10 +488,24 @@ fn persist(
     stats.count(&t.kind);
     tracing::debug!(finding.id = %t.finding.id, transition = t.kind.as_str(), severity = t.finding.severity.as_str(), "finding transition");
     if t.kind.notifies() {
-        let alert = Alert::from_transition(t);
+        let mut alert = Alert::from_transition(t);
+        alert.idempotency_key = format!("{}:{}", tx.installation_id()?, alert.idempotency_key);
+        alert.clusters = route::clusters_of(config, &alert.fact_kind, &alert.fact_key);
+        alert.thread = match t.kind {
+            TransitionKind::Opened | TransitionKind::Reopened => {
+                tx.set_thread(&alert.finding_id, Some(&alert.idempotency_key))?;
+                Some(alert.idempotency_key.clone())
+            }
+            TransitionKind::Resolved => {
+                let thread = tx.thread(&alert.finding_id)?;
+                tx.set_thread(&alert.finding_id, None)?;
+                thread
+            }
+            _ => tx.thread(&alert.finding_id)?,
+        };
         let payload = serde_json::to_string(&alert).unwrap_or_default();
         let at = t.finding.resolved_at.unwrap_or(t.finding.last_seen);
-        for sink in sinks {
+        for sink in sinks.iter().filter(|s| route::wants(config, s, &alert)) {
             if tx.enqueue(
                 &alert.idempotency_key,
                 sink,

@@ -133,7 +133,7 @@ fn judge_subject(
         };
         let g = gate(config, rule, key, now);
         if let Some(t) = rules::judge(rule, kind, key, hit, &g, existing.as_ref(), &cause) {
-            persist(tx, &t, sinks, stats)?;
+            persist(tx, config, &t, sinks, stats)?;
         }
     }
     Ok(())
@@ -244,7 +244,7 @@ pub fn on_superseded(
             existing.as_ref(),
             &Cause::Observation(prov),
         ) {
-            persist(tx, &t, sinks, stats)?;
+            persist(tx, config, &t, sinks, stats)?;
             opened = true;
         }
     }

@@ -159,3 +159,196 @@ impl Tx<'_> {
         )?)
     }
 }
+
+/// The `meta` key of the installation id.
+const INSTALLATION_KEY: &str = "installation_id";
+
+/// Columns of [`OutboxRow`], in the order [`row_of`] reads them.
+const ROW_COLUMNS: &str = "seq, idempotency_key, sink, finding_id, transition, severity, payload, created_at, state, attempts, last_error";
+
+fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, OutboxRow)> {
+    Ok((
+        r.get(8)?,
+        OutboxRow {
+            seq: r.get(0)?,
+            idempotency_key: r.get(1)?,
+            sink: r.get(2)?,
+            finding_id: r.get(3)?,
+            transition: r.get(4)?,
+            severity: r.get(5)?,
+            payload: r.get(6)?,
+            created_at: EventTime(r.get(7)?),
+            state: OutboxState::Pending,
+            attempts: r.get::<_, i64>(9)? as u32,
+            last_error: r.get(10)?,
+        },
+    ))
+}
+
+fn with_state(seq_state: (String, OutboxRow)) -> Result<OutboxRow> {
+    let (text, mut row) = seq_state;
+    row.state = OutboxState::parse(&text).ok_or_else(|| StoreError::Corrupt {
+        table: "outbox",
+        key: row.seq.to_string(),
+        problem: format!("state {text:?} is neither pending nor dead"),
+    })?;
+    Ok(row)
+}
+
+impl Tx<'_> {
+    /// The id of this database's installation, created in this transaction on first use:
+    /// random, so alert keys of a rebuilt database never repeat an old one's.
+    pub fn installation_id(&self) -> Result<String> {
+        if let Some(id) = self.meta(INSTALLATION_KEY)? {
+            return Ok(id);
+        }
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).map_err(|e| {
+            StoreError::NotFound(format!(
+                "cannot create the installation id: the system random source failed: {e}"
+            ))
+        })?;
+        let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        self.set_meta(INSTALLATION_KEY, &id)?;
+        Ok(id)
+    }
+
+    /// Remembers (`Some`) or forgets (`None`) the key of the alert that opened `finding_id`'s
+    /// current episode, so follow-up mails thread under it.
+    pub fn set_thread(&self, finding_id: &str, key: Option<&str>) -> Result<()> {
+        let meta_key = format!("thread:{finding_id}");
+        match key {
+            Some(k) => self.set_meta(&meta_key, k),
+            None => {
+                self.0
+                    .execute("DELETE FROM meta WHERE key = ?1", [&meta_key])?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The key of the alert that opened `finding_id`'s current episode.
+    pub fn thread(&self, finding_id: &str) -> Result<Option<String>> {
+        self.meta(&format!("thread:{finding_id}"))
+    }
+
+    /// Leases up to `limit` due rows of `sink` until `lease_until` (unix seconds) and returns
+    /// them oldest first. (Written as a join on each finding's oldest pending row: a
+    /// correlated `NOT EXISTS` was quadratic, 4 s per lease with 5000 rows queued.) A row is due only when no older row of the same finding and sink is
+    /// still pending, so one finding's transitions go out in order; a leased row is not due
+    /// for anyone else until the lease ends (then it is sent again, with the same key).
+    pub fn lease(
+        &self,
+        sink: &str,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>> {
+        let mut stmt = self.0.prepare_cached(&format!(
+            "UPDATE outbox SET next_attempt_at = ?3
+             WHERE seq IN (
+                SELECT o.seq FROM outbox o
+                JOIN (SELECT MIN(seq) AS first FROM outbox
+                      WHERE sink = ?1 AND state = 'pending' GROUP BY finding_id) h
+                  ON o.seq = h.first
+                WHERE o.next_attempt_at <= ?2
+                ORDER BY o.seq LIMIT ?4)
+             RETURNING {ROW_COLUMNS}"
+        ))?;
+        let rows = stmt.query_map(params![sink, now, lease_until, limit as i64], row_of)?;
+        let mut rows = rows.map(|r| with_state(r?)).collect::<Result<Vec<_>>>()?;
+        rows.sort_by_key(|r| r.seq);
+        Ok(rows)
+    }
+
+    /// A failed attempt on a leased row; no-op when the lease was lost (another drainer owns
+    /// the row now). `Pending` retries at `next_at`, `Dead` dead-letters it.
+    pub fn lease_failed(
+        &self,
+        seq: i64,
+        lease_until: i64,
+        error: &str,
+        next_at: i64,
+        state: OutboxState,
+    ) -> Result<()> {
+        self.0.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?3, next_attempt_at = ?4, state = ?5
+             WHERE seq = ?1 AND next_attempt_at = ?2 AND state = 'pending'",
+            params![seq, lease_until, error, next_at, state.as_str()],
+        )?;
+        Ok(())
+    }
+
+    /// Gives leased rows back unattempted, due again at `next_at` (the sink is backing off).
+    pub fn lease_release(&self, seq: i64, lease_until: i64, next_at: i64) -> Result<()> {
+        self.0.execute(
+            "UPDATE outbox SET next_attempt_at = ?3 WHERE seq = ?1 AND next_attempt_at = ?2 AND state = 'pending'",
+            params![seq, lease_until, next_at],
+        )?;
+        Ok(())
+    }
+
+    /// Dead-letters pending rows whose sink is not in `sinks` (it was removed from the
+    /// config): kept for people to see and retry, not retried for ever. Returns the count.
+    pub fn dead_letter_unknown_sinks(&self, sinks: &[String]) -> Result<u64> {
+        let mut stmt = self
+            .0
+            .prepare("SELECT DISTINCT sink FROM outbox WHERE state = 'pending'")?;
+        let present: Vec<String> = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut n = 0;
+        for sink in present.iter().filter(|s| !sinks.contains(s)) {
+            n += self.0.execute(
+                "UPDATE outbox SET state = 'dead', last_error = ?2 WHERE sink = ?1 AND state = 'pending'",
+                params![sink, format!("sink {sink:?} is not in the configuration (removed or renamed?): add it back and run `accessdrift outbox retry --all-dead`")],
+            )? as u64;
+        }
+        Ok(n)
+    }
+
+    /// Every row (both states), oldest first; `state` narrows it.
+    pub fn outbox_all(&self, state: Option<OutboxState>) -> Result<Vec<OutboxRow>> {
+        let mut stmt = self.0.prepare(&format!(
+            "SELECT {ROW_COLUMNS} FROM outbox WHERE ?1 IS NULL OR state = ?1 ORDER BY seq"
+        ))?;
+        let rows = stmt.query_map([state.map(OutboxState::as_str)], row_of)?;
+        rows.map(|r| with_state(r?)).collect()
+    }
+
+    /// Puts dead-lettered rows back in the queue, due now, with their attempts reset.
+    /// `seqs = None`: every dead row. Returns the rows requeued.
+    pub fn requeue(&self, seqs: Option<&[i64]>) -> Result<u64> {
+        let n = match seqs {
+            None => self.0.execute(
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = 0 WHERE state = 'dead'",
+                [],
+            )?,
+            Some(seqs) => {
+                let mut n = 0;
+                for seq in seqs {
+                    n += self.0.execute(
+                        "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = 0 WHERE seq = ?1 AND state = 'dead'",
+                        [seq],
+                    )?;
+                }
+                n
+            }
+        };
+        Ok(n as u64)
+    }
+
+    /// One row by its sequence number.
+    pub fn outbox_row(&self, seq: i64) -> Result<Option<OutboxRow>> {
+        use rusqlite::OptionalExtension;
+        let row = self
+            .0
+            .query_row(
+                &format!("SELECT {ROW_COLUMNS} FROM outbox WHERE seq = ?1"),
+                [seq],
+                row_of,
+            )
+            .optional()?;
+        row.map(with_state).transpose()
+    }
+}
