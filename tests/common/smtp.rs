@@ -7,24 +7,59 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-/// The Python that has aiosmtpd: `ACCESSDRIFT_TEST_PYTHON` (`.ci/run` creates a venv and sets
-/// it), else a `python3` that can import it. Missing is a failure, never a skip.
+/// The Python that has aiosmtpd: `ACCESSDRIFT_TEST_PYTHON` when set (`.ci/run` sets it),
+/// else the project's `target/aiosmtpd-venv` (created here, with pip, on first use, so plain
+/// `cargo test --locked` works on a fresh machine), else a `python3` that already has it.
+/// Missing is a failure, never a skip.
 pub fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("ACCESSDRIFT_TEST_PYTHON") {
         return PathBuf::from(p);
     }
-    let ok = Command::new("python3")
-        .args(["-c", "import aiosmtpd"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "the SMTP tests need aiosmtpd: run `.ci/run`, or `python3 -m venv target/aiosmtpd-venv && \
-         target/aiosmtpd-venv/bin/pip install aiosmtpd` and set \
-         ACCESSDRIFT_TEST_PYTHON=target/aiosmtpd-venv/bin/python (or `apt install python3-aiosmtpd`)"
-    );
-    PathBuf::from("python3")
+    let has = |py: &Path| {
+        Command::new(py)
+            .args(["-c", "import aiosmtpd"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    let venv = target.join("aiosmtpd-venv");
+    let venv_py = venv.join("bin/python");
+    if has(&venv_py) {
+        return venv_py;
+    }
+    if has(Path::new("python3")) {
+        return PathBuf::from("python3");
+    }
+    // One installer at a time across test threads and test binaries.
+    std::fs::create_dir_all(&target).unwrap();
+    let lock = std::fs::File::create(target.join("aiosmtpd-venv.lock")).unwrap();
+    lock.lock().unwrap();
+    if !has(&venv_py) {
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new(venv.join("bin/pip"))
+                .args([
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "aiosmtpd>=1.4,<2",
+                ])
+                .status()
+                .is_ok_and(|s| s.success());
+        assert!(
+            ok && has(&venv_py),
+            "the SMTP tests need aiosmtpd and installing it into {} failed: run \
+             `python3 -m venv target/aiosmtpd-venv && target/aiosmtpd-venv/bin/pip install aiosmtpd` \
+             (needs python3 with venv and access to PyPI), or `apt install python3-aiosmtpd`",
+            venv.display()
+        );
+    }
+    venv_py
 }
 
 pub struct SmtpPeer {
