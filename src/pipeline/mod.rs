@@ -236,10 +236,20 @@ impl<'a> Pipeline<'a> {
             // a grant revoked 40 s later in the same batch is still a finding, and where the
             // batches are cut changes nothing.
             match applied {
-                FactApply::Changed { kind, key } => {
+                FactApply::Changed {
+                    kind,
+                    key,
+                    previous,
+                } => {
                     stats.applied += 1;
                     policy::on_fact_changed(
-                        &tx, config, kind, &key, &prov, now, &sinks, &mut stats,
+                        &tx,
+                        config,
+                        (kind, &key, previous.as_ref()),
+                        &prov,
+                        now,
+                        &sinks,
+                        &mut stats,
                     )?;
                     if has_baseline {
                         evaluate_fact(&tx, config, kind, &key, None, &sinks, &mut stats)?;

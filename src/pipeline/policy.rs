@@ -139,15 +139,15 @@ fn judge_subject(
     Ok(())
 }
 
-/// Re-judges the policy findings a changed fact may affect: its own, those of the facts whose
-/// rules join it (so a cross-plane rule fires whichever side arrives first), and the active
-/// findings of joining rules (so they resolve whichever side goes).
-#[allow(clippy::too_many_arguments)]
+/// Re-judges the policy findings a changed fact may affect: its own, and those of the facts
+/// whose rules join it, found from its value now (so a cross-plane rule fires whichever side
+/// arrives first) and from its value before (so a finding that relied on it resolves when it
+/// goes or changes). Joins are indexed lookups on the two values, never a scan of every open
+/// finding: a busy subscription stays linear.
 pub fn on_fact_changed(
     tx: &Tx<'_>,
     config: &Config,
-    kind: FactKind,
-    key: &str,
+    (kind, key, previous): (FactKind, &str, Option<&Value>),
     prov: &Provenance,
     now: EventTime,
     sinks: &[String],
@@ -160,8 +160,8 @@ pub fn on_fact_changed(
         cluster_dependents(tx, key, value.as_ref(), &mut subjects)?;
     } else {
         dependents(tx, kind, key, value.as_ref(), &mut subjects)?;
-        for rule in rules::joining_rules(kind) {
-            subjects.extend(tx.active_subjects(rule.id)?);
+        if previous.is_some() && previous != value.as_ref() {
+            dependents(tx, kind, key, previous, &mut subjects)?;
         }
     }
     for (k, s) in subjects {

@@ -31,6 +31,8 @@ pub enum FactApply {
         kind: FactKind,
         /// The fact's key.
         key: String,
+        /// The value before (`None`: absent or deleted): rules that joined on it re-judge.
+        previous: Option<Value>,
     },
     /// Same value as stored: nothing to evaluate.
     Unchanged,
@@ -178,6 +180,7 @@ impl Tx<'_> {
         Ok(FactApply::Changed {
             kind: fact.kind,
             key: fact.key.clone(),
+            previous: old.and_then(|o| o.value),
         })
     }
 
@@ -227,7 +230,11 @@ impl Tx<'_> {
              ON CONFLICT (kind, key) DO UPDATE SET value = NULL, event_time = excluded.event_time, provenance = excluded.provenance",
             params![kind.as_str(), key, prov.event_time.0, to_json(prov)],
         )?;
-        Ok(FactApply::Changed { kind, key })
+        Ok(FactApply::Changed {
+            kind,
+            key,
+            previous: old.and_then(|o| o.value),
+        })
     }
 }
 
