@@ -2,7 +2,8 @@
 //!
 //! One tokio runtime; each source a task with a cancellation token; ONE store-writer thread
 //! owning the read-write connection, fed by a bounded channel; the outbox notifier on its own
-//! thread, woken by commits; an HTTP server for `/healthz` and `/readyz`.
+//! thread, woken by commits; an HTTP server for `/healthz`, `/readyz` and `/metrics`; a thread
+//! sampling the store's gauges for `/metrics`.
 
 pub mod health;
 pub mod writer;
@@ -22,6 +23,8 @@ use writer::WriterHandle;
 
 /// Batches that may wait for the writer before sources block (back-pressure).
 const WRITER_QUEUE: usize = 64;
+/// How often the store gauges of `/metrics` are read.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(2);
 /// How long shutdown waits for sources to hand over what they hold.
 const SOURCE_STOP_GRACE: Duration = Duration::from_secs(8);
 
@@ -116,7 +119,45 @@ pub fn run(config: Config, db: &Path) -> Result<(), DaemonError> {
         .build()
         .map_err(DaemonError::Runtime)?;
     let config = Arc::new(config);
-    rt.block_on(run_async(config, store, notify_store))
+    let (stop_gauges, gauges_stop) = std_mpsc::channel::<()>();
+    let gauges = {
+        let db = db.to_path_buf();
+        std::thread::Builder::new()
+            .name("accessdrift-gauges".into())
+            .spawn(move || gauge_loop(&db, gauges_stop))
+            .map_err(DaemonError::Runtime)?
+    };
+    let r = rt.block_on(run_async(config, store, notify_store));
+    drop(stop_gauges);
+    let _ = gauges.join();
+    r
+}
+
+/// Reads the store's gauges (facts, active findings, outbox depth and age) for `/metrics`
+/// every [`GAUGE_INTERVAL`] on a read-only connection of its own: never in the writer's way.
+fn gauge_loop(db: &Path, stop: std_mpsc::Receiver<()>) {
+    let mut store: Option<Store> = None;
+    loop {
+        if store.is_none() {
+            store = Store::open_read_only(db)
+                .map_err(|e| tracing::warn!(error = %e, "metrics: cannot open the store to read gauges; retrying"))
+                .ok();
+        }
+        if let Some(s) = store.as_mut() {
+            match s.read().and_then(|tx| tx.gauges()) {
+                Ok(g) => crate::metrics::global()
+                    .set_store_gauges(&g, crate::domain::EventTime::now().unix_seconds()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics: reading gauges failed; reopening the store");
+                    store = None;
+                }
+            }
+        }
+        match stop.recv_timeout(GAUGE_INTERVAL) {
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+    }
 }
 
 async fn run_async(
@@ -133,12 +174,13 @@ async fn run_async(
 
     let (addr, serve) =
         crate::server::bind(&config.server.listen, health.clone(), cancel.clone()).await?;
-    tracing::info!(listen = %addr, "health server listening (/healthz, /readyz)");
+    tracing::info!(listen = %addr, "health server listening (/healthz, /readyz, /metrics)");
 
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
     if config.kubernetes.enabled {
         let client = watch::client(&config.kubernetes).await?;
         for spec in WatchSpec::all(&config.kubernetes) {
+            crate::metrics::global().declare_kube_kind(spec.kind.kind);
             sources.push(Box::new(KubeWatch {
                 client: client.clone(),
                 cfg: config.kubernetes.clone(),
@@ -150,6 +192,9 @@ async fn run_async(
     }
 
     let sinks = vec!["stdout".to_string()];
+    for s in &sinks {
+        crate::metrics::global().declare_sink(s);
+    }
     let (wake_tx, wake_rx) = std_mpsc::sync_channel::<Wake>(1);
     let notifier = {
         let policy = config.notify.clone();

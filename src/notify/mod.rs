@@ -27,6 +27,17 @@ pub enum SinkError {
     Gone(String),
 }
 
+impl SinkError {
+    /// A stable name for `error.type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkError::Temporary(_) => "temporary",
+            SinkError::Permanent(_) => "permanent",
+            SinkError::Gone(_) => "gone",
+        }
+    }
+}
+
 /// Somewhere alerts go.
 pub trait Sink {
     /// The sink's name, as used in outbox rows (`stdout`, `email`, `webhook`).
@@ -72,8 +83,10 @@ impl Notifier {
     /// Delivers every due alert once; each row is settled in its own transaction, so a crash
     /// mid-drain re-sends at most the alert in flight (sinks dedupe by idempotency key).
     pub fn drain(&mut self, store: &mut Store, now_unix: i64) -> Result<DrainReport, StoreError> {
-        let span = tracing::info_span!("notify");
+        // Trace level: a drain every poll must not be a trace of its own; each delivery is.
+        let span = tracing::trace_span!("notify_drain");
         let _g = span.enter();
+        let metrics = crate::metrics::global();
         let mut report = DrainReport::default();
         let rows = store
             .read()?
@@ -83,9 +96,18 @@ impl Notifier {
                 *report.no_sink.entry(row.sink.clone()).or_default() += 1;
                 continue;
             };
+            let started = std::time::Instant::now();
             let result = serde_json::from_str::<Alert>(&row.payload)
                 .map_err(|e| SinkError::Permanent(format!("outbox payload does not decode: {e}")))
-                .and_then(|alert| sink.deliver(&alert));
+                .and_then(|alert| {
+                    let span = crate::telemetry::delivery_span(&alert, &row.sink);
+                    let r = span.in_scope(|| sink.deliver(&alert));
+                    if let Err(e) = &r {
+                        crate::telemetry::record_error(&span, e.kind());
+                    }
+                    r
+                });
+            let took = started.elapsed();
             if let Err(SinkError::Gone(why)) = result {
                 tracing::info!(sink = %row.sink, reason = %why, "sink gone; alerts stay queued");
                 report.gone = Some(why);
@@ -96,6 +118,7 @@ impl Notifier {
                 Ok(()) => {
                     tx.delivered(row.seq)?;
                     report.delivered += 1;
+                    metrics.alert_delivered(&row.sink, took);
                 }
                 Err(e) => {
                     let attempts = row.attempts + 1;
@@ -108,6 +131,10 @@ impl Notifier {
                         OutboxState::Pending
                     };
                     tx.delivery_failed(row.seq, &e.to_string(), next, state)?;
+                    metrics.alert_failed(&row.sink, took);
+                    if dead {
+                        metrics.alert_dead_lettered(&row.sink);
+                    }
                     if dead {
                         report.dead_lettered += 1;
                         tracing::error!(sink = %row.sink, key = %row.idempotency_key, attempts, error = %e, "alert dead-lettered");

@@ -1,0 +1,501 @@
+//! Operating the daemon: `/metrics` scraped over HTTP from a running daemon (OpenMetrics), and
+//! OTLP/HTTP traces exported to a real in-test receiver that decodes them with
+//! `opentelemetry-proto`; a collector that is down or silent does not hold a replay.
+
+#[path = "support/daemon.rs"]
+mod daemon;
+#[path = "support/kube_api.rs"]
+mod kube_api;
+
+use daemon::{cli, http_get, wait_for, write_config, Daemon};
+use kube_api::KubeApi;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
+use prost::Message as _;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const RBAC: &str = "rbac.authorization.k8s.io";
+const ADMINS: &str = "6b3f1c2a-0d4e-4f5a-9b8c-7d6e5f4a3b2c";
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn crb(name: &str, role: &str, subject: Value) -> Value {
+    json!({"kind": "ClusterRoleBinding", "metadata": {"name": name},
+           "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": role}, "subjects": [subject]})
+}
+
+fn seed(api: &KubeApi) {
+    api.apply(crb(
+        "ops-admin",
+        "cluster-admin",
+        json!({"kind": "Group", "apiGroup": RBAC, "name": ADMINS}),
+    ));
+    api.apply(
+        json!({"kind": "ClusterRole", "metadata": {"name": "pod-reader"},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]}),
+    );
+    api.apply(
+        json!({"kind": "ServiceAccount", "metadata": {"name": "builder", "namespace": "team-a"}}),
+    );
+}
+
+fn backdoor() -> Value {
+    crb(
+        "backdoor",
+        "cluster-admin",
+        json!({"kind": "User", "apiGroup": RBAC, "name": "mallory@contoso.com"}),
+    )
+}
+
+struct Env {
+    rt: tokio::runtime::Runtime,
+    api: KubeApi,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let api = rt.block_on(KubeApi::start());
+        Env {
+            rt,
+            api,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn db(&self) -> String {
+        self.dir.path().join("ad.db").display().to_string()
+    }
+    fn start(&self, env: &[(&str, &str)]) -> Daemon {
+        let cfg = write_config(self.dir.path(), &self.api.kubeconfig(), "");
+        Daemon::start_env(&cfg, self.dir.path().join("ad.db").as_path(), &[], env)
+    }
+    fn capture_baseline(&self) {
+        let (code, _, err) = cli(&["baseline", "capture", "--db", &self.db(), "--by", "t"]);
+        assert_eq!(code, 0, "{err}");
+    }
+    fn finding_on(&self, key: &str) -> Value {
+        wait_for(&format!("a finding on {key}"), LIMIT, || {
+            let (code, out, err) = cli(&["findings", "--db", &self.db(), "--json"]);
+            assert_eq!(code, 0, "{err}");
+            let all: Vec<Value> = serde_json::from_str(&out).unwrap();
+            all.into_iter().find(|f| f["fact_key"] == key)
+        })
+    }
+}
+
+// ---------------------------------------------------------------- OpenMetrics
+
+/// A parsed exposition: family types, samples by name with their label sets.
+#[derive(Debug, Default)]
+struct Exposition {
+    types: BTreeMap<String, String>,
+    samples: Vec<(String, BTreeMap<String, String>, f64)>,
+}
+
+impl Exposition {
+    /// Parses OpenMetrics text strictly enough to fail on what Prometheus would reject.
+    fn parse(text: &str) -> Exposition {
+        assert!(text.ends_with("# EOF\n"), "no # EOF terminator:\n{text}");
+        let mut e = Exposition::default();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, ty) = rest.split_once(' ').unwrap();
+                e.types.insert(name.to_string(), ty.to_string());
+                continue;
+            }
+            if line.starts_with('#') || line.is_empty() {
+                continue;
+            }
+            let (series, value) = line
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("bad line {line}"));
+            let value: f64 = value
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value in {line}"));
+            let (name, labels) = match series.split_once('{') {
+                Some((n, l)) => {
+                    let l = l
+                        .strip_suffix('}')
+                        .unwrap_or_else(|| panic!("bad labels {line}"));
+                    let labels = l
+                        .split("\",")
+                        .filter(|kv| !kv.is_empty())
+                        .map(|kv| {
+                            let (k, v) = kv
+                                .split_once("=\"")
+                                .unwrap_or_else(|| panic!("bad label {kv}"));
+                            (k.to_string(), v.trim_end_matches('"').to_string())
+                        })
+                        .collect();
+                    (n.to_string(), labels)
+                }
+                None => (series.to_string(), BTreeMap::new()),
+            };
+            let family = e
+                .types
+                .keys()
+                .filter(|f| name.starts_with(f.as_str()))
+                .max_by_key(|f| f.len())
+                .unwrap_or_else(|| panic!("sample {name} before its # TYPE"));
+            assert!(!family.is_empty());
+            e.samples.push((name, labels, value));
+        }
+        e
+    }
+
+    fn sum(&self, name: &str, label: Option<(&str, &str)>) -> f64 {
+        self.samples
+            .iter()
+            .filter(|(n, l, _)| {
+                n == name && label.is_none_or(|(k, v)| l.get(k).map(String::as_str) == Some(v))
+            })
+            .map(|(_, _, v)| v)
+            .sum()
+    }
+}
+
+fn scrape(d: &Daemon) -> Exposition {
+    let (code, body) = http_get(d.port(), "/metrics").expect("/metrics answers");
+    assert_eq!(code, 200, "{body}");
+    Exposition::parse(&body)
+}
+
+#[test]
+fn metrics_are_openmetrics_and_move_with_a_sync_a_finding_and_its_alert() {
+    let env = Env::new();
+    seed(&env.api);
+    let mut d = env.start(&[]);
+    d.wait_ready(LIMIT);
+
+    let m = wait_for("the fact gauges after the initial sync", LIMIT, || {
+        let m = scrape(&d);
+        (m.sum("accessdrift_facts", Some(("kind", "cluster_role_binding"))) >= 1.0).then_some(m)
+    });
+    for (family, ty) in [
+        ("accessdrift_build", "info"),
+        ("accessdrift_source_records_read", "counter"),
+        ("accessdrift_batches_committed", "counter"),
+        ("accessdrift_batch_commit_duration_seconds", "histogram"),
+        ("accessdrift_facts", "gauge"),
+        ("accessdrift_source_ready", "gauge"),
+        ("accessdrift_alert_delivery_duration_seconds", "histogram"),
+        ("accessdrift_outbox_alerts", "gauge"),
+        ("accessdrift_outbox_oldest_pending_age_seconds", "gauge"),
+        ("accessdrift_kubernetes_watch_restarts", "counter"),
+        ("accessdrift_kubernetes_relists", "counter"),
+        ("accessdrift_finding_transitions", "counter"),
+        ("accessdrift_findings_active", "gauge"),
+        ("accessdrift_trace_spans_dropped", "counter"),
+    ] {
+        // (Event Hubs partition families appear once that source runs: partitions are labels.)
+        assert_eq!(
+            m.types.get(family).map(String::as_str),
+            Some(ty),
+            "{family}"
+        );
+    }
+    assert_eq!(m.sum("accessdrift_build_info", None), 1.0);
+    // Every watch reported ready, by name.
+    let ready: Vec<_> = m
+        .samples
+        .iter()
+        .filter(|(n, _, _)| n == "accessdrift_source_ready")
+        .collect();
+    assert_eq!(ready.len(), 5, "{ready:?}");
+    assert!(ready.iter().all(|(_, _, v)| *v == 1.0), "{ready:?}");
+    let crb_source = ("source", "k8s:aks-test:ClusterRoleBinding");
+    assert!(m.sum("accessdrift_source_records_read_total", Some(crb_source)) >= 1.0);
+    assert!(m.sum("accessdrift_batches_committed_total", Some(crb_source)) >= 1.0);
+    assert!(
+        m.sum(
+            "accessdrift_batch_commit_duration_seconds_count",
+            Some(crb_source)
+        ) >= 1.0
+    );
+    assert_eq!(
+        m.sum("accessdrift_facts", Some(("kind", "cluster_role"))),
+        1.0
+    );
+    assert_eq!(
+        m.sum("accessdrift_facts", Some(("kind", "service_account"))),
+        1.0
+    );
+    assert_eq!(m.sum("accessdrift_finding_transitions_total", None), 0.0);
+
+    env.capture_baseline();
+    env.api.apply(backdoor());
+    let f = env.finding_on("aks-test/backdoor");
+    let severity = f["severity"].as_str().unwrap().to_string();
+    let m = wait_for(
+        "the alert delivered and the gauges read again",
+        LIMIT,
+        || {
+            let m = scrape(&d);
+            (m.sum(
+                "accessdrift_alerts_delivered_total",
+                Some(("sink", "stdout")),
+            ) >= 1.0
+                && m.sum("accessdrift_findings_active", Some(("severity", &severity))) >= 1.0)
+                .then_some(m)
+        },
+    );
+    assert_eq!(
+        m.sum(
+            "accessdrift_finding_transitions_total",
+            Some(("transition", "opened"))
+        ),
+        1.0
+    );
+    assert_eq!(
+        m.sum("accessdrift_alerts_queued_total", Some(("sink", "stdout"))),
+        1.0
+    );
+    assert!(
+        m.sum(
+            "accessdrift_alert_delivery_duration_seconds_count",
+            Some(("sink", "stdout"))
+        ) >= 1.0
+    );
+    assert_eq!(m.sum("accessdrift_alerts_dead_lettered_total", None), 0.0);
+    assert_eq!(
+        m.sum("accessdrift_outbox_alerts", Some(("state", "pending"))),
+        0.0,
+        "the delivered alert left the outbox"
+    );
+    assert!(d.terminate(LIMIT).success());
+}
+
+// ---------------------------------------------------------------- OTLP receiver
+
+#[derive(Debug, Clone)]
+struct Span {
+    service: String,
+    trace_id: String,
+    span_id: String,
+    parent: String,
+    name: String,
+    attrs: BTreeMap<String, String>,
+    events: Vec<(String, BTreeMap<String, String>)>,
+}
+
+fn attrs(kvs: &[KeyValue]) -> BTreeMap<String, String> {
+    kvs.iter()
+        .map(|kv| {
+            let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(any_value::Value::StringValue(s)) => s.clone(),
+                Some(any_value::Value::IntValue(i)) => i.to_string(),
+                Some(any_value::Value::BoolValue(b)) => b.to_string(),
+                Some(any_value::Value::DoubleValue(d)) => d.to_string(),
+                other => format!("{other:?}"),
+            };
+            (kv.key.clone(), v)
+        })
+        .collect()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A real OTLP/HTTP receiver: `POST /v1/traces` with a protobuf `ExportTraceServiceRequest`.
+struct Receiver {
+    port: u16,
+    spans: Arc<Mutex<Vec<Span>>>,
+    paths: Arc<Mutex<Vec<String>>>,
+}
+
+impl Receiver {
+    fn start(rt: &tokio::runtime::Runtime) -> Receiver {
+        let spans: Arc<Mutex<Vec<Span>>> = Arc::default();
+        let paths: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (s, p) = (spans.clone(), paths.clone());
+        let app =
+            axum::Router::new().fallback(move |uri: axum::http::Uri, body: axum::body::Bytes| {
+                let (s, p) = (s.clone(), p.clone());
+                async move {
+                    p.lock().unwrap().push(uri.path().to_string());
+                    let req = ExportTraceServiceRequest::decode(body)
+                        .expect("a protobuf ExportTraceServiceRequest");
+                    let mut out = s.lock().unwrap();
+                    for rs in req.resource_spans {
+                        let res = attrs(&rs.resource.map(|r| r.attributes).unwrap_or_default());
+                        let service = res.get("service.name").cloned().unwrap_or_default();
+                        for ss in rs.scope_spans {
+                            for sp in ss.spans {
+                                out.push(Span {
+                                    service: service.clone(),
+                                    trace_id: hex(&sp.trace_id),
+                                    span_id: hex(&sp.span_id),
+                                    parent: hex(&sp.parent_span_id),
+                                    name: sp.name.clone(),
+                                    attrs: attrs(&sp.attributes),
+                                    events: sp
+                                        .events
+                                        .iter()
+                                        .map(|e| (e.name.clone(), attrs(&e.attributes)))
+                                        .collect(),
+                                });
+                            }
+                        }
+                    }
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/x-protobuf")],
+                        Vec::<u8>::new(),
+                    )
+                }
+            });
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver { port, spans, paths }
+    }
+
+    fn spans(&self) -> Vec<Span> {
+        self.spans.lock().unwrap().clone()
+    }
+}
+
+#[test]
+fn a_batch_is_one_trace_from_ingest_to_the_alert_and_the_finding_carries_its_id() {
+    let env = Env::new();
+    let rx = Receiver::start(&env.rt);
+    seed(&env.api);
+    let endpoint = format!("http://127.0.0.1:{}", rx.port);
+    let mut d = env.start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ]);
+    d.wait_ready(LIMIT);
+    env.capture_baseline();
+    env.api.apply(backdoor());
+    let f = env.finding_on("aks-test/backdoor");
+    let finding_id = f["id"].as_str().unwrap().to_string();
+    let trace = f["trace_id"]
+        .as_str()
+        .expect("trace_id on the finding")
+        .to_string();
+    let batch_span = f["trace_span_id"].as_str().unwrap().to_string();
+    assert_eq!(trace.len(), 32, "{f}");
+
+    let spans = wait_for("the batch's spans and its delivery span", LIMIT, || {
+        let s: Vec<Span> = rx
+            .spans()
+            .into_iter()
+            .filter(|s| s.trace_id == trace)
+            .collect();
+        s.iter().any(|s| s.name == "notify").then_some(s)
+    });
+    assert!(rx.paths.lock().unwrap().iter().all(|p| p == "/v1/traces"));
+    let one = |name: &str| {
+        let v: Vec<&Span> = spans.iter().filter(|s| s.name == name).collect();
+        assert_eq!(v.len(), 1, "{name} spans in the trace: {spans:#?}");
+        v[0].clone()
+    };
+    let ingest = one("ingest");
+    let apply = one("apply");
+    let notify = one("notify");
+    assert!(spans.iter().all(|s| s.service == "accessdrift"));
+    // ingest (root) → apply → the pipeline's batch span, which holds the transition event.
+    assert_eq!(ingest.parent, "", "ingest is the root: {ingest:?}");
+    assert_eq!(apply.parent, ingest.span_id);
+    let inner = spans
+        .iter()
+        .find(|s| s.span_id == batch_span)
+        .expect("the finding's span is in the trace");
+    assert_eq!(inner.parent, apply.span_id, "{inner:?}");
+    assert_eq!(
+        ingest.attrs["accessdrift.source"],
+        "k8s:aks-test:ClusterRoleBinding"
+    );
+    assert_eq!(ingest.attrs["messaging.batch.message_count"], "1");
+    assert_eq!(apply.attrs["db.system.name"], "sqlite");
+    assert_eq!(apply.attrs["accessdrift.findings.transitions"], "1");
+    let (_, ev) = inner
+        .events
+        .iter()
+        .find(|(n, a)| {
+            n == "finding transition" && a.get("accessdrift.finding.id") == Some(&finding_id)
+        })
+        .unwrap_or_else(|| panic!("no transition event on {inner:?}"));
+    assert_eq!(ev["accessdrift.transition"], "opened");
+    assert_eq!(ev["accessdrift.severity"], f["severity"].as_str().unwrap());
+    // The delivery is a child of the batch span the finding names: alert → trace in one hop.
+    assert_eq!(notify.parent, batch_span);
+    assert_eq!(notify.attrs["accessdrift.sink"], "stdout");
+    assert_eq!(notify.attrs["accessdrift.finding.id"], finding_id);
+
+    // Never a record body nor who is in it: the subject only lives in the store and the alert.
+    for s in rx.spans() {
+        let values = s
+            .attrs
+            .values()
+            .chain(s.events.iter().flat_map(|(_, a)| a.values()));
+        for v in values {
+            assert!(
+                !v.contains("mallory") && !v.contains("roleRef"),
+                "{} carries {v}",
+                s.name
+            );
+        }
+    }
+    assert!(d.terminate(LIMIT).success());
+}
+
+/// A replay with the collector down (closed port) or silent (accepts, never answers)
+/// finishes, applies everything, and counts what it could not send.
+#[test]
+fn an_unreachable_or_silent_collector_does_not_hold_a_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let lines: Vec<String> = (0..200)
+        .map(|i| {
+            json!({"type": "ADDED", "object": {"kind": "ClusterRoleBinding",
+                "metadata": {"name": format!("b{i}"), "resourceVersion": format!("{}", i + 1)},
+                "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "view"},
+                "subjects": [{"kind": "Group", "apiGroup": RBAC, "name": ADMINS}]}})
+            .to_string()
+        })
+        .collect();
+    let input = dir.path().join("watch.jsonl");
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    for (what, port) in [("closed port", closed), ("silent collector", silent_port)] {
+        let db = dir.path().join(format!("{port}.db"));
+        let started = Instant::now();
+        let out = std::process::Command::new(daemon::BIN)
+            .args(["replay", "--json", "--db"])
+            .arg(&db)
+            .arg(&input)
+            .env(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://127.0.0.1:{port}"),
+            )
+            .env("OTEL_BSP_SCHEDULE_DELAY", "50")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let took = started.elapsed();
+        assert!(
+            out.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(summary["applied"], 200, "{what}: {summary}");
+        // The exporter's shutdown is bounded (3 s) whatever the collector does.
+        assert!(
+            took < Duration::from_secs(8),
+            "{what}: replay took {took:?}"
+        );
+    }
+    drop(silent);
+}
