@@ -246,6 +246,12 @@ impl Metrics {
         let _ = self.batches_committed.get_or_create(&l);
         let _ = self.batches_failed.get_or_create(&l);
         let _ = self.batch_commit.get_or_create(&l);
+        // The store's reasons apply to every source; a source's own appear with their first use.
+        for reason in ["duplicate", "stale"] {
+            let _ = self
+                .records_skipped
+                .get_or_create(&l2("source", source, "reason", reason));
+        }
     }
 
     /// Exports a Kubernetes watch's restart and relist series at 0.
