@@ -50,6 +50,7 @@ pub struct Metrics {
     relists: Family<L1, Counter>,
     spans_exported: Counter,
     spans_dropped: Family<L1, Counter>,
+    errors: Family<L1, Counter>,
     /// Sinks declared by the process: their outbox gauges read 0 rather than vanish.
     sinks: Mutex<BTreeSet<String>>,
 }
@@ -102,6 +103,7 @@ impl Metrics {
             relists: Family::default(),
             spans_exported: Counter::default(),
             spans_dropped: Family::default(),
+            errors: Family::default(),
             registry: Registry::default(),
             sinks: Mutex::default(),
         };
@@ -234,6 +236,14 @@ impl Metrics {
             "Spans lost on the way to the collector, per reason (export_failed)",
             m.spans_dropped.clone(),
         );
+        r.register(
+            "accessdrift_errors",
+            "Failures logged at error or warn level outside a source or a sink, per component (notifier, gauges, server; batches and deliveries have their own)",
+            m.errors.clone(),
+        );
+        for c in ["notifier", "gauges", "server"] {
+            let _ = m.errors.get_or_create(&l1("component", c));
+        }
         Metrics { registry: r, ..m }
     }
 
@@ -349,6 +359,11 @@ impl Metrics {
     /// An alert for `sink` was dead-lettered.
     pub fn alert_dead_lettered(&self, sink: &str) {
         self.alerts_dead.get_or_create(&l1("sink", sink)).inc();
+    }
+
+    /// A logged failure in `component` (notifier, gauges, server).
+    pub fn error(&self, component: &str) {
+        self.errors.get_or_create(&l1("component", component)).inc();
     }
 
     /// Readiness of `source` (set on every state change).

@@ -75,6 +75,7 @@ pub async fn bind(
             .with_graceful_shutdown(async move { cancel.cancelled().await })
             .await;
         if let Err(e) = r {
+            crate::metrics::global().error("server");
             tracing::error!(error = %e, "health server stopped");
         }
     };

@@ -140,7 +140,10 @@ fn gauge_loop(db: &Path, stop: std_mpsc::Receiver<()>) {
     loop {
         if store.is_none() {
             store = Store::open_read_only(db)
-                .map_err(|e| tracing::warn!(error = %e, "metrics: cannot open the store to read gauges; retrying"))
+                .map_err(|e| {
+                    crate::metrics::global().error("gauges");
+                    tracing::warn!(error = %e, "metrics: cannot open the store to read gauges; retrying")
+                })
                 .ok();
         }
         if let Some(s) = store.as_mut() {
@@ -148,6 +151,7 @@ fn gauge_loop(db: &Path, stop: std_mpsc::Receiver<()>) {
                 Ok(g) => crate::metrics::global()
                     .set_store_gauges(&g, crate::domain::EventTime::now().unix_seconds()),
                 Err(e) => {
+                    crate::metrics::global().error("gauges");
                     tracing::warn!(error = %e, "metrics: reading gauges failed; reopening the store");
                     store = None;
                 }
@@ -309,7 +313,10 @@ fn notify_loop(
                 )
             }
             Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "outbox drain failed; retrying at the next poll"),
+            Err(e) => {
+                crate::metrics::global().error("notifier");
+                tracing::error!(error = %e, "outbox drain failed; retrying at the next poll")
+            }
         }
     }
 }

@@ -89,6 +89,28 @@ impl WriterError {
     }
 }
 
+/// The root span of one source batch (`ingest`): each batch is its own trace, whatever span
+/// the source task runs in. A source that knows more (Event Hubs: `messaging.system` =
+/// `eventhubs`, `messaging.destination.name`, `messaging.destination.partition.id`,
+/// `messaging.consumer.group.name`) creates it here, records those fields, runs its decoding
+/// in a `normalise` child span, and submits with [`WriterHandle::submit_in`].
+pub fn ingest_span(source: &str, records: usize) -> tracing::Span {
+    tracing::info_span!(
+        parent: None,
+        "ingest",
+        otel.kind = "consumer",
+        accessdrift.source = source,
+        messaging.batch.message_count = records,
+        messaging.system = tracing::field::Empty,
+        messaging.destination.name = tracing::field::Empty,
+        messaging.destination.partition.id = tracing::field::Empty,
+        messaging.consumer.group.name = tracing::field::Empty,
+        accessdrift.relist = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    )
+}
+
 impl WriterHandle {
     /// Sends a batch and waits for its commit. Waiting is the back-pressure: a source never
     /// moves its position on before the writer has made it durable.
@@ -99,18 +121,24 @@ impl WriterHandle {
         position: Option<Checkpoint>,
         relist_done: Option<RelistScope>,
     ) -> Result<Stats, WriterError> {
+        let span = ingest_span(source, observations.len());
+        self.submit_in(span, source, observations, position, relist_done)
+            .await
+    }
+
+    /// [`WriterHandle::submit`] under the caller's `ingest` span (see [`ingest_span`]).
+    pub async fn submit_in(
+        &self,
+        span: tracing::Span,
+        source: &str,
+        observations: Vec<Observation>,
+        position: Option<Checkpoint>,
+        relist_done: Option<RelistScope>,
+    ) -> Result<Stats, WriterError> {
         let (ack, done) = oneshot::channel();
-        // A root: each batch is its own trace, whatever span the source task runs in.
-        let span = tracing::info_span!(
-            parent: None,
-            "ingest",
-            otel.kind = "consumer",
-            accessdrift.source = source,
-            messaging.batch.message_count = observations.len(),
-            accessdrift.relist = relist_done.is_some(),
-            error.type = tracing::field::Empty,
-            otel.status_code = tracing::field::Empty,
-        );
+        if relist_done.is_some() {
+            span.record("accessdrift.relist", true);
+        }
         self.backlog.fetch_add(1, Ordering::Relaxed);
         let sent = self
             .tx
