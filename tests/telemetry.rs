@@ -9,7 +9,12 @@ mod kube_api;
 
 use daemon::{cli, http_get, wait_for, write_config, Daemon};
 use kube_api::KubeApi;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 use prost::Message as _;
 use serde_json::{json, Value};
@@ -300,6 +305,70 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+fn collect(req: ExportTraceServiceRequest, into: &Mutex<Vec<Span>>) {
+    let mut out = into.lock().unwrap();
+    for rs in req.resource_spans {
+        let res = attrs(&rs.resource.map(|r| r.attributes).unwrap_or_default());
+        let service = res.get("service.name").cloned().unwrap_or_default();
+        for ss in rs.scope_spans {
+            for sp in ss.spans {
+                out.push(Span {
+                    service: service.clone(),
+                    trace_id: hex(&sp.trace_id),
+                    span_id: hex(&sp.span_id),
+                    parent: hex(&sp.parent_span_id),
+                    name: sp.name.clone(),
+                    attrs: attrs(&sp.attributes),
+                    events: sp
+                        .events
+                        .iter()
+                        .map(|e| (e.name.clone(), attrs(&e.attributes)))
+                        .collect(),
+                });
+            }
+        }
+    }
+}
+
+/// A real OTLP/gRPC receiver (tonic, the generated `TraceService`).
+struct GrpcReceiver(Arc<Mutex<Vec<Span>>>);
+
+#[async_trait::async_trait]
+impl TraceService for GrpcReceiver {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        collect(req.into_inner(), &self.0);
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+impl GrpcReceiver {
+    fn start(rt: &tokio::runtime::Runtime) -> (u16, Arc<Mutex<Vec<Span>>>) {
+        let spans: Arc<Mutex<Vec<Span>>> = Arc::default();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let incoming = futures::stream::unfold(listener, |l| async move {
+            let conn = l.accept().await.map(|(s, _)| s);
+            Some((conn, l))
+        });
+        let svc = TraceServiceServer::new(GrpcReceiver(spans.clone()));
+        rt.spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming(incoming)
+                .await
+                .unwrap()
+        });
+        (port, spans)
+    }
+}
+
 /// A real OTLP/HTTP receiver: `POST /v1/traces` with a protobuf `ExportTraceServiceRequest`.
 struct Receiver {
     port: u16,
@@ -319,28 +388,7 @@ impl Receiver {
                     p.lock().unwrap().push(uri.path().to_string());
                     let req = ExportTraceServiceRequest::decode(body)
                         .expect("a protobuf ExportTraceServiceRequest");
-                    let mut out = s.lock().unwrap();
-                    for rs in req.resource_spans {
-                        let res = attrs(&rs.resource.map(|r| r.attributes).unwrap_or_default());
-                        let service = res.get("service.name").cloned().unwrap_or_default();
-                        for ss in rs.scope_spans {
-                            for sp in ss.spans {
-                                out.push(Span {
-                                    service: service.clone(),
-                                    trace_id: hex(&sp.trace_id),
-                                    span_id: hex(&sp.span_id),
-                                    parent: hex(&sp.parent_span_id),
-                                    name: sp.name.clone(),
-                                    attrs: attrs(&sp.attributes),
-                                    events: sp
-                                        .events
-                                        .iter()
-                                        .map(|e| (e.name.clone(), attrs(&e.attributes)))
-                                        .collect(),
-                                });
-                            }
-                        }
-                    }
+                    collect(req, &s);
                     (
                         [(axum::http::header::CONTENT_TYPE, "application/x-protobuf")],
                         Vec::<u8>::new(),
@@ -468,8 +516,16 @@ fn an_unreachable_or_silent_collector_does_not_hold_a_replay() {
         .collect();
     let input = dir.path().join("watch.jsonl");
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
-    for (what, port) in [("closed port", closed), ("silent collector", silent_port)] {
-        let db = dir.path().join(format!("{port}.db"));
+    for (what, port, protocol) in [
+        ("closed port", closed, "http/protobuf"),
+        ("silent collector", silent_port, "http/protobuf"),
+        ("closed port", closed, "grpc"),
+        ("silent collector", silent_port, "grpc"),
+    ] {
+        let what = format!("{what} ({protocol})");
+        let db = dir
+            .path()
+            .join(format!("{port}-{}.db", protocol.replace('/', "-")));
         let started = Instant::now();
         let out = std::process::Command::new(daemon::BIN)
             .args(["replay", "--json", "--db"])
@@ -479,6 +535,7 @@ fn an_unreachable_or_silent_collector_does_not_hold_a_replay() {
                 "OTEL_EXPORTER_OTLP_ENDPOINT",
                 format!("http://127.0.0.1:{port}"),
             )
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
             .env("OTEL_BSP_SCHEDULE_DELAY", "50")
             .env_remove("RUST_LOG")
             .output()
@@ -489,6 +546,8 @@ fn an_unreachable_or_silent_collector_does_not_hold_a_replay() {
             "{what}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{what}: {stderr}");
         let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(summary["applied"], 200, "{what}: {summary}");
         // The exporter's shutdown is bounded (3 s) whatever the collector does.
@@ -606,4 +665,73 @@ fn every_metric_the_dashboard_and_the_alert_rules_query_is_exported() {
     }
     assert!(checked >= 30, "only {checked} metric references found");
     assert!(d.terminate(LIMIT).success());
+}
+
+/// `OTEL_EXPORTER_OTLP_PROTOCOL=grpc` against a real OTLP/gRPC server: a replayed batch's spans
+/// arrive, and the finding it opened names their trace.
+#[test]
+fn grpc_export_reaches_a_real_receiver_and_the_replayed_finding_names_its_trace() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (port, spans) = GrpcReceiver::start(&rt);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ad.db").display().to_string();
+    let event = |name: &str, user: &str, rv: u32| {
+        let mut obj = crb(
+            name,
+            "cluster-admin",
+            json!({"kind": "User", "apiGroup": RBAC, "name": user}),
+        );
+        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        json!({"type": "ADDED", "object": obj}).to_string() + "\n"
+    };
+    let day1 = dir.path().join("day1.jsonl");
+    std::fs::write(&day1, event("ops", "ops@contoso.com", 1)).unwrap();
+    let day2 = dir.path().join("day2.jsonl");
+    std::fs::write(&day2, event("backdoor", "mallory@contoso.com", 2)).unwrap();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let replay = |file: &std::path::Path| {
+        let out = std::process::Command::new(daemon::BIN)
+            .args(["replay", "--cluster", "aks", "--db", &db])
+            .arg(file)
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    replay(&day1);
+    let (code, _, err) = cli(&["baseline", "capture", "--db", &db, "--by", "t"]);
+    assert_eq!(code, 0, "{err}");
+    replay(&day2);
+    let (code, out, err) = cli(&["findings", "--db", &db, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let all: Vec<Value> = serde_json::from_str(&out).unwrap();
+    let f = all
+        .iter()
+        .find(|f| f["fact_key"] == "aks/backdoor")
+        .unwrap_or_else(|| panic!("no finding on aks/backdoor: {all:?}"));
+    let trace = f["trace_id"].as_str().expect("trace_id on the finding");
+    // The replay flushed on exit: its spans are at the receiver already.
+    let got: Vec<Span> = spans
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.trace_id == trace)
+        .cloned()
+        .collect();
+    let batch = got
+        .iter()
+        .find(|s| s.span_id == f["trace_span_id"].as_str().unwrap())
+        .unwrap_or_else(|| panic!("the finding's span was not exported: {got:#?}"));
+    assert_eq!(batch.service, "accessdrift");
+    assert!(
+        batch.events.iter().any(|(n, a)| n == "finding transition"
+            && a.get("accessdrift.finding.id").map(String::as_str) == f["id"].as_str()),
+        "{batch:?}"
+    );
 }
