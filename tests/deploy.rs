@@ -300,3 +300,116 @@ fn rendered_manifests_validate_against_the_kubernetes_schemas() {
         );
     }
 }
+
+/// `deploy/azure/*.bicep`: compiled with `bicep build` when a Bicep compiler is on PATH (not
+/// on the development machines); always linted as text for what it must and must not grant.
+#[test]
+fn azure_bicep_streams_the_activity_log_and_grants_receive_only() {
+    let dir = deploy("azure");
+    let main = std::fs::read_to_string(dir.join("main.bicep")).unwrap();
+    let hub = std::fs::read_to_string(dir.join("eventhub.bicep")).unwrap();
+    for (name, text) in [("main.bicep", &main), ("eventhub.bicep", &hub)] {
+        // Cheap syntax check: balanced braces, brackets, parentheses and quotes outside the
+        // (whole-line) comments.
+        let code: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let unescaped = code.replace("\\'", "");
+        for (open, close) in [('{', '}'), ('[', ']'), ('(', ')')] {
+            assert_eq!(
+                unescaped.matches(open).count(),
+                unescaped.matches(close).count(),
+                "{name}: unbalanced {open}{close}"
+            );
+        }
+        assert_eq!(
+            unescaped.matches('\'').count() % 2,
+            0,
+            "{name}: unbalanced quotes"
+        );
+    }
+    let types: Vec<&str> = [&main, &hub]
+        .iter()
+        .flat_map(|t| t.lines())
+        .filter_map(|l| l.trim_start().strip_prefix("resource "))
+        .filter_map(|l| l.split('\'').nth(1))
+        .map(|t| t.split('@').next().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "Microsoft.Resources/resourceGroups",
+            "Microsoft.Insights/diagnosticSettings",
+            "Microsoft.EventHub/namespaces",
+            "Microsoft.EventHub/namespaces/eventhubs",
+            "Microsoft.EventHub/namespaces/eventhubs/consumergroups",
+            "Microsoft.EventHub/namespaces/authorizationRules",
+            "Microsoft.ManagedIdentity/userAssignedIdentities",
+            "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials",
+            "Microsoft.Authorization/roleAssignments",
+        ]
+    );
+    // One role assignment: Azure Event Hubs Data Receiver, scoped to the hub. No other role id.
+    assert!(hub.contains("var dataReceiverRoleId = 'a638d3c7-ab3a-418d-83e6-5f17a39d4fde'"));
+    assert!(hub.contains("scope: hub\n"));
+    let guid_like = |t: &str| {
+        t.split(|c: char| !(c.is_ascii_hexdigit() || c == '-'))
+            .filter(|w| w.len() == 36 && w.matches('-').count() == 4)
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let mut ids = guid_like(&main);
+    ids.extend(guid_like(&hub));
+    assert_eq!(
+        ids,
+        ["a638d3c7-ab3a-418d-83e6-5f17a39d4fde"],
+        "only the receiver role"
+    );
+    // The Administrative category only, to the hub the daemon reads.
+    assert!(main.contains("category: 'Administrative'"));
+    assert_eq!(main.matches("category:").count(), 1);
+    // The federated credential trusts exactly the service account deploy/base creates.
+    let (_, docs) = render("base");
+    let sa = one(&docs, "ServiceAccount");
+    assert!(main.contains(&format!(
+        "param serviceAccountNamespace string = '{}'",
+        sa["metadata"]["namespace"].as_str().unwrap()
+    )));
+    assert!(main.contains(&format!(
+        "param serviceAccountName string = '{}'",
+        sa["metadata"]["name"].as_str().unwrap()
+    )));
+    assert!(
+        main.contains("'system:serviceaccount:${serviceAccountNamespace}:${serviceAccountName}'")
+    );
+    assert!(hub.contains("'api://AzureADTokenExchange'"));
+    assert!(!main.contains("consumerGroupName string = '$Default'"));
+
+    let compiler = ["bicep", "az"]
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().is_ok());
+    match compiler {
+        None => {
+            eprintln!("no Bicep compiler (bicep, az) on PATH: deploy/azure linted as text only")
+        }
+        Some(c) => {
+            let mut cmd = Command::new(c);
+            if c == "az" {
+                cmd.arg("bicep");
+            }
+            let out = cmd
+                .arg("build")
+                .arg("--stdout")
+                .arg(dir.join("main.bicep"))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
