@@ -735,3 +735,25 @@ fn grpc_export_reaches_a_real_receiver_and_the_replayed_finding_names_its_trace(
         "{batch:?}"
     );
 }
+
+/// A protocol accessdrift does not speak is a start-up error naming the variable and the fix,
+/// not a silent fallback (nor a panic in the exporter later).
+#[test]
+fn an_unsupported_otlp_protocol_is_a_clear_start_up_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(daemon::BIN)
+        .args(["findings", "--db"])
+        .arg(dir.path().join("none.db"))
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("OTEL_EXPORTER_OTLP_PROTOCOL=\"http/json\" is not supported")
+            && err.contains("\"http/protobuf\"")
+            && err.contains("\"grpc\""),
+        "{err}"
+    );
+}
