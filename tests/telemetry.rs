@@ -1,25 +1,22 @@
-//! Operating the daemon: `/metrics` scraped over HTTP from a running daemon (OpenMetrics), and
-//! OTLP/HTTP traces exported to a real in-test receiver that decodes them with
-//! `opentelemetry-proto`; a collector that is down or silent does not hold a replay.
+//! Operating the daemon: `/metrics` scraped over HTTP from a running daemon (OpenMetrics); traces
+//! exported over OTLP/HTTP and OTLP/gRPC to real in-test receivers (`support/otlp.rs`); a
+//! collector that is down or silent does not hold a replay; the dashboard and the alert rules
+//! query only exported metrics.
 
 #[path = "support/daemon.rs"]
 mod daemon;
 #[path = "support/kube_api.rs"]
 mod kube_api;
+#[path = "support/openmetrics.rs"]
+mod openmetrics;
+#[path = "support/otlp.rs"]
+mod otlp;
 
 use daemon::{cli, http_get, wait_for, write_config, Daemon};
 use kube_api::KubeApi;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
-use prost::Message as _;
+use openmetrics::Exposition;
+use otlp::{GrpcReceiver, Receiver, Span};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const RBAC: &str = "rbac.authorization.k8s.io";
@@ -88,77 +85,6 @@ impl Env {
             let all: Vec<Value> = serde_json::from_str(&out).unwrap();
             all.into_iter().find(|f| f["fact_key"] == key)
         })
-    }
-}
-
-// ---------------------------------------------------------------- OpenMetrics
-
-/// A parsed exposition: family types, samples by name with their label sets.
-#[derive(Debug, Default)]
-struct Exposition {
-    types: BTreeMap<String, String>,
-    samples: Vec<(String, BTreeMap<String, String>, f64)>,
-}
-
-impl Exposition {
-    /// Parses OpenMetrics text strictly enough to fail on what Prometheus would reject.
-    fn parse(text: &str) -> Exposition {
-        assert!(text.ends_with("# EOF\n"), "no # EOF terminator:\n{text}");
-        let mut e = Exposition::default();
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix("# TYPE ") {
-                let (name, ty) = rest.split_once(' ').unwrap();
-                e.types.insert(name.to_string(), ty.to_string());
-                continue;
-            }
-            if line.starts_with('#') || line.is_empty() {
-                continue;
-            }
-            let (series, value) = line
-                .rsplit_once(' ')
-                .unwrap_or_else(|| panic!("bad line {line}"));
-            let value: f64 = value
-                .parse()
-                .unwrap_or_else(|_| panic!("bad value in {line}"));
-            let (name, labels) = match series.split_once('{') {
-                Some((n, l)) => {
-                    let l = l
-                        .strip_suffix('}')
-                        .unwrap_or_else(|| panic!("bad labels {line}"));
-                    let labels = l
-                        .split("\",")
-                        .filter(|kv| !kv.is_empty())
-                        .map(|kv| {
-                            let (k, v) = kv
-                                .split_once("=\"")
-                                .unwrap_or_else(|| panic!("bad label {kv}"));
-                            (k.to_string(), v.trim_end_matches('"').to_string())
-                        })
-                        .collect();
-                    (n.to_string(), labels)
-                }
-                None => (series.to_string(), BTreeMap::new()),
-            };
-            let family = e
-                .types
-                .keys()
-                .filter(|f| name.starts_with(f.as_str()))
-                .max_by_key(|f| f.len())
-                .unwrap_or_else(|| panic!("sample {name} before its # TYPE"));
-            assert!(!family.is_empty());
-            e.samples.push((name, labels, value));
-        }
-        e
-    }
-
-    fn sum(&self, name: &str, label: Option<(&str, &str)>) -> f64 {
-        self.samples
-            .iter()
-            .filter(|(n, l, _)| {
-                n == name && label.is_none_or(|(k, v)| l.get(k).map(String::as_str) == Some(v))
-            })
-            .map(|(_, _, v)| v)
-            .sum()
     }
 }
 
@@ -271,141 +197,6 @@ fn metrics_are_openmetrics_and_move_with_a_sync_a_finding_and_its_alert() {
         "the delivered alert left the outbox"
     );
     assert!(d.terminate(LIMIT).success());
-}
-
-// ---------------------------------------------------------------- OTLP receiver
-
-#[derive(Debug, Clone)]
-struct Span {
-    service: String,
-    trace_id: String,
-    span_id: String,
-    parent: String,
-    name: String,
-    attrs: BTreeMap<String, String>,
-    events: Vec<(String, BTreeMap<String, String>)>,
-}
-
-fn attrs(kvs: &[KeyValue]) -> BTreeMap<String, String> {
-    kvs.iter()
-        .map(|kv| {
-            let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                Some(any_value::Value::StringValue(s)) => s.clone(),
-                Some(any_value::Value::IntValue(i)) => i.to_string(),
-                Some(any_value::Value::BoolValue(b)) => b.to_string(),
-                Some(any_value::Value::DoubleValue(d)) => d.to_string(),
-                other => format!("{other:?}"),
-            };
-            (kv.key.clone(), v)
-        })
-        .collect()
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn collect(req: ExportTraceServiceRequest, into: &Mutex<Vec<Span>>) {
-    let mut out = into.lock().unwrap();
-    for rs in req.resource_spans {
-        let res = attrs(&rs.resource.map(|r| r.attributes).unwrap_or_default());
-        let service = res.get("service.name").cloned().unwrap_or_default();
-        for ss in rs.scope_spans {
-            for sp in ss.spans {
-                out.push(Span {
-                    service: service.clone(),
-                    trace_id: hex(&sp.trace_id),
-                    span_id: hex(&sp.span_id),
-                    parent: hex(&sp.parent_span_id),
-                    name: sp.name.clone(),
-                    attrs: attrs(&sp.attributes),
-                    events: sp
-                        .events
-                        .iter()
-                        .map(|e| (e.name.clone(), attrs(&e.attributes)))
-                        .collect(),
-                });
-            }
-        }
-    }
-}
-
-/// A real OTLP/gRPC receiver (tonic, the generated `TraceService`).
-struct GrpcReceiver(Arc<Mutex<Vec<Span>>>);
-
-#[async_trait::async_trait]
-impl TraceService for GrpcReceiver {
-    async fn export(
-        &self,
-        req: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        collect(req.into_inner(), &self.0);
-        Ok(tonic::Response::new(ExportTraceServiceResponse {
-            partial_success: None,
-        }))
-    }
-}
-
-impl GrpcReceiver {
-    fn start(rt: &tokio::runtime::Runtime) -> (u16, Arc<Mutex<Vec<Span>>>) {
-        let spans: Arc<Mutex<Vec<Span>>> = Arc::default();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let incoming = futures::stream::unfold(listener, |l| async move {
-            let conn = l.accept().await.map(|(s, _)| s);
-            Some((conn, l))
-        });
-        let svc = TraceServiceServer::new(GrpcReceiver(spans.clone()));
-        rt.spawn(async move {
-            tonic::transport::Server::builder()
-                .add_service(svc)
-                .serve_with_incoming(incoming)
-                .await
-                .unwrap()
-        });
-        (port, spans)
-    }
-}
-
-/// A real OTLP/HTTP receiver: `POST /v1/traces` with a protobuf `ExportTraceServiceRequest`.
-struct Receiver {
-    port: u16,
-    spans: Arc<Mutex<Vec<Span>>>,
-    paths: Arc<Mutex<Vec<String>>>,
-}
-
-impl Receiver {
-    fn start(rt: &tokio::runtime::Runtime) -> Receiver {
-        let spans: Arc<Mutex<Vec<Span>>> = Arc::default();
-        let paths: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (s, p) = (spans.clone(), paths.clone());
-        let app =
-            axum::Router::new().fallback(move |uri: axum::http::Uri, body: axum::body::Bytes| {
-                let (s, p) = (s.clone(), p.clone());
-                async move {
-                    p.lock().unwrap().push(uri.path().to_string());
-                    let req = ExportTraceServiceRequest::decode(body)
-                        .expect("a protobuf ExportTraceServiceRequest");
-                    collect(req, &s);
-                    (
-                        [(axum::http::header::CONTENT_TYPE, "application/x-protobuf")],
-                        Vec::<u8>::new(),
-                    )
-                }
-            });
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let port = listener.local_addr().unwrap().port();
-        rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Receiver { port, spans, paths }
-    }
-
-    fn spans(&self) -> Vec<Span> {
-        self.spans.lock().unwrap().clone()
-    }
 }
 
 #[test]
