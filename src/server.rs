@@ -1,8 +1,8 @@
-//! The daemon's HTTP server: `/healthz` and `/readyz` (the metrics endpoint joins it later).
+//! The daemon's HTTP server: `/healthz`, `/readyz` and `/metrics` (OpenMetrics text).
 
 use crate::daemon::health::Health;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::Value;
@@ -41,6 +41,15 @@ pub fn router(health: Health) -> Router {
             "/readyz",
             get(|State(h): State<Health>| async move { reply(h.ready()) }),
         )
+        .route(
+            "/metrics",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+                    crate::metrics::global().encode(),
+                )
+            }),
+        )
         .with_state(health)
 }
 
@@ -66,6 +75,7 @@ pub async fn bind(
             .with_graceful_shutdown(async move { cancel.cancelled().await })
             .await;
         if let Err(e) = r {
+            crate::metrics::global().error("server");
             tracing::error!(error = %e, "health server stopped");
         }
     };

@@ -7,7 +7,7 @@ mod common;
 mod receiver;
 
 use accessdrift::config::Config;
-use accessdrift::notify::{route, Notifier};
+use accessdrift::notify::{route, Alert, Notifier};
 use accessdrift::pipeline::{replay, Pipeline};
 use accessdrift::store::{OutboxState, Store};
 use common::{envelope, owner_grant, Env};
@@ -515,4 +515,38 @@ fn printing_notify_without_sinks_leaves_the_daemons_alerts_alone() {
     let rows = env.store().read().unwrap().outbox_all(None).unwrap();
     assert_eq!(rows[0].state, OutboxState::Pending, "{rows:?}");
     assert_eq!(rows[0].attempts, 0);
+}
+
+#[test]
+fn the_webhook_carries_the_w3c_traceparent_of_the_batch_that_opened_the_finding() {
+    let hook = Receiver::start();
+    let cfg = config(&format!(
+        r#"
+        [[sinks]]
+        name = "siem"
+        type = "webhook"
+        url = "{}"
+        "#,
+        hook.url()
+    ));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut sink = accessdrift::notify::build_sink(&cfg.sinks[0]).unwrap();
+    let mut traced = Alert::test("siem");
+    traced.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
+    traced.trace_span_id = Some("00f067aa0ba902b7".into());
+    let untraced = Alert::test("siem");
+    rt.block_on(async {
+        sink.deliver(&traced).await.unwrap();
+        sink.deliver(&untraced).await.unwrap();
+    });
+    let got = hook.requests();
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        got[0].header("traceparent"),
+        Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+    );
+    assert_eq!(got[1].header("traceparent"), None, "no trace, no header");
 }

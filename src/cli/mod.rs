@@ -160,7 +160,14 @@ pub const EXIT_BROKEN_PIPE: u8 = 141;
 pub fn main() -> ExitCode {
     out::exit_quietly_on_broken_pipe_panic();
     let cli = Cli::parse();
-    telemetry::init(&cli.log_level, cli.log_format);
+    // Held to the end of main: dropping it flushes the spans still queued.
+    let _telemetry = match telemetry::init(&cli.log_level, cli.log_format) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("accessdrift: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     match run(cli) {
         Ok(code) => code,
         Err(e) if out::is_broken_pipe(&e) => ExitCode::from(EXIT_BROKEN_PIPE),

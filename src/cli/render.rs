@@ -115,6 +115,9 @@ pub fn finding_json(f: &Finding) -> Value {
         "resolution": f.resolution,
         "occurrences": f.occurrences,
         "evidence": f.evidence,
+        // The trace of the batch that opened it (null when traces were not exported).
+        "trace_id": f.trace_id,
+        "trace_span_id": f.trace_span_id,
     })
 }
 

@@ -85,6 +85,8 @@ impl Health {
 
     /// Registers a source (not ready until its initial sync is done).
     pub fn register(&self, name: &str) -> Readiness {
+        crate::metrics::global().source_ready(name, false);
+        crate::metrics::global().declare_source(name);
         self.lock().sources.insert(
             name.to_string(),
             Source {
@@ -187,6 +189,9 @@ impl Readiness {
             }
             _ => tracing::info!(source, state = label, "source state changed"),
         }
+        // The same rule as `/readyz` for one source: synced once and not refused.
+        let ready = s.synced_once && !matches!(state, SourceState::Unauthorized(_));
+        crate::metrics::global().source_ready(source, ready);
         s.state = state;
     }
 

@@ -2,8 +2,8 @@
 //!
 //! One tokio runtime; each source a task with a cancellation token; ONE store-writer thread
 //! owning the read-write connection, fed by a bounded channel; the outbox notifier (one task
-//! per sink, each with its own connection), woken by commits; an HTTP server for `/healthz`
-//! and `/readyz`.
+//! per sink, each with its own connection), woken by commits; an HTTP server for `/healthz`,
+//! `/readyz` and `/metrics`; a thread sampling the store's gauges for `/metrics`.
 
 pub mod health;
 pub mod writer;
@@ -15,6 +15,7 @@ use crate::store::{Store, StoreError};
 use futures::future::BoxFuture;
 use health::{Health, Readiness};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +23,8 @@ use writer::WriterHandle;
 
 /// Batches that may wait for the writer before sources block (back-pressure).
 const WRITER_QUEUE: usize = 64;
+/// How often the store gauges of `/metrics` are read.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(2);
 /// How long shutdown waits for sources to hand over what they hold.
 const SOURCE_STOP_GRACE: Duration = Duration::from_secs(8);
 
@@ -112,7 +115,49 @@ pub fn run(config: Config, db: &Path) -> Result<(), DaemonError> {
         .build()
         .map_err(DaemonError::Runtime)?;
     let config = Arc::new(config);
-    rt.block_on(run_async(config, store, notifier))
+    let (stop_gauges, gauges_stop) = std_mpsc::channel::<()>();
+    let gauges = {
+        let db = db.to_path_buf();
+        std::thread::Builder::new()
+            .name("accessdrift-gauges".into())
+            .spawn(move || gauge_loop(&db, gauges_stop))
+            .map_err(DaemonError::Runtime)?
+    };
+    let r = rt.block_on(run_async(config, store, notifier));
+    drop(stop_gauges);
+    let _ = gauges.join();
+    r
+}
+
+/// Reads the store's gauges (facts, active findings, outbox depth and age) for `/metrics`
+/// every [`GAUGE_INTERVAL`] on a read-only connection of its own: never in the writer's way.
+fn gauge_loop(db: &Path, stop: std_mpsc::Receiver<()>) {
+    let mut store: Option<Store> = None;
+    loop {
+        if store.is_none() {
+            store = Store::open_read_only(db)
+                .map_err(|e| {
+                    crate::metrics::global().error("gauges");
+                    tracing::warn!(error = %e, "metrics: cannot open the store to read gauges; retrying")
+                })
+                .ok();
+        }
+        if let Some(s) = store.as_mut() {
+            match s.read().and_then(|tx| tx.gauges()) {
+                Ok(g) => crate::metrics::global()
+                    .set_store_gauges(&g, crate::domain::EventTime::now().unix_seconds()),
+                Err(e) => {
+                    crate::metrics::global().error("gauges");
+                    tracing::warn!(error = %e, "metrics: reading gauges failed; reopening the store");
+                    store = None;
+                }
+            }
+        }
+        match stop.recv_timeout(GAUGE_INTERVAL) {
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+    }
 }
 
 async fn run_async(
@@ -129,12 +174,13 @@ async fn run_async(
 
     let (addr, serve) =
         crate::server::bind(&config.server.listen, health.clone(), cancel.clone()).await?;
-    tracing::info!(listen = %addr, "health server listening (/healthz, /readyz)");
+    tracing::info!(listen = %addr, "health server listening (/healthz, /readyz, /metrics)");
 
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
     if config.kubernetes.enabled {
         let client = watch::client(&config.kubernetes).await?;
         for spec in WatchSpec::all(&config.kubernetes) {
+            crate::metrics::global().declare_kube_kind(spec.kind.kind);
             sources.push(Box::new(KubeWatch {
                 client: client.clone(),
                 cfg: config.kubernetes.clone(),
@@ -146,6 +192,9 @@ async fn run_async(
     }
 
     let sinks = route::queue_sinks(&config);
+    for s in &sinks {
+        crate::metrics::global().declare_sink(s);
+    }
     let wake = Arc::new(tokio::sync::Notify::new());
     // The notifier stops on its own token, after the writer: alerts the last commits queued
     // are not waited for (they stay in the outbox for the next start), and a delivery in

@@ -9,7 +9,9 @@ use crate::store::{Checkpoint, Store, StoreError};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument as _;
 
 /// Writer failures, as seen by the source that sent the batch.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +66,9 @@ pub struct WriterBatch {
     pub relist_done: Option<RelistScope>,
     /// Answered after commit (or rollback).
     pub ack: oneshot::Sender<Result<Stats, WriterError>>,
+    /// The batch's root span (`ingest`): the writer's `apply` span is its child, so a batch is
+    /// one trace from the source to the findings it opens.
+    pub span: tracing::Span,
 }
 
 /// What sources hold to submit batches; cheap to clone.
@@ -71,6 +76,39 @@ pub struct WriterBatch {
 pub struct WriterHandle {
     tx: mpsc::Sender<WriterBatch>,
     backlog: Arc<AtomicUsize>,
+}
+
+impl WriterError {
+    /// A stable, low-cardinality name for `error.type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WriterError::Pipeline { .. } => "store",
+            WriterError::Scope { .. } => "store_scope",
+            WriterError::Stopped => "writer_stopped",
+        }
+    }
+}
+
+/// The root span of one source batch (`ingest`): each batch is its own trace, whatever span
+/// the source task runs in. A source that knows more (Event Hubs: `messaging.system` =
+/// `eventhubs`, `messaging.destination.name`, `messaging.destination.partition.id`,
+/// `messaging.consumer.group.name`) creates it here, records those fields, runs its decoding
+/// in a `normalise` child span, and submits with [`WriterHandle::submit_in`].
+pub fn ingest_span(source: &str, records: usize) -> tracing::Span {
+    tracing::info_span!(
+        parent: None,
+        "ingest",
+        otel.kind = "consumer",
+        accessdrift.source = source,
+        messaging.batch.message_count = records,
+        messaging.system = tracing::field::Empty,
+        messaging.destination.name = tracing::field::Empty,
+        messaging.destination.partition.id = tracing::field::Empty,
+        messaging.consumer.group.name = tracing::field::Empty,
+        accessdrift.relist = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    )
 }
 
 impl WriterHandle {
@@ -83,7 +121,24 @@ impl WriterHandle {
         position: Option<Checkpoint>,
         relist_done: Option<RelistScope>,
     ) -> Result<Stats, WriterError> {
+        let span = ingest_span(source, observations.len());
+        self.submit_in(span, source, observations, position, relist_done)
+            .await
+    }
+
+    /// [`WriterHandle::submit`] under the caller's `ingest` span (see [`ingest_span`]).
+    pub async fn submit_in(
+        &self,
+        span: tracing::Span,
+        source: &str,
+        observations: Vec<Observation>,
+        position: Option<Checkpoint>,
+        relist_done: Option<RelistScope>,
+    ) -> Result<Stats, WriterError> {
         let (ack, done) = oneshot::channel();
+        if relist_done.is_some() {
+            span.record("accessdrift.relist", true);
+        }
         self.backlog.fetch_add(1, Ordering::Relaxed);
         let sent = self
             .tx
@@ -93,13 +148,17 @@ impl WriterHandle {
                 position,
                 relist_done,
                 ack,
+                span: span.clone(),
             })
+            .instrument(span.clone())
             .await;
         if sent.is_err() {
             self.backlog.fetch_sub(1, Ordering::Relaxed);
             return Err(WriterError::Stopped);
         }
-        done.await.unwrap_or(Err(WriterError::Stopped))
+        done.instrument(span)
+            .await
+            .unwrap_or(Err(WriterError::Stopped))
     }
 }
 
@@ -122,26 +181,84 @@ pub fn run(
     backlog: &AtomicUsize,
     on_commit: impl Fn(),
 ) {
-    let mut pipeline = Pipeline::new(&mut store, config, sinks);
+    let mut pipeline = Pipeline::new(&mut store, config, sinks.clone());
+    let metrics = crate::metrics::global();
     while let Some(batch) = rx.blocking_recv() {
         let source = batch.source.clone();
-        let result = apply(
-            &mut pipeline,
-            batch.observations,
-            batch.position,
-            batch.relist_done,
-            &source,
+        let apply_span = tracing::info_span!(
+            parent: &batch.span,
+            "apply",
+            db.system.name = "sqlite",
+            db.operation.name = "apply_batch",
+            accessdrift.facts.applied = tracing::field::Empty,
+            accessdrift.findings.transitions = tracing::field::Empty,
+            accessdrift.alerts.queued = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
         );
+        let started = Instant::now();
+        // Entered on this thread only (no await inside): the pipeline's spans nest under it.
+        let result = apply_span.in_scope(|| {
+            apply(
+                &mut pipeline,
+                batch.observations,
+                batch.position,
+                batch.relist_done,
+                &source,
+            )
+        });
         backlog.fetch_sub(1, Ordering::Relaxed);
         match &result {
-            Ok(stats) if stats.notifications > 0 => on_commit(),
-            Ok(_) => {}
-            Err(e) => tracing::error!(source = %source, error = %e, "batch not committed"),
+            Ok(stats) => {
+                record_commit(metrics, &source, &sinks, stats, started.elapsed());
+                apply_span.record("accessdrift.facts.applied", stats.applied);
+                apply_span.record("accessdrift.findings.transitions", transitions(stats));
+                apply_span.record("accessdrift.alerts.queued", stats.notifications);
+                if stats.notifications > 0 {
+                    on_commit();
+                }
+            }
+            Err(e) => {
+                metrics.batch_failed(&source);
+                for s in [&apply_span, &batch.span] {
+                    s.record("error.type", e.kind());
+                    s.record("otel.status_code", "error");
+                }
+                tracing::error!(source = %source, error = %e, "batch not committed")
+            }
         }
         // The source may have stopped waiting (shutdown): its batch is committed regardless.
         let _ = batch.ack.send(result);
     }
     tracing::debug!("store writer stopped: every source has finished");
+}
+
+fn transitions(s: &Stats) -> u64 {
+    s.opened + s.reopened + s.resolved + s.severity_changed
+}
+
+fn record_commit(
+    m: &crate::metrics::Metrics,
+    source: &str,
+    sinks: &[String],
+    s: &Stats,
+    took: std::time::Duration,
+) {
+    m.batch_committed(source, took);
+    for (reason, n) in &s.skipped {
+        m.record_skipped(source, reason.as_str(), *n);
+    }
+    m.transitions("opened", s.opened);
+    m.transitions("reopened", s.reopened);
+    m.transitions("resolved", s.resolved);
+    m.transitions("severity_changed", s.severity_changed);
+    // Every notifying transition is queued once per sink (the same idempotency key for all
+    // of them, so a duplicate is skipped for every sink alike).
+    if let Some(per_sink) = s.notifications.checked_div(sinks.len() as u64) {
+        for sink in sinks {
+            m.alerts_queued(sink, per_sink);
+        }
+    }
 }
 
 fn apply(

@@ -128,6 +128,8 @@ pub fn evaluate_with(
             occurrences: 0,
             transitions: 0,
             approved_by: None,
+            trace_id: None,
+            trace_span_id: None,
             revision: 0,
         },
     };

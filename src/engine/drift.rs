@@ -144,6 +144,8 @@ pub fn evaluate(input: &DriftInput<'_>, catalog: &dyn Catalog) -> Option<Transit
             occurrences: 0,
             transitions: 0,
             approved_by: None,
+            trace_id: None,
+            trace_span_id: None,
             revision: 0,
         },
     };

@@ -199,6 +199,13 @@ pub struct Finding {
     /// Who approved it, when a baseline change resolved it as approved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_by: Option<String>,
+    /// Trace id (32 hex) of the batch that opened the finding, when traces are exported: the
+    /// alert's `traceparent` points there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// Span id (16 hex) of that batch's span: the parent in the `traceparent` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_span_id: Option<String>,
     /// Bumped by the store whenever expected, actual or status change: `approve --revision` pins it.
     #[serde(default)]
     pub revision: u64,

@@ -57,6 +57,12 @@ pub struct Alert {
     /// Who approved it, on a resolved-as-approved alert (then `actor` is who made the change).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_by: Option<String>,
+    /// Trace id of the batch that opened the finding (see [`Alert::traceparent`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// Span id of that batch's span.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_span_id: Option<String>,
 }
 
 impl Alert {
@@ -84,7 +90,15 @@ impl Alert {
             last_seen: f.last_seen,
             resolution: f.resolution.clone(),
             approved_by: f.approved_by.clone(),
+            trace_id: f.trace_id.clone(),
+            trace_span_id: f.trace_span_id.clone(),
         }
+    }
+
+    /// The W3C `traceparent` header for this alert (webhooks send it), linking the alert to
+    /// the trace of the batch that opened its finding; `None` when traces were not exported.
+    pub fn traceparent(&self) -> Option<String> {
+        crate::telemetry::traceparent(self.trace_id.as_deref()?, self.trace_span_id.as_deref()?)
     }
 
     /// One line for a log or a terminal.
@@ -142,6 +156,8 @@ impl Alert {
             last_seen: now,
             resolution: None,
             approved_by: None,
+            trace_id: None,
+            trace_span_id: None,
         }
     }
 

@@ -55,6 +55,17 @@ pub enum SinkError {
     Gone(String),
 }
 
+impl SinkError {
+    /// A stable name for `error.type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkError::Temporary(_) | SinkError::RetryAfter { .. } => "temporary",
+            SinkError::Permanent(_) => "permanent",
+            SinkError::Gone(_) => "gone",
+        }
+    }
+}
+
 /// What the receiver answered when it accepted a message (`HTTP 202 Accepted`,
 /// `250 2.0.0 Ok: queued as 1234`), for `notify --test` and logs.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -145,12 +145,18 @@ impl WebhookSink {
         body: Vec<u8>,
         ctype: &'static str,
         id: &str,
+        traceparent: Option<String>,
     ) -> Result<Receipt, SinkError> {
         let mut req = self
             .client
             .post(&self.url)
             .headers(self.headers.clone())
             .header(CONTENT_TYPE, ctype);
+        // W3C trace context of the batch that opened the finding: the receiver (or the SRE)
+        // can jump from the alert to the trace of the event that caused it.
+        if let Some(tp) = traceparent {
+            req = req.header("traceparent", tp);
+        }
         if let Some(signer) = &self.signer {
             let ts = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -250,7 +256,7 @@ impl Sink for WebhookSink {
     fn deliver<'a>(&'a mut self, alert: &'a Alert) -> SinkFuture<'a> {
         Box::pin(async move {
             let (body, ctype, id) = self.body(&[alert], None);
-            self.post(body, ctype, &id).await
+            self.post(body, ctype, &id, alert.traceparent()).await
         })
     }
 
@@ -258,7 +264,8 @@ impl Sink for WebhookSink {
         Box::pin(async move {
             let alerts: Vec<&Alert> = digest.alerts.iter().collect();
             let (body, ctype, id) = self.body(&alerts, Some(digest));
-            self.post(body, ctype, &id).await
+            let tp = digest.alerts.first().and_then(Alert::traceparent);
+            self.post(body, ctype, &id, tp).await
         })
     }
 

@@ -4,6 +4,7 @@ use super::{Alert, Digest, DigestReason, DrainReport, Notifier, NotifyError, Sin
 use crate::config::NotifyConfig;
 use crate::store::{OutboxRow, OutboxState, Store, StoreError};
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Rows leased per round: a lease lasts long enough to send them all one by one.
 const BATCH: usize = 16;
@@ -117,13 +118,38 @@ impl Worker {
             let mut queue = messages.into_iter();
             while let Some(m) = queue.next() {
                 let limit = self.sink.timeout();
+                // One `notify` span per delivery, a child of the batch trace that opened the
+                // finding (its first alert's, for a digest). `.instrument`: no guard across await.
+                let first = match &m.body {
+                    Body::One(a) => a,
+                    Body::Many(d) => &d.alerts[0],
+                };
+                let span = crate::telemetry::delivery_span(first, self.sink.name());
+                let started = std::time::Instant::now();
                 let result = super::bounded(limit, async {
                     match &m.body {
                         Body::One(a) => self.sink.deliver(a).await,
                         Body::Many(d) => self.sink.deliver_digest(d).await,
                     }
                 })
+                .instrument(span.clone())
                 .await;
+                let took = started.elapsed();
+                let metrics = crate::metrics::global();
+                match &result {
+                    Ok(_) => {
+                        for _ in &m.rows {
+                            metrics.alert_delivered(self.sink.name(), took);
+                        }
+                    }
+                    Err(SinkError::Gone(_)) => {}
+                    Err(e) => {
+                        crate::telemetry::record_error(&span, e.kind());
+                        for _ in &m.rows {
+                            metrics.alert_failed(self.sink.name(), took);
+                        }
+                    }
+                }
                 match result {
                     Ok(receipt) => {
                         let tx = self.store.tx()?;
@@ -308,6 +334,7 @@ impl Worker {
             tx.lease_failed(r.seq, lease_until, why, next, state)?;
             if dead {
                 report.dead_lettered += 1;
+                crate::metrics::global().alert_dead_lettered(&r.sink);
                 tracing::error!(sink = %r.sink, key = %r.idempotency_key, attempts, error = %why, "alert dead-lettered");
             } else {
                 report.retried += 1;

@@ -494,6 +494,8 @@ fn persist(
     sinks: &[String],
     stats: &mut Stats,
 ) -> Result<(), StoreError> {
+    let traced = crate::telemetry::stamp_trace(t);
+    let t = traced.as_ref().unwrap_or(t);
     tx.put_finding(&t.finding)?;
     stats.count(&t.kind);
     tracing::debug!(finding.id = %t.finding.id, transition = t.kind.as_str(), severity = t.finding.severity.as_str(), "finding transition");

@@ -5,6 +5,7 @@ mod baseline;
 mod checkpoint;
 mod facts;
 mod findings;
+mod gauges;
 mod outbox;
 mod pending;
 mod query;
@@ -14,6 +15,7 @@ mod scope;
 pub use baseline::{BaselineEntry, BaselineVersion};
 pub use checkpoint::Checkpoint;
 pub use facts::{FactApply, FactRow};
+pub use gauges::{OutboxGauge, StoreGauges};
 pub use outbox::{OutboxRow, OutboxState};
 pub use pending::{PendingKind, PendingRow};
 

@@ -93,6 +93,11 @@ impl Daemon {
 
     /// Starts the daemon with extra global flags (e.g. `--log-format json`).
     pub fn start_with(cfg: &Path, db: &Path, global: &[&str]) -> Daemon {
+        Self::start_env(cfg, db, global, &[])
+    }
+
+    /// Starts the daemon with extra global flags and environment variables (`OTEL_*`).
+    pub fn start_env(cfg: &Path, db: &Path, global: &[&str], env: &[(&str, &str)]) -> Daemon {
         let mut child = Command::new(BIN)
             .args(global)
             .args(["--log-level", "info", "run", "--config"])
@@ -100,6 +105,7 @@ impl Daemon {
             .arg("--db")
             .arg(db)
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -199,6 +199,8 @@ fn new_finding(rule: &Rule, kind: FactKind, key: &str, time: EventTime) -> Findi
         transitions: 0,
         approved_by: None,
         revision: 0,
+        trace_id: None,
+        trace_span_id: None,
     }
 }
 

@@ -347,10 +347,17 @@ impl Watch {
             if s.code == 410 {
                 // Routine (etcd compaction, long disconnect): the watcher relists next.
                 tracing::info!(source = self.name(), "watch expired (410 Gone): relisting");
+                crate::metrics::global().watch_restarted(self.spec.kind.kind, "expired");
                 return;
             }
         }
         let f = classify(e, &self.spec.kind);
+        let reason = if f.unauthorized {
+            "unauthorized"
+        } else {
+            "error"
+        };
+        crate::metrics::global().watch_restarted(self.spec.kind.kind, reason);
         self.ctx.readiness.set(if f.unauthorized {
             SourceState::Unauthorized(f.message)
         } else {
@@ -366,6 +373,9 @@ impl Watch {
                     return false;
                 }
                 self.relist = Some(HashSet::new());
+                if self.synced_once {
+                    crate::metrics::global().relisted(self.spec.kind.kind);
+                }
                 self.ctx.readiness.set(if self.synced_once {
                     SourceState::Relisting
                 } else {
@@ -407,6 +417,7 @@ impl Watch {
             self.resource_version.clone_from(rv);
         }
         let name = obj.metadata.name.clone().unwrap_or_default();
+        crate::metrics::global().record_read(self.name());
         let mut v = match serde_json::to_value(&obj) {
             Ok(v) => v,
             Err(e) => {
@@ -434,7 +445,9 @@ impl Watch {
                 self.buf.push(o);
             }
             Decoded::Malformed(m) => self.malformed(&name, &m),
-            Decoded::Skipped(_) => {}
+            Decoded::Skipped(r) => {
+                crate::metrics::global().record_skipped(self.name(), r.as_str(), 1)
+            }
         }
         if self.buf.len() >= self.max_events {
             return self.flush(None).await;
@@ -447,6 +460,7 @@ impl Watch {
 
     fn malformed(&mut self, name: &str, problem: &str) {
         self.malformed += 1;
+        crate::metrics::global().record_malformed(self.name());
         tracing::warn!(
             source = self.name(),
             object = name,

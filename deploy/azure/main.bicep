@@ -1,0 +1,77 @@
+// The Azure side of accessdrift, at subscription scope:
+//   az deployment sub create -l westeurope -f deploy/azure/main.bicep \
+//     -p oidcIssuerUrl="$(az aks show -g RG -n CLUSTER --query oidcIssuerProfile.issuerUrl -o tsv)"
+//
+// Bicep rather than Terraform: the subscription's diagnostic setting, the hub and the identity
+// are plain ARM resources, Bicep needs no state backend to keep (the deployment history is the
+// state), and `az` ships it. Outputs feed the kustomize overlay (client id, namespace, hub).
+
+targetScope = 'subscription'
+
+@description('Region of the resource group, Event Hubs namespace and identity.')
+param location string = deployment().location
+
+@description('Resource group created for accessdrift.')
+param resourceGroupName string = 'rg-accessdrift'
+
+@description('Event Hubs namespace name (globally unique).')
+param namespaceName string = 'evhns-accessdrift-${uniqueString(subscription().id)}'
+
+@description('Event hub that receives the Activity Log.')
+param hubName string = 'activity-log'
+
+@description('Dedicated consumer group of the daemon (never $Default: other readers must not steal partitions).')
+param consumerGroupName string = 'accessdrift'
+
+@description('OIDC issuer URL of the AKS cluster that runs accessdrift (oidcIssuerProfile.issuerUrl).')
+param oidcIssuerUrl string
+
+@description('Namespace and name of the daemon\'s Kubernetes service account (deploy/base).')
+param serviceAccountNamespace string = 'accessdrift'
+param serviceAccountName string = 'accessdrift'
+
+@description('Partitions of the hub; the daemon reads all of them.')
+@minValue(1)
+@maxValue(32)
+param partitionCount int = 2
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: resourceGroupName
+  location: location
+}
+
+module hub 'eventhub.bicep' = {
+  name: 'accessdrift-eventhub'
+  scope: rg
+  params: {
+    location: location
+    namespaceName: namespaceName
+    hubName: hubName
+    consumerGroupName: consumerGroupName
+    partitionCount: partitionCount
+    oidcIssuerUrl: oidcIssuerUrl
+    serviceAccountSubject: 'system:serviceaccount:${serviceAccountNamespace}:${serviceAccountName}'
+  }
+}
+
+// Streams the subscription's Activity Log, Administrative category (role assignments, role
+// definitions, cluster writes, credential listings), to the hub.
+resource activityLog 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'accessdrift-activity-log'
+  properties: {
+    eventHubAuthorizationRuleId: hub.outputs.diagnosticsRuleId
+    eventHubName: hubName
+    logs: [
+      {
+        category: 'Administrative'
+        enabled: true
+      }
+    ]
+  }
+}
+
+output clientId string = hub.outputs.clientId
+output tenantId string = tenant().tenantId
+output eventHubsNamespace string = hub.outputs.namespaceHost
+output eventHub string = hubName
+output consumerGroup string = consumerGroupName
