@@ -4,7 +4,7 @@ mod daemon;
 pub mod roles;
 mod secret;
 
-pub use daemon::{KubernetesConfig, ServerConfig};
+pub use daemon::{EventHubsAuth, EventHubsConfig, EventHubsStart, KubernetesConfig, ServerConfig};
 pub use secret::{Secret, SecretError};
 
 use serde::{Deserialize, Serialize};
@@ -67,6 +67,8 @@ pub struct Config {
     pub role_names: BTreeMap<String, String>,
     /// Live Kubernetes watch (`accessdrift run`).
     pub kubernetes: KubernetesConfig,
+    /// Live Azure Activity Log from an Event Hub (`accessdrift run`).
+    pub eventhubs: EventHubsConfig,
     /// Health (and later metrics) HTTP server of `accessdrift run`.
     pub server: ServerConfig,
 }

@@ -116,13 +116,14 @@ pub fn run(config: Config, db: &Path) -> Result<(), DaemonError> {
         .build()
         .map_err(DaemonError::Runtime)?;
     let config = Arc::new(config);
-    rt.block_on(run_async(config, store, notify_store))
+    rt.block_on(run_async(config, store, notify_store, db))
 }
 
 async fn run_async(
     config: Arc<Config>,
     store: Store,
     notify_store: Store,
+    db: &Path,
 ) -> Result<(), DaemonError> {
     let health = Health::new(WRITER_QUEUE);
     let cancel = CancellationToken::new();
@@ -145,8 +146,15 @@ async fn run_async(
                 spec,
             }));
         }
-    } else {
-        tracing::warn!("no source enabled (set [kubernetes] enabled = true): serving health and delivering queued alerts only");
+    }
+    if config.eventhubs.enabled {
+        sources.push(Box::new(crate::sources::eventhubs::EventHubsSource::new(
+            config.eventhubs.clone(),
+            db,
+        )));
+    }
+    if sources.is_empty() {
+        tracing::warn!("no source enabled (set [kubernetes] or [eventhubs] enabled = true): serving health and delivering queued alerts only");
     }
 
     let sinks = vec!["stdout".to_string()];

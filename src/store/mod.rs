@@ -3,6 +3,7 @@
 
 mod baseline;
 mod checkpoint;
+mod eventhubs;
 mod facts;
 mod findings;
 mod outbox;
@@ -12,6 +13,7 @@ mod scope;
 
 pub use baseline::{BaselineEntry, BaselineVersion};
 pub use checkpoint::Checkpoint;
+pub use eventhubs::{EventHubsPartition, EventHubsPosition, OwnershipRow};
 pub use facts::{FactApply, FactRow};
 pub use outbox::{OutboxRow, OutboxState};
 pub use pending::{PendingKind, PendingRow};

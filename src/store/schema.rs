@@ -128,4 +128,19 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (kind, resource_id)
     ) WITHOUT ROWID;
     "#,
+    // 3: Event Hubs partition ownership (the SDK's load balancing, ready for several
+    // replicas). Checkpoints are rows of `checkpoints` named `eventhubs:NS/HUB/CG/PARTITION`,
+    // written by the store-writer with the effects of the events up to them.
+    r#"
+    CREATE TABLE eventhubs_ownership (
+        namespace      TEXT NOT NULL,
+        eventhub       TEXT NOT NULL,
+        consumer_group TEXT NOT NULL,
+        partition_id   TEXT NOT NULL,
+        owner_id       TEXT,
+        etag           TEXT NOT NULL,
+        modified_at    INTEGER NOT NULL,
+        PRIMARY KEY (namespace, eventhub, consumer_group, partition_id)
+    ) WITHOUT ROWID;
+    "#,
 ];

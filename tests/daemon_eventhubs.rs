@@ -1,0 +1,445 @@
+//! `accessdrift run` with the Event Hubs source: the real `EventProcessor` / `ConsumerClient`
+//! over TCP against the in-test AMQP broker (tests/support/amqp_broker.rs).
+
+#[path = "support/amqp_broker.rs"]
+mod amqp_broker;
+mod common;
+#[path = "support/daemon.rs"]
+mod daemon;
+
+use accessdrift::store::{EventHubsPosition, Store};
+use amqp_broker::AmqpBroker;
+use common::{envelope, owner_grant};
+use daemon::{cli, wait_for, Daemon};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(30);
+const NS: &str = "contoso-logs.servicebus.windows.net";
+const HUB: &str = "activity";
+
+struct Env {
+    _rt: tokio::runtime::Runtime,
+    broker: AmqpBroker,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new(partitions: usize) -> Env {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let broker = rt.block_on(AmqpBroker::start(
+            HUB,
+            partitions,
+            &["$Default", "accessdrift"],
+        ));
+        let env = Env {
+            _rt: rt,
+            broker,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        // An (empty) approved baseline: from now on everything observed is drift.
+        drop(Store::open(&env.db()).unwrap());
+        let db = env.db().display().to_string();
+        let (code, _, err) = cli(&["baseline", "capture", "--db", &db, "--by", "test"]);
+        assert_eq!(code, 0, "{err}");
+        env
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.path().join("ad.db")
+    }
+
+    /// Writes the config (connection string from a file secret) and returns its path.
+    fn config(&self, extra: &str) -> PathBuf {
+        let secret = self.dir.path().join("eh-connection-string");
+        std::fs::write(
+            &secret,
+            format!("Endpoint=sb://{NS}/;SharedAccessKeyName=listen;SharedAccessKey=c2VjcmV0LWtleS1ub3QtaW4tbG9ncw==;EntityPath={HUB}\n"),
+        )
+        .unwrap();
+        let cfg = self.dir.path().join("accessdrift.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[eventhubs]\nenabled = true\nnamespace = \"{NS}\"\neventhub = \"{HUB}\"\nconsumer_group = \"accessdrift\"\n\
+                 auth = \"connection_string\"\nconnection_string = {{ file = {secret:?} }}\ncustom_endpoint = \"{}\"\n\
+                 max_wait = \"50ms\"\nlag_poll = \"300ms\"\nrebalance_interval = \"1s\"\n{extra}\n\
+                 [server]\nlisten = \"127.0.0.1:0\"\n\n[notify]\npoll_interval = \"200ms\"\ninitial_backoff = \"1s\"\n",
+                self.broker.endpoint()
+            ),
+        )
+        .unwrap();
+        cfg
+    }
+
+    fn start(&self, extra: &str) -> Daemon {
+        Daemon::start(&self.config(extra), &self.db())
+    }
+
+    /// Appends a body; returns its sequence number.
+    fn send(&self, partition: usize, body: &str) -> i64 {
+        self.broker.append(partition, body.as_bytes())
+    }
+}
+
+/// Committed sequence number per partition id.
+fn committed(db: &Path) -> Vec<(String, i64)> {
+    let Ok(mut s) = Store::open(db) else {
+        return Vec::new();
+    };
+    let tx = s.read().unwrap();
+    tx.checkpoints_with_prefix(&format!("eventhubs:{NS}/{HUB}/accessdrift/"))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, cp, _)| {
+            let pos = EventHubsPosition::from_checkpoint(&name, &cp).unwrap();
+            (
+                name.rsplit('/').next().unwrap().to_string(),
+                pos.sequence_number,
+            )
+        })
+        .collect()
+}
+
+fn wait_committed(db: &Path, want: &[(&str, i64)]) {
+    let want: Vec<(String, i64)> = want.iter().map(|(p, s)| (p.to_string(), *s)).collect();
+    wait_for(&format!("checkpoints {want:?}"), LIMIT, || {
+        (committed(db) == want).then_some(())
+    });
+}
+
+/// (rule, fact key, occurrences, evidence locations) of every finding, sorted.
+fn findings(db: &Path) -> Vec<(String, String, u64, Vec<String>)> {
+    let mut s = Store::open(db).unwrap();
+    let tx = s.read().unwrap();
+    let mut out: Vec<_> = tx
+        .findings(false)
+        .unwrap()
+        .into_iter()
+        .map(|f| {
+            (
+                f.rule.clone(),
+                f.fact_key.clone(),
+                f.occurrences,
+                f.evidence.iter().map(|e| e.location.clone()).collect(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn alert_lines(out: &str) -> Vec<String> {
+    out.lines()
+        .filter(|l| l.contains(", key "))
+        .map(str::to_string)
+        .collect()
+}
+
+fn grant_body(corr: &str, name: &str, principal: &str) -> String {
+    let g = owner_grant(corr, name, principal, 3);
+    envelope(&[&g[0], &g[1], &g[2]])
+}
+
+fn principal(i: usize) -> String {
+    format!("00000000-0000-4000-8000-{i:012}")
+}
+
+#[test]
+fn events_on_two_partitions_become_findings_naming_partition_and_sequence() {
+    let env = Env::new(2);
+    // A Start on partition 0 and its Success on partition 1: joined all the same.
+    let g = owner_grant("corr-split", "a1", &principal(1), 3);
+    env.send(0, &envelope(&[&g[0], &g[1]]));
+    env.send(1, &envelope(&[&g[2]]));
+    env.send(1, &grant_body("corr-2", "a2", &principal(2)));
+    let mut d = env.start("");
+    d.wait_ready(LIMIT);
+    wait_committed(&env.db(), &[("0", 0), ("1", 1)]);
+    let f = wait_for("findings", LIMIT, || {
+        let f = findings(&env.db());
+        (!f.is_empty()).then_some(f)
+    });
+    let locations: Vec<&String> = f.iter().flat_map(|x| x.3.iter()).collect();
+    assert!(
+        locations.iter().any(|l| l.contains(&format!(
+            "eventhubs:{NS}/{HUB} partition 1 sequence 0 record 0"
+        ))),
+        "{locations:?}"
+    );
+    assert!(
+        locations
+            .iter()
+            .any(|l| l.contains(&format!("eventhubs:{NS}/{HUB} partition 1 sequence 1"))),
+        "{locations:?}"
+    );
+    // The connection string is a SAS: put-token with the SAS token type, and never logged.
+    assert!(env
+        .broker
+        .tokens()
+        .iter()
+        .any(|(ty, _)| ty == "servicebus.windows.net:sastoken"));
+    d.terminate(LIMIT);
+    assert!(!d.stderr().contains("c2VjcmV0LWtleS1ub3QtaW4tbG9ncw"));
+    assert!(!d.stdout().contains("c2VjcmV0LWtleS1ub3QtaW4tbG9ncw"));
+}
+
+#[test]
+fn restart_resumes_after_the_last_commit_without_double_effects() {
+    let env = Env::new(2);
+    env.send(0, &grant_body("c1", "r1", &principal(1)));
+    env.send(1, &grant_body("c2", "r2", &principal(2)));
+    let mut d = env.start("");
+    d.wait_ready(LIMIT);
+    wait_committed(&env.db(), &[("0", 0), ("1", 0)]);
+    let before = findings(&env.db());
+    wait_for("alerts of the first run", LIMIT, || {
+        (!alert_lines(&d.stdout()).is_empty()).then_some(())
+    });
+    assert!(d.terminate(LIMIT).success());
+    let first_alerts = alert_lines(&d.stdout());
+
+    // While it was down: one more event on partition 1.
+    env.send(1, &grant_body("c3", "r3", &principal(3)));
+    let mut d = env.start("");
+    d.wait_ready(LIMIT);
+    wait_committed(&env.db(), &[("0", 0), ("1", 1)]);
+    let after = findings(&env.db());
+    // The earlier findings are untouched (no occurrence counted twice), one grant more.
+    for f in &before {
+        assert!(after.contains(f), "{f:?} changed after restart: {after:?}");
+    }
+    assert!(after.len() > before.len());
+    std::thread::sleep(Duration::from_millis(600));
+    d.terminate(LIMIT);
+    let second_alerts = alert_lines(&d.stdout());
+    for a in &second_alerts {
+        assert!(!first_alerts.contains(a), "alert sent twice: {a}");
+    }
+    // The restarted receiver asked for what follows the committed event, by offset.
+    let filters = env.broker.filters();
+    assert!(
+        filters.iter().any(|(a, f)| a.ends_with("/Partitions/1")
+            && f.starts_with("amqp.annotation.x-opt-offset >'")),
+        "{filters:?}"
+    );
+}
+
+#[test]
+fn sigkill_mid_stream_then_restart_equals_an_uninterrupted_run() {
+    let total = 40;
+    let bodies: Vec<String> = (0..total)
+        .map(|i| grant_body(&format!("k{i}"), &format!("k{i}"), &principal(100 + i)))
+        .collect();
+    // The reference: everything in one uninterrupted run.
+    let reference = {
+        let env = Env::new(2);
+        for (i, b) in bodies.iter().enumerate() {
+            env.send(i % 2, b);
+        }
+        let mut d = env.start("max_batch = 3\n");
+        d.wait_ready(LIMIT);
+        wait_committed(
+            &env.db(),
+            &[("0", total as i64 / 2 - 1), ("1", total as i64 / 2 - 1)],
+        );
+        d.terminate(LIMIT);
+        findings(&env.db())
+            .into_iter()
+            .map(|(r, k, n, _)| (r, k, n))
+            .collect::<Vec<_>>()
+    };
+
+    let env = Env::new(2);
+    for (i, b) in bodies.iter().enumerate().take(total / 2) {
+        env.send(i % 2, b);
+    }
+    let mut d = env.start("max_batch = 3\n");
+    d.wait_ready(LIMIT);
+    // Kill while the second half is arriving and batches are committing.
+    for (i, b) in bodies.iter().enumerate().skip(total / 2).take(6) {
+        env.send(i % 2, b);
+    }
+    wait_for("some commits", LIMIT, || {
+        (committed(&env.db()).iter().map(|c| c.1).sum::<i64>() > 4).then_some(())
+    });
+    d.child.kill().unwrap();
+    let _ = d.child.wait();
+    for (i, b) in bodies.iter().enumerate().skip(total / 2 + 6) {
+        env.send(i % 2, b);
+    }
+    let mut d = env.start("max_batch = 3\n");
+    d.wait_ready(LIMIT);
+    wait_committed(
+        &env.db(),
+        &[("0", total as i64 / 2 - 1), ("1", total as i64 / 2 - 1)],
+    );
+    d.terminate(LIMIT);
+    let got: Vec<_> = findings(&env.db())
+        .into_iter()
+        .map(|(r, k, n, _)| (r, k, n))
+        .collect();
+    assert_eq!(got, reference);
+}
+
+#[test]
+fn malformed_and_foreign_bodies_are_counted_and_the_partition_keeps_going() {
+    let env = Env::new(1);
+    env.send(0, "{\"records\": [ {\"operationName\": ");
+    env.send(
+        0,
+        r#"{"records":[{"time":"2026-11-03T10:00:00Z","operationName":"Sign-in activity","category":"SignInLogs","resultType":"0"}]}"#,
+    );
+    env.send(0, &grant_body("m1", "m1", &principal(7)));
+    let mut d = env.start("");
+    d.wait_ready(LIMIT);
+    wait_committed(&env.db(), &[("0", 2)]);
+    assert!(!findings(&env.db()).is_empty());
+    let body = wait_for("partition figures in /readyz", LIMIT, || {
+        let (_, b) = d.readyz()?;
+        let p =
+            b["details"][format!("eventhubs:{NS}/{HUB}/accessdrift")]["partitions"]["0"].clone();
+        (p["malformed"] == 1 && p["lag"] == 0).then_some(p)
+    });
+    assert_eq!(body["skipped"]["irrelevant_operation"], 1, "{body}");
+    assert_eq!(body["last_committed_sequence"], 2, "{body}");
+    d.terminate(LIMIT);
+    let log = d.stderr();
+    let line = log
+        .lines()
+        .find(|l| l.contains("skipping malformed Activity Log record"))
+        .unwrap_or_else(|| panic!("no malformed log line in {log}"));
+    for want in ["partition=0", "sequence=0", "offset=0", "record=0"] {
+        assert!(line.contains(want), "{want} not in {line}");
+    }
+}
+
+#[test]
+fn start_latest_skips_the_backlog_and_earliest_reads_it() {
+    let env = Env::new(1);
+    env.send(0, &grant_body("old", "old", &principal(8)));
+    let mut d = env.start("start = \"latest\"\n");
+    d.wait_ready(LIMIT);
+    wait_for("the latest filter", LIMIT, || {
+        env.broker
+            .filters()
+            .iter()
+            .any(|(_, f)| f.contains("'@latest'"))
+            .then_some(())
+    });
+    let new = env.send(0, &grant_body("new", "new", &principal(9)));
+    wait_committed(&env.db(), &[("0", new)]);
+    let keys: Vec<String> = findings(&env.db()).into_iter().map(|f| f.1).collect();
+    assert!(keys.iter().any(|k| k.contains(&principal(9))), "{keys:?}");
+    assert!(!keys.iter().any(|k| k.contains(&principal(8))), "{keys:?}");
+    d.terminate(LIMIT);
+
+    let env = Env::new(1);
+    env.send(0, &grant_body("old", "old", &principal(8)));
+    let mut d = env.start("");
+    d.wait_ready(LIMIT);
+    wait_committed(&env.db(), &[("0", 0)]);
+    assert!(env
+        .broker
+        .filters()
+        .iter()
+        .any(|(_, f)| f.contains("> '-1'")));
+    d.terminate(LIMIT);
+}
+
+#[test]
+fn a_redelivered_batch_is_dropped_as_duplicates_not_alerted_twice() {
+    let env = Env::new(1);
+    for i in 0..3 {
+        env.send(
+            0,
+            &grant_body(&format!("d{i}"), &format!("d{i}"), &principal(20 + i)),
+        );
+    }
+    let mut d = env.start("");
+    d.wait_ready(LIMIT);
+    wait_committed(&env.db(), &[("0", 2)]);
+    let before = findings(&env.db());
+    wait_for("alerts", LIMIT, || {
+        (!alert_lines(&d.stdout()).is_empty()).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let alerts = alert_lines(&d.stdout()).len();
+    // The service resends from sequence 0 after a reconnect.
+    env.broker.resend_next_attach_from(0);
+    env.broker.drop_connections();
+    let next = env.send(0, &grant_body("d9", "d9", &principal(29)));
+    wait_committed(&env.db(), &[("0", next)]);
+    let body = wait_for("duplicates counted", LIMIT, || {
+        let (_, b) = d.readyz()?;
+        let p =
+            b["details"][format!("eventhubs:{NS}/{HUB}/accessdrift")]["partitions"]["0"].clone();
+        (p["duplicates"].as_u64() >= Some(3)).then_some(p)
+    });
+    assert_eq!(body["events"], 4, "{body}");
+    let after = findings(&env.db());
+    for f in &before {
+        assert!(
+            after.contains(f),
+            "{f:?} changed by the redelivery: {after:?}"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    d.terminate(LIMIT);
+    let lines = alert_lines(&d.stdout());
+    let mut unique = lines.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        lines.len(),
+        "an alert was sent twice: {lines:#?}"
+    );
+    assert!(lines.len() > alerts);
+}
+
+#[test]
+fn lag_is_reported_in_readyz_and_a_stalled_partition_is_named() {
+    let env = Env::new(1);
+    let mut d = env.start("stall_after = \"1s\"\n");
+    d.wait_ready(LIMIT);
+    let src = format!("eventhubs:{NS}/{HUB}/accessdrift");
+    for i in 0..3 {
+        env.send(
+            0,
+            &grant_body(&format!("l{i}"), &format!("l{i}"), &principal(40 + i)),
+        );
+    }
+    wait_committed(&env.db(), &[("0", 2)]);
+    wait_for("lag 0 in /readyz", LIMIT, || {
+        let (code, b) = d.readyz()?;
+        let p = &b["details"][&src]["partitions"]["0"];
+        (code == 200 && p["lag"] == 0 && p["last_enqueued_sequence"] == 2).then_some(())
+    });
+    d.terminate(LIMIT);
+    let _ = Value::Null;
+}
+
+#[test]
+fn a_rejected_token_is_reported_naming_the_hub_and_auth_mode_and_recovers() {
+    let env = Env::new(1);
+    env.broker.reject_tokens(true);
+    let mut d = env.start("");
+    let src = format!("eventhubs:{NS}/{HUB}/accessdrift");
+    let reason = wait_for("unauthorized in /readyz", LIMIT, || {
+        let (code, b) = d.readyz()?;
+        let r = b["not_ready"][&src].as_str()?.to_string();
+        (code == 503 && r.contains("unauthorized")).then_some(r)
+    });
+    for want in [HUB, NS, "connection_string"] {
+        assert!(reason.contains(want), "{want} not in {reason}");
+    }
+    assert!(!reason.contains("c2VjcmV0"), "{reason}");
+    env.broker.reject_tokens(false);
+    env.send(0, &grant_body("t1", "t1", &principal(50)));
+    d.wait_ready(Duration::from_secs(60));
+    wait_committed(&env.db(), &[("0", 0)]);
+    d.terminate(LIMIT);
+    assert!(!d.stderr().contains("c2VjcmV0LWtleS1ub3QtaW4tbG9ncw"));
+}
