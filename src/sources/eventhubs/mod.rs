@@ -149,6 +149,22 @@ impl crate::daemon::Source for EventHubsSource {
     }
 }
 
+/// An error with its causes: the SDK's top message ("Error authorizing management path")
+/// hides the status (401) and the service's description in its sources.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        cur = c.source();
+    }
+    out
+}
+
 /// The processor's owner id: stable across restarts of one pod (or host), so a restarted
 /// daemon takes its partitions back at once instead of waiting for its old claims to expire.
 fn owner_id() -> String {
@@ -163,17 +179,17 @@ fn owner_id() -> String {
 
 /// Opens a client with the configured auth; `what` names the step in errors.
 pub async fn open_client(cfg: &EventHubsConfig) -> Result<ConsumerClient, EventHubsSourceError> {
-    let hub_err = |what, e: &dyn std::fmt::Display| EventHubsSourceError::Hub {
+    let hub_err = |what, e: &(dyn std::error::Error + 'static)| EventHubsSourceError::Hub {
         namespace: cfg.namespace.clone(),
         eventhub: cfg.eventhub.clone(),
         consumer_group: cfg.consumer_group.clone(),
         auth: cfg.auth.as_str(),
         what,
-        error: e.to_string(),
+        error: chain(e),
     };
     let cred_err = |e: azure_core::Error| EventHubsSourceError::Credential {
         auth: cfg.auth.as_str(),
-        error: e.to_string(),
+        error: chain(&e),
     };
     let mut b = ConsumerClient::builder()
         .with_consumer_group(cfg.consumer_group.clone())
@@ -245,13 +261,13 @@ async fn session(
     db: &Path,
     stats: &EventHubsStats,
 ) -> Result<(), EventHubsSourceError> {
-    let hub_err = |what, e: &dyn std::fmt::Display| EventHubsSourceError::Hub {
+    let hub_err = |what, e: &(dyn std::error::Error + 'static)| EventHubsSourceError::Hub {
         namespace: cfg.namespace.clone(),
         eventhub: cfg.eventhub.clone(),
         consumer_group: cfg.consumer_group.clone(),
         auth: cfg.auth.as_str(),
         what,
-        error: e.to_string(),
+        error: chain(e),
     };
     let store = Arc::new(SqliteCheckpointStore::open(
         db,
@@ -313,12 +329,12 @@ async fn session(
         tokio::select! {
             _ = ctx.cancel.cancelled() => break Ok(()),
             r = &mut dispatch => {
-                let why = match r {
-                    Ok(Ok(())) => "stopped".to_string(),
-                    Ok(Err(e)) => e.to_string(),
-                    Err(e) => e.to_string(),
+                let why: Box<dyn std::error::Error + Send + Sync> = match r {
+                    Ok(Ok(())) => "the processor stopped".into(),
+                    Ok(Err(e)) => Box::new(e),
+                    Err(e) => Box::new(e),
                 };
-                break Err(hub_err("balancing and opening partitions", &why));
+                break Err(hub_err("balancing and opening partitions", why.as_ref()));
             }
             pc = processor.next_partition_client() => {
                 let pc = pc.map_err(|e| hub_err("taking the next partition", &e))?;

@@ -215,7 +215,8 @@ pub fn decode_body(prefilter: &Prefilter, body: &[u8], out: &mut Vec<Decoded>) {
         out.push(Decoded::Malformed("empty event body".into()));
         return;
     }
-    for item in Frames::new(body) {
+    let mut frames = Frames::new(body);
+    for item in frames.by_ref() {
         match item {
             Item::Malformed(e) => out.push(Decoded::Malformed(format!(
                 "event body at byte {}: {}",
@@ -231,6 +232,12 @@ pub fn decode_body(prefilter: &Prefilter, body: &[u8], out: &mut Vec<Decoded>) {
                 )),
             },
         }
+    }
+    // A file may grow; an event body is complete, so a value left open is truncated.
+    if let Some(at) = frames.incomplete_from() {
+        out.push(Decoded::Malformed(format!(
+            "event body ends inside the JSON value that starts at byte {at} (truncated)"
+        )));
     }
 }
 
