@@ -11,7 +11,6 @@ use accessdrift::store::{EventHubsPosition, Store};
 use amqp_broker::AmqpBroker;
 use common::{envelope, owner_grant};
 use daemon::{cli, wait_for, Daemon};
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -417,8 +416,46 @@ fn lag_is_reported_in_readyz_and_a_stalled_partition_is_named() {
         let p = &b["details"][&src]["partitions"]["0"];
         (code == 200 && p["lag"] == 0 && p["last_enqueued_sequence"] == 2).then_some(())
     });
+    // Events wait and nothing arrives: lag grows, then the partition is a stall.
+    env.broker.hold_deliveries(true);
+    env.send(0, &grant_body("l8", "l8", &principal(48)));
+    env.send(0, &grant_body("l9", "l9", &principal(49)));
+    let reason = wait_for("a stall in /readyz", LIMIT, || {
+        let (code, b) = d.readyz()?;
+        let p = &b["details"][&src]["partitions"]["0"];
+        let r = b["not_ready"][&src].as_str()?.to_string();
+        (code == 503 && p["lag"] == 2 && p["stalled"] == true).then_some(r)
+    });
+    assert!(reason.contains("partition(s) 0 of activity"), "{reason}");
+    env.broker.hold_deliveries(false);
+    wait_committed(&env.db(), &[("0", 4)]);
+    d.wait_ready(LIMIT);
     d.terminate(LIMIT);
-    let _ = Value::Null;
+    assert!(d.stderr().contains("source degraded"));
+}
+
+#[test]
+fn stolen_links_and_dropped_connections_recover_without_loss() {
+    let env = Env::new(2);
+    let mut d = env.start("");
+    d.wait_ready(LIMIT);
+    env.send(0, &grant_body("s0", "s0", &principal(60)));
+    env.send(1, &grant_body("s1", "s1", &principal(61)));
+    wait_committed(&env.db(), &[("0", 0), ("1", 0)]);
+    env.broker.steal_links();
+    env.send(0, &grant_body("s2", "s2", &principal(62)));
+    wait_committed(&env.db(), &[("0", 1), ("1", 0)]);
+    env.broker.drop_connections();
+    env.send(1, &grant_body("s3", "s3", &principal(63)));
+    wait_committed(&env.db(), &[("0", 1), ("1", 1)]);
+    let keys: Vec<String> = findings(&env.db()).into_iter().map(|f| f.1).collect();
+    for i in 60..64 {
+        assert!(
+            keys.iter().any(|k| k.contains(&principal(i))),
+            "{i}: {keys:?}"
+        );
+    }
+    d.terminate(LIMIT);
 }
 
 #[test]

@@ -51,7 +51,9 @@ struct Shared {
     inner: Mutex<Inner>,
     appended: watch::Sender<u64>,
     drop_gen: watch::Sender<u64>,
+    steal_gen: watch::Sender<u64>,
     reject_tokens: AtomicBool,
+    hold: AtomicBool,
 }
 
 /// A running broker; cheap to clone.
@@ -77,7 +79,9 @@ impl AmqpBroker {
             }),
             appended: watch::channel(0).0,
             drop_gen: watch::channel(0).0,
+            steal_gen: watch::channel(0).0,
             reject_tokens: AtomicBool::new(false),
+            hold: AtomicBool::new(false),
         });
         let s = shared.clone();
         tokio::spawn(async move {
@@ -118,6 +122,18 @@ impl AmqpBroker {
     /// Closes every open connection (clients reconnect).
     pub fn drop_connections(&self) {
         self.shared.drop_gen.send_modify(|n| *n += 1);
+    }
+
+    /// Detaches every open partition link with `amqp:link:stolen`, as the service does when
+    /// another consumer opens the partition with a higher owner level.
+    pub fn steal_links(&self) {
+        self.shared.steal_gen.send_modify(|n| *n += 1);
+    }
+
+    /// Stops (or resumes) delivering events on every partition link: events wait, unread.
+    pub fn hold_deliveries(&self, hold: bool) {
+        self.shared.hold.store(hold, Ordering::SeqCst);
+        self.shared.appended.send_modify(|n| *n += 1);
     }
 
     /// From now on, `$cbs` put-token answers 401 (or accepts again).
@@ -513,8 +529,12 @@ async fn serve_partition(
         }
     };
     let mut appended = shared.appended.subscribe();
+    let mut stolen = shared.steal_gen.subscribe();
+    stolen.borrow_and_update();
     loop {
-        let batch: Vec<StoredEvent> = {
+        let batch: Vec<StoredEvent> = if shared.hold.load(Ordering::SeqCst) {
+            Vec::new()
+        } else {
             let g = shared.inner.lock().unwrap();
             g.partitions[pid].get(next..).unwrap_or_default().to_vec()
         };
@@ -533,6 +553,15 @@ async fn serve_partition(
         tokio::select! {
             _ = kill.changed() => return,
             _ = appended.changed() => {}
+            _ = stolen.changed() => {
+                let err = fe2o3_amqp::types::definitions::Error::new(
+                    ErrorCondition::Custom(fe2o3_amqp::types::primitives::Symbol::from("amqp:link:stolen")),
+                    format!("New receiver with higher epoch of '0' is created hence current receiver with epoch '0' is getting disconnected. Partition {pid}."),
+                    None,
+                );
+                let _ = sender.close_with_error(err).await;
+                return;
+            }
             _ = sender.on_detach() => return,
         }
     }
