@@ -363,4 +363,65 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn eventhubs_validation_table() {
+        let base = "[eventhubs]\nenabled = true\nnamespace = \"logs.servicebus.windows.net\"\neventhub = \"activity\"\n";
+        for (extra, want_err) in [
+            ("", None),
+            ("auth = \"managed_identity\"\nclient_id = \"00000000-0000-0000-0000-000000000001\"\n", None),
+            ("auth = \"connection_string\"\nconnection_string = { env = \"EH_CS\" }\n", None),
+            ("custom_endpoint = \"amqp://127.0.0.1:5672\"\nstart = \"latest\"\n", None),
+            ("auth = \"connection_string\"\n", Some("eventhubs.connection_string")),
+            ("connection_string = { file = \"/x\" }\n", Some("eventhubs.connection_string")),
+            ("client_id = \"abc\"\n", Some("eventhubs.client_id")),
+            ("auth = \"sas\"\n", Some("expected one of `workload_identity`, `managed_identity`, `connection_string`")),
+            ("start = \"middle\"\n", Some("unknown variant `middle`")),
+            ("custom_endpoint = \"http://x\"\n", Some("eventhubs.custom_endpoint")),
+            ("max_batch = 0\n", Some("eventhubs.max_batch")),
+            ("max_wait = \"0s\"\n", Some("eventhubs.max_wait")),
+            ("stall_after = \"2days\"\n", Some("eventhubs.stall_after")),
+            ("consumer_group = \"\"\n", Some("eventhubs.consumer_group")),
+            ("topic = \"x\"\n", Some("topic")),
+        ] {
+            let text = format!("{base}{extra}");
+            let got = Config::parse(&text, Path::new("t.toml"));
+            match want_err {
+                None => assert!(got.is_ok(), "{text}: {got:?}"),
+                Some(key) => {
+                    let e = got.unwrap_err().to_string();
+                    assert!(e.contains(key), "{text}: {e}");
+                }
+            }
+        }
+        for (ns, ok) in [
+            ("logs.servicebus.windows.net", true),
+            ("sb://logs.servicebus.windows.net/", false),
+            ("logs", false),
+            ("", false),
+        ] {
+            let text =
+                format!("[eventhubs]\nenabled = true\nnamespace = \"{ns}\"\neventhub = \"h\"\n");
+            let got = Config::parse(&text, Path::new("t.toml"));
+            assert_eq!(got.is_ok(), ok, "{ns}: {got:?}");
+            if let Err(e) = got {
+                assert!(e.to_string().contains("eventhubs.namespace"), "{e}");
+            }
+        }
+        // Disabled: nothing is checked, so a half-written section does not block other work.
+        assert!(Config::parse(
+            "[eventhubs]\nauth = \"connection_string\"\n",
+            Path::new("t.toml")
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn the_connection_string_never_shows_in_check_config_output() {
+        let text = "[eventhubs]\nenabled = true\nnamespace = \"logs.servicebus.windows.net\"\neventhub = \"h\"\nauth = \"connection_string\"\nconnection_string = { env = \"EH_CS_NOT_SET\" }\n";
+        let cfg = Config::parse(text, Path::new("t.toml")).unwrap();
+        let shown = cfg.to_toml().unwrap();
+        assert!(shown.contains("EH_CS_NOT_SET"), "{shown}");
+        assert!(format!("{cfg:?}").contains("EH_CS_NOT_SET"));
+    }
 }

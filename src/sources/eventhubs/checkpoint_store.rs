@@ -233,3 +233,96 @@ impl CheckpointStore for SqliteCheckpointStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::EventHubsPosition;
+
+    fn own(partition: &str, owner: &str, etag: Option<&Etag>) -> Ownership {
+        Ownership {
+            fully_qualified_namespace: "ns.servicebus.windows.net".into(),
+            event_hub_name: "hub".into(),
+            consumer_group: "cg".into(),
+            partition_id: partition.into(),
+            owner_id: Some(owner.into()),
+            etag: etag.cloned(),
+            last_modified_time: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn claims_lose_on_a_stale_etag_and_checkpoints_come_only_from_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let store =
+            SqliteCheckpointStore::open(&db, "ns.servicebus.windows.net", "hub", "cg").unwrap();
+        let won = store
+            .claim_ownership(&[own("0", "a", None), own("1", "a", None)])
+            .await
+            .unwrap();
+        assert_eq!(won.len(), 2);
+        assert!(won
+            .iter()
+            .all(|o| o.etag.is_some() && o.last_modified_time.is_some()));
+        // Replica b read the rows before a renewed them: its claim with the old etag loses.
+        let listed = store
+            .list_ownerships("ns.servicebus.windows.net", "hub", "cg")
+            .await
+            .unwrap();
+        let renewed = store
+            .claim_ownership(&[own("0", "a", listed[0].etag.as_ref())])
+            .await
+            .unwrap();
+        assert_eq!(renewed.len(), 1);
+        let stale = store
+            .claim_ownership(&[own("0", "b", listed[0].etag.as_ref())])
+            .await
+            .unwrap();
+        assert!(stale.is_empty());
+
+        // The writer commits partition 1 up to sequence 7 (what `apply_batch` does).
+        let pos = EventHubsPosition {
+            offset: "900".into(),
+            sequence_number: 7,
+        };
+        {
+            let mut s = Store::open(&db).unwrap();
+            let tx = s.tx().unwrap();
+            let name = EventHubsPartition {
+                namespace: "ns.servicebus.windows.net".into(),
+                eventhub: "hub".into(),
+                consumer_group: "cg".into(),
+                partition_id: "1".into(),
+            }
+            .source_name();
+            tx.set_checkpoint(&name, &pos.to_checkpoint(), crate::domain::EventTime(1))
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        let cps = store
+            .list_checkpoints("ns.servicebus.windows.net", "hub", "cg")
+            .await
+            .unwrap();
+        assert_eq!(cps.len(), 1);
+        assert_eq!(
+            (
+                cps[0].partition_id.as_str(),
+                cps[0].offset.as_deref(),
+                cps[0].sequence_number
+            ),
+            ("1", Some("900"), Some(7))
+        );
+        // update_checkpoint never moves it: at or behind the commit is fine, ahead is refused.
+        let mut cp = cps[0].clone();
+        store.update_checkpoint(cp.clone()).await.unwrap();
+        cp.sequence_number = Some(8);
+        let e = store.update_checkpoint(cp).await.unwrap_err();
+        assert!(e.to_string().contains("refused"), "{e}");
+        let again = store
+            .list_checkpoints("ns.servicebus.windows.net", "hub", "cg")
+            .await
+            .unwrap();
+        assert_eq!(again[0].sequence_number, Some(7));
+    }
+}
