@@ -480,3 +480,38 @@ fn a_rejected_token_is_reported_naming_the_hub_and_auth_mode_and_recovers() {
     d.terminate(LIMIT);
     assert!(!d.stderr().contains("c2VjcmV0LWtleS1ub3QtaW4tbG9ncw"));
 }
+
+#[test]
+fn eventhubs_check_prints_checkpoint_last_enqueued_and_lag_and_fails_clearly_on_401() {
+    let env = Env::new(2);
+    env.send(0, &grant_body("e0", "e0", &principal(70)));
+    let mut d = env.start("");
+    d.wait_ready(LIMIT);
+    wait_committed(&env.db(), &[("0", 0)]);
+    d.terminate(LIMIT);
+    env.send(0, &grant_body("e1", "e1", &principal(71)));
+    env.send(0, &grant_body("e2", "e2", &principal(72)));
+    let cfg = env.config("");
+    let (cfg, db) = (cfg.display().to_string(), env.db().display().to_string());
+    let (code, out, err) = cli(&["--config", &cfg, "eventhubs", "check", "--db", &db]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .skip(2)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows,
+        vec![vec!["0", "0", "2", "2"], vec!["1", "-", "(empty)", "0"]],
+        "{out}"
+    );
+    assert!(out.contains("consumer group accessdrift"), "{out}");
+
+    env.broker.reject_tokens(true);
+    let (code, out, err) = cli(&["--config", &cfg, "eventhubs", "check", "--db", &db]);
+    assert_eq!(code, 1, "{out}");
+    for want in [HUB, NS, "connection_string", "401"] {
+        assert!(err.contains(want), "{want} not in {err}");
+    }
+    assert!(!err.contains("c2VjcmV0"), "{err}");
+}

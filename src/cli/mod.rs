@@ -5,6 +5,7 @@ mod out;
 mod baseline;
 pub mod bench;
 mod demo;
+mod eventhubs;
 mod findings;
 mod render;
 mod replay;
@@ -141,6 +142,9 @@ pub enum Command {
     /// Run the daemon: watch the sources in `--config`, evaluate every change, deliver alerts,
     /// serve `/healthz` and `/readyz`. Stops cleanly (exit 0) on SIGTERM or SIGINT.
     Run(run::RunArgs),
+    /// Event Hubs: `check` connects and prints checkpoint, last enqueued and lag per partition.
+    #[command(subcommand)]
+    Eventhubs(eventhubs::EventhubsCommand),
 }
 
 /// Exit status when stdout is closed before the output is written (`findings | head -1`):
@@ -182,6 +186,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(&cfg, a),
         Command::Run(a) => run::run(cfg, a),
+        Command::Eventhubs(c) => eventhubs::run(&cfg, c),
         Command::CheckConfig => {
             let toml = cfg.to_toml()?;
             outln!("# effective configuration: defaults filled in, secrets shown as references")?;

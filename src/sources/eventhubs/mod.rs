@@ -151,7 +151,7 @@ impl crate::daemon::Source for EventHubsSource {
 
 /// An error with its causes: the SDK's top message ("Error authorizing management path")
 /// hides the status (401) and the service's description in its sources.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -185,11 +185,11 @@ pub async fn open_client(cfg: &EventHubsConfig) -> Result<ConsumerClient, EventH
         consumer_group: cfg.consumer_group.clone(),
         auth: cfg.auth.as_str(),
         what,
-        error: chain(e),
+        error: error_chain(e),
     };
     let cred_err = |e: azure_core::Error| EventHubsSourceError::Credential {
         auth: cfg.auth.as_str(),
-        error: chain(&e),
+        error: error_chain(&e),
     };
     let mut b = ConsumerClient::builder()
         .with_consumer_group(cfg.consumer_group.clone())
@@ -267,7 +267,7 @@ async fn session(
         consumer_group: cfg.consumer_group.clone(),
         auth: cfg.auth.as_str(),
         what,
-        error: chain(e),
+        error: error_chain(e),
     };
     let store = Arc::new(SqliteCheckpointStore::open(
         db,
