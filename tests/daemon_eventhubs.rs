@@ -515,3 +515,35 @@ fn eventhubs_check_prints_checkpoint_last_enqueued_and_lag_and_fails_clearly_on_
     }
     assert!(!err.contains("c2VjcmV0"), "{err}");
 }
+
+#[test]
+fn workload_identity_without_the_webhook_variables_is_a_clear_error() {
+    let env = Env::new(1);
+    let cfg = env.dir.path().join("wi.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[eventhubs]\nenabled = true\nnamespace = \"{NS}\"\neventhub = \"{HUB}\"\ncustom_endpoint = \"{}\"\n",
+            env.broker.endpoint()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(daemon::BIN)
+        .args([
+            "--config",
+            &cfg.display().to_string(),
+            "eventhubs",
+            "check",
+            "--db",
+        ])
+        .arg(env.db())
+        .env_remove("AZURE_CLIENT_ID")
+        .env_remove("AZURE_TENANT_ID")
+        .env_remove("AZURE_FEDERATED_TOKEN_FILE")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("auth = \"workload_identity\""), "{err}");
+    assert!(err.contains("AZURE_"), "{err}");
+}
