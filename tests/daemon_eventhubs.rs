@@ -547,3 +547,21 @@ fn workload_identity_without_the_webhook_variables_is_a_clear_error() {
     assert!(err.contains("auth = \"workload_identity\""), "{err}");
     assert!(err.contains("AZURE_"), "{err}");
 }
+
+#[test]
+fn sigterm_while_the_hub_never_answers_exits_promptly() {
+    let env = Env::new(1);
+    // A peer that accepts TCP and never speaks AMQP: the SDK waits on its open.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let cfg = env.config("");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        &env.broker.endpoint(),
+        &format!("amqp://{}", silent.local_addr().unwrap()),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let mut d = Daemon::start(&cfg, &env.db());
+    wait_for("the health server", LIMIT, || d.readyz());
+    std::thread::sleep(Duration::from_millis(500));
+    let st = d.terminate(Duration::from_secs(6));
+    assert!(st.success(), "{st:?}: {}", d.stderr());
+}

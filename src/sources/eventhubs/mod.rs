@@ -284,34 +284,42 @@ async fn session(
             p.last_committed_sequence = Some(pos.sequence_number)
         });
     }
-    let consumer = open_client(cfg).await?;
-    let monitor = open_client(cfg).await?;
-    let props = monitor
-        .get_eventhub_properties()
-        .await
-        .map_err(|e| hub_err("reading the hub's properties", &e))?;
-    let interval = azure_core::time::Duration::try_from(cfg.rebalance_interval)
-        .unwrap_or(azure_core::time::Duration::seconds(10));
-    let location = match cfg.start {
-        EventHubsStart::Earliest => StartLocation::Earliest,
-        EventHubsStart::Latest => StartLocation::Latest,
+    // Connecting may take the SDK's whole retry budget: shutdown must not wait for it.
+    let setup = async {
+        let consumer = open_client(cfg).await?;
+        let monitor = open_client(cfg).await?;
+        let props = monitor
+            .get_eventhub_properties()
+            .await
+            .map_err(|e| hub_err("reading the hub's properties", &e))?;
+        let interval = azure_core::time::Duration::try_from(cfg.rebalance_interval)
+            .unwrap_or(azure_core::time::Duration::seconds(10));
+        let location = match cfg.start {
+            EventHubsStart::Earliest => StartLocation::Earliest,
+            EventHubsStart::Latest => StartLocation::Latest,
+        };
+        let processor = EventProcessor::builder()
+            .with_update_interval(interval)
+            // Several update intervals: a live owner renews well before its claim expires.
+            .with_partition_expiration_duration(interval * 6)
+            .with_prefetch((cfg.max_batch as u32).saturating_mul(2).max(10))
+            .with_start_positions(StartPositions {
+                per_partition: Default::default(),
+                // Exclusive: a checkpoint names the last event applied, so resume after it.
+                default: StartPosition {
+                    location,
+                    inclusive: false,
+                },
+            })
+            .build(consumer, store.clone())
+            .await
+            .map_err(|e| hub_err("starting the event processor", &e))?;
+        Ok::<_, EventHubsSourceError>((monitor, props, processor))
     };
-    let processor = EventProcessor::builder()
-        .with_update_interval(interval)
-        // Several update intervals: a live owner renews well before its claim expires.
-        .with_partition_expiration_duration(interval * 6)
-        .with_prefetch((cfg.max_batch as u32).saturating_mul(2).max(10))
-        .with_start_positions(StartPositions {
-            per_partition: Default::default(),
-            // Exclusive: a checkpoint names the last event applied, so resume after it.
-            default: StartPosition {
-                location,
-                inclusive: false,
-            },
-        })
-        .build(consumer, store.clone())
-        .await
-        .map_err(|e| hub_err("starting the event processor", &e))?;
+    let (monitor, props, processor) = tokio::select! {
+        _ = ctx.cancel.cancelled() => return Ok(()),
+        r = setup => r?,
+    };
     tracing::info!(
         namespace = %cfg.namespace,
         eventhub = %cfg.eventhub,
@@ -380,7 +388,13 @@ async fn session(
                 Ok((id, PartitionEnd::WriterFailed(why))) => tracing::error!(partition = %id, error = %why, "batch not committed; the partition resumes from the last commit"),
                 Err(e) => tracing::error!(error = %e, "partition task failed"),
             },
-            _ = poll.tick() => poll_lag(ctx, cfg, &monitor, &props.partition_ids, stats).await,
+            _ = poll.tick() => {
+                // An unanswered properties read must not hold up partitions or shutdown.
+                let limit = cfg.lag_poll.max(Duration::from_secs(5));
+                if tokio::time::timeout(limit, poll_lag(ctx, cfg, &monitor, &props.partition_ids, stats)).await.is_err() {
+                    tracing::warn!(eventhub = %cfg.eventhub, "reading partition properties for lag timed out");
+                }
+            }
         }
     };
     let _ = processor.shutdown().await;
