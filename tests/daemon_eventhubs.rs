@@ -101,6 +101,22 @@ fn committed(db: &Path) -> Vec<(String, i64)> {
         .collect()
 }
 
+/// Like [`wait_committed`], with the daemon's log in the failure message.
+fn wait_committed_by(d: &Daemon, db: &Path, want: &[(&str, i64)]) {
+    let want_v: Vec<(String, i64)> = want.iter().map(|(p, s)| (p.to_string(), *s)).collect();
+    let deadline = std::time::Instant::now() + LIMIT;
+    while committed(db) != want_v {
+        if std::time::Instant::now() > deadline {
+            panic!(
+                "timed out waiting for checkpoints {want_v:?} (have {:?}); log:\n{}",
+                committed(db),
+                d.stderr()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn wait_committed(db: &Path, want: &[(&str, i64)]) {
     let want: Vec<(String, i64)> = want.iter().map(|(p, s)| (p.to_string(), *s)).collect();
     wait_for(&format!("checkpoints {want:?}"), LIMIT, || {
@@ -441,13 +457,13 @@ fn stolen_links_and_dropped_connections_recover_without_loss() {
     d.wait_ready(LIMIT);
     env.send(0, &grant_body("s0", "s0", &principal(60)));
     env.send(1, &grant_body("s1", "s1", &principal(61)));
-    wait_committed(&env.db(), &[("0", 0), ("1", 0)]);
+    wait_committed_by(&d, &env.db(), &[("0", 0), ("1", 0)]);
     env.broker.steal_links();
     env.send(0, &grant_body("s2", "s2", &principal(62)));
-    wait_committed(&env.db(), &[("0", 1), ("1", 0)]);
+    wait_committed_by(&d, &env.db(), &[("0", 1), ("1", 0)]);
     env.broker.drop_connections();
     env.send(1, &grant_body("s3", "s3", &principal(63)));
-    wait_committed(&env.db(), &[("0", 1), ("1", 1)]);
+    wait_committed_by(&d, &env.db(), &[("0", 1), ("1", 1)]);
     let keys: Vec<String> = findings(&env.db()).into_iter().map(|f| f.1).collect();
     for i in 60..64 {
         assert!(

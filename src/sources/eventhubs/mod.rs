@@ -26,6 +26,9 @@ use std::time::Duration;
 
 /// Longest a link or connection close may take at shutdown or reconnect.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Receivers of one partition that end in a row without delivering anything before the
+/// whole connection is rebuilt.
+const DEAD_LINK_LIMIT: u32 = 3;
 /// Longest pause between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -233,7 +236,13 @@ async fn run(ctx: SourceContext, cfg: EventHubsConfig, db: PathBuf, stats: Event
     let mut backoff = Duration::from_secs(1);
     loop {
         ctx.readiness.set(SourceState::Connecting);
-        match session(&ctx, &cfg, &db, &stats).await {
+        let started = std::time::Instant::now();
+        let outcome = session(&ctx, &cfg, &db, &stats).await;
+        // A session that ran for a while was healthy: the next failure starts the backoff over.
+        if started.elapsed() > MAX_BACKOFF {
+            backoff = Duration::from_secs(1);
+        }
+        match outcome {
             Ok(()) => break,
             Err(e) => {
                 let state = if e.is_unauthorized() {
@@ -332,6 +341,7 @@ async fn session(
     let runner = processor.clone();
     let mut dispatch = tokio::task::spawn_local(async move { runner.run().await });
     let mut partitions = tokio::task::JoinSet::new();
+    let mut dead_links: std::collections::HashMap<String, u32> = Default::default();
     let mut poll = tokio::time::interval(cfg.lag_poll);
     let result = loop {
         tokio::select! {
@@ -366,6 +376,7 @@ async fn session(
                     max_wait: cfg.max_wait,
                     committed,
                     stats: stats.clone(),
+                    received: 0,
                 };
                 let ctx = ctx.clone();
                 partitions.spawn_local(async move {
@@ -384,7 +395,21 @@ async fn session(
             }
             Some(done) = partitions.join_next() => match done {
                 Ok((id, PartitionEnd::Cancelled)) => tracing::debug!(partition = %id, "partition stopped"),
-                Ok((id, PartitionEnd::Disconnected(why))) => tracing::warn!(partition = %id, reason = %why, "partition receiver ended; the processor reopens it from the last commit"),
+                Ok((id, PartitionEnd::Disconnected { why, received })) => {
+                    tracing::warn!(partition = %id, reason = %why, "partition receiver ended; the processor reopens it from the last commit");
+                    // A receiver that fails before delivering anything, again and again, sits
+                    // on a connection the SDK will not repair (a session that died with the
+                    // socket): only a new connection helps.
+                    let n = dead_links.entry(id.clone()).or_insert(0u32);
+                    *n = if received == 0 { *n + 1 } else { 0 };
+                    if *n >= DEAD_LINK_LIMIT {
+                        let e: Box<dyn std::error::Error + Send + Sync> = format!(
+                            "partition {id} failed {n} times in a row without delivering an event ({why}); reconnecting"
+                        )
+                        .into();
+                        break Err(hub_err("reopening a partition", e.as_ref()));
+                    }
+                }
                 Ok((id, PartitionEnd::WriterFailed(why))) => tracing::error!(partition = %id, error = %why, "batch not committed; the partition resumes from the last commit"),
                 Err(e) => tracing::error!(error = %e, "partition task failed"),
             },

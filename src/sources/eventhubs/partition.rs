@@ -18,8 +18,14 @@ use tokio::time::Instant;
 pub enum PartitionEnd {
     /// Shutdown: what was received is committed.
     Cancelled,
-    /// The link or connection ended (dropped, stolen, closed): reopen later.
-    Disconnected(String),
+    /// The link or connection ended (dropped, stolen, closed): reopen later. `received` is
+    /// how many events this receiver delivered before (0: it never worked).
+    Disconnected {
+        /// What the SDK said.
+        why: String,
+        /// Events received on this link.
+        received: u64,
+    },
     /// The writer refused a batch (rolled back): reopen from the committed checkpoint.
     WriterFailed(String),
 }
@@ -36,6 +42,8 @@ pub struct PartitionRun {
     pub committed: Option<i64>,
     /// Shared figures.
     pub stats: EventHubsStats,
+    /// Events received on this link so far (duplicates included).
+    pub received: u64,
 }
 
 struct Batch {
@@ -74,8 +82,18 @@ impl PartitionRun {
                         break e;
                     }
                 }
-                Some(None) => break PartitionEnd::Disconnected("the event stream ended".into()),
-                Some(Some(Err(e))) => break PartitionEnd::Disconnected(e.to_string()),
+                Some(None) => {
+                    break PartitionEnd::Disconnected {
+                        why: "the event stream ended".into(),
+                        received: self.received,
+                    }
+                }
+                Some(Some(Err(e))) => {
+                    break PartitionEnd::Disconnected {
+                        why: e.to_string(),
+                        received: self.received,
+                    }
+                }
                 Some(Some(Ok(ev))) => {
                     self.take(&prefilter, &ev, &mut batch);
                     if batch.events as usize >= self.max_batch {
@@ -104,6 +122,7 @@ impl PartitionRun {
 
     /// Decodes one event into the batch (or drops it as a redelivery).
     fn take(&mut self, prefilter: &Prefilter, ev: &ReceivedEventData, batch: &mut Batch) {
+        self.received += 1;
         let Some(seq) = ev.sequence_number() else {
             self.stats.update(self.id(), |p| p.malformed += 1);
             tracing::warn!(partition = %self.id(), offset = ?ev.offset(), "event without a sequence number skipped");
