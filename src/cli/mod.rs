@@ -5,6 +5,7 @@ mod out;
 mod baseline;
 pub mod bench;
 mod demo;
+mod eventhubs;
 mod findings;
 mod outbox;
 mod render;
@@ -148,6 +149,9 @@ pub enum Command {
     /// Run the daemon: watch the sources in `--config`, evaluate every change, deliver alerts,
     /// serve `/healthz` and `/readyz`. Stops cleanly (exit 0) on SIGTERM or SIGINT.
     Run(run::RunArgs),
+    /// Event Hubs: `check` connects and prints checkpoint, last enqueued and lag per partition.
+    #[command(subcommand)]
+    Eventhubs(eventhubs::EventhubsCommand),
 }
 
 /// Exit status when stdout is closed before the output is written (`findings | head -1`):
@@ -198,6 +202,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(a) => bench::run(&cfg, a),
         Command::Run(a) => run::run(cfg, a),
         Command::Rules(a) => rules::run(&cfg, a),
+        Command::Eventhubs(c) => eventhubs::run(&cfg, c),
         Command::CheckConfig => {
             let toml = cfg.to_toml()?;
             outln!("# effective configuration: defaults filled in, secrets shown as references")?;

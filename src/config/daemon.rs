@@ -1,6 +1,6 @@
-//! `[kubernetes]` and `[server]`: the settings only `accessdrift run` reads.
+//! `[kubernetes]`, `[eventhubs]` and `[server]`: the settings only `accessdrift run` reads.
 
-use super::ConfigError;
+use super::{ConfigError, Secret};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -48,6 +48,105 @@ impl Default for KubernetesConfig {
     }
 }
 
+/// How the Event Hubs source authenticates.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EventHubsAuth {
+    /// AKS workload identity: `AZURE_CLIENT_ID`, `AZURE_TENANT_ID`, `AZURE_FEDERATED_TOKEN_FILE`.
+    #[default]
+    WorkloadIdentity,
+    /// The node's or pod's managed identity (IMDS); `client_id` picks a user-assigned one.
+    ManagedIdentity,
+    /// A shared access policy connection string (`connection_string`, a secret).
+    ConnectionString,
+}
+
+impl EventHubsAuth {
+    /// The name used in the config file and in error messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventHubsAuth::WorkloadIdentity => "workload_identity",
+            EventHubsAuth::ManagedIdentity => "managed_identity",
+            EventHubsAuth::ConnectionString => "connection_string",
+        }
+    }
+}
+
+/// Where a partition without a checkpoint starts reading.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EventHubsStart {
+    /// The oldest event the hub still retains.
+    #[default]
+    Earliest,
+    /// Only events enqueued after the partition is opened.
+    Latest,
+}
+
+/// `[eventhubs]`: the Azure Activity Log, streamed to an Event Hub by a diagnostic setting.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventHubsConfig {
+    /// Off by default so installs without Azure never try to connect.
+    pub enabled: bool,
+    /// Fully qualified namespace, e.g. `contoso-logs.servicebus.windows.net`.
+    pub namespace: String,
+    /// The Event Hub the diagnostic setting writes to.
+    pub eventhub: String,
+    /// Consumer group; a dedicated one keeps other readers' positions apart.
+    pub consumer_group: String,
+    /// How to authenticate.
+    pub auth: EventHubsAuth,
+    /// Client id of a user-assigned managed identity (`auth = "managed_identity"` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Connection string (`auth = "connection_string"` only): `{ env = "…" }` or `{ file = "…" }`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_string: Option<Secret>,
+    /// `amqp://host:port` or `amqps://host:port` dialled instead of the namespace host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_endpoint: Option<String>,
+    /// Where a partition with no checkpoint starts.
+    pub start: EventHubsStart,
+    /// Most events per transaction.
+    pub max_batch: usize,
+    /// Longest an event waits for its batch to fill.
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+    /// A partition with events waiting and nothing committed for this long is a stall.
+    #[serde(with = "humantime_serde")]
+    pub stall_after: Duration,
+    /// How often partition properties (last enqueued sequence number) are polled for lag.
+    #[serde(with = "humantime_serde")]
+    pub lag_poll: Duration,
+    /// How often the SDK's processor balances partitions and reopens closed ones.
+    #[serde(with = "humantime_serde")]
+    pub rebalance_interval: Duration,
+}
+
+impl Default for EventHubsConfig {
+    fn default() -> Self {
+        EventHubsConfig {
+            enabled: false,
+            namespace: String::new(),
+            eventhub: String::new(),
+            consumer_group: "$Default".to_string(),
+            auth: EventHubsAuth::default(),
+            client_id: None,
+            connection_string: None,
+            custom_endpoint: None,
+            start: EventHubsStart::default(),
+            // Diagnostic settings send a few records per event: 100 events is a few hundred
+            // records per transaction, and 500 ms keeps alerts well within a second or two.
+            max_batch: 100,
+            max_wait: Duration::from_millis(500),
+            stall_after: Duration::from_secs(300),
+            lag_poll: Duration::from_secs(30),
+            rebalance_interval: Duration::from_secs(10),
+        }
+    }
+}
+
 /// `[server]`: health endpoints (and metrics, later).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -80,6 +179,7 @@ pub(super) fn validate(cfg: &super::Config, path: &Path) -> Result<(), ConfigErr
             ),
         ));
     }
+    validate_eventhubs(&cfg.eventhubs, &invalid)?;
     let k = &cfg.kubernetes;
     if !k.enabled {
         return Ok(());
@@ -117,6 +217,109 @@ pub(super) fn validate(cfg: &super::Config, path: &Path) -> Result<(), ConfigErr
             "kubernetes.batch_max_wait",
             "must be between 1ms and 10s (e.g. \"200ms\")".into(),
         ));
+    }
+    Ok(())
+}
+
+fn validate_eventhubs(
+    e: &EventHubsConfig,
+    invalid: &impl Fn(&str, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    if !e.enabled {
+        return Ok(());
+    }
+    let ns = e.namespace.trim();
+    if ns.is_empty() || ns.contains('/') || ns.contains(':') || !ns.contains('.') {
+        return Err(invalid(
+            "eventhubs.namespace",
+            format!(
+                "{:?} is not a fully qualified namespace: use the host name only, e.g. \"contoso-logs.servicebus.windows.net\"",
+                e.namespace
+            ),
+        ));
+    }
+    if e.eventhub.trim().is_empty() || e.eventhub.contains('/') {
+        return Err(invalid(
+            "eventhubs.eventhub",
+            "must be the Event Hub's name (non-empty, without '/'), e.g. \"activity-log\"".into(),
+        ));
+    }
+    if e.consumer_group.trim().is_empty() || e.consumer_group.contains('/') {
+        return Err(invalid(
+            "eventhubs.consumer_group",
+            "must be a consumer group name (non-empty, without '/'), e.g. \"accessdrift\"".into(),
+        ));
+    }
+    match (e.auth, &e.connection_string, &e.client_id) {
+        (EventHubsAuth::ConnectionString, None, _) => {
+            return Err(invalid(
+                "eventhubs.connection_string",
+                "is required with auth = \"connection_string\": connection_string = { env = \"EVENTHUBS_CONNECTION_STRING\" } or { file = \"/path\" }".into(),
+            ))
+        }
+        (EventHubsAuth::ConnectionString, Some(_), Some(_)) => {
+            return Err(invalid(
+                "eventhubs.client_id",
+                "applies to auth = \"managed_identity\" only: remove it".into(),
+            ))
+        }
+        (a, Some(_), _) if a != EventHubsAuth::ConnectionString => {
+            return Err(invalid(
+                "eventhubs.connection_string",
+                format!(
+                    "is only read with auth = \"connection_string\" (auth is {:?}): remove it or set auth = \"connection_string\"",
+                    a.as_str()
+                ),
+            ))
+        }
+        (EventHubsAuth::WorkloadIdentity, _, Some(_)) => {
+            return Err(invalid(
+                "eventhubs.client_id",
+                "applies to auth = \"managed_identity\" only; workload identity takes its client id from AZURE_CLIENT_ID".into(),
+            ))
+        }
+        _ => {}
+    }
+    if let Some(ep) = &e.custom_endpoint {
+        let ok = ["amqp://", "amqps://"]
+            .iter()
+            .any(|p| ep.strip_prefix(p).is_some_and(|rest| !rest.is_empty()));
+        if !ok {
+            return Err(invalid(
+                "eventhubs.custom_endpoint",
+                format!("{ep:?} must be an amqp://host:port or amqps://host:port address"),
+            ));
+        }
+    }
+    if e.max_batch == 0 || e.max_batch > 5_000 {
+        return Err(invalid(
+            "eventhubs.max_batch",
+            "must be between 1 and 5000".into(),
+        ));
+    }
+    for (key, d, max) in [
+        ("eventhubs.max_wait", e.max_wait, Duration::from_secs(60)),
+        (
+            "eventhubs.stall_after",
+            e.stall_after,
+            Duration::from_secs(86_400),
+        ),
+        ("eventhubs.lag_poll", e.lag_poll, Duration::from_secs(3_600)),
+        (
+            "eventhubs.rebalance_interval",
+            e.rebalance_interval,
+            Duration::from_secs(600),
+        ),
+    ] {
+        if d.is_zero() || d > max {
+            return Err(invalid(
+                key,
+                format!(
+                    "must be between 1ms and {} (e.g. \"500ms\", \"5m\")",
+                    humantime_serde::re::humantime::format_duration(max)
+                ),
+            ));
+        }
     }
     Ok(())
 }
@@ -159,5 +362,66 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn eventhubs_validation_table() {
+        let base = "[eventhubs]\nenabled = true\nnamespace = \"logs.servicebus.windows.net\"\neventhub = \"activity\"\n";
+        for (extra, want_err) in [
+            ("", None),
+            ("auth = \"managed_identity\"\nclient_id = \"00000000-0000-0000-0000-000000000001\"\n", None),
+            ("auth = \"connection_string\"\nconnection_string = { env = \"EH_CS\" }\n", None),
+            ("custom_endpoint = \"amqp://127.0.0.1:5672\"\nstart = \"latest\"\n", None),
+            ("auth = \"connection_string\"\n", Some("eventhubs.connection_string")),
+            ("connection_string = { file = \"/x\" }\n", Some("eventhubs.connection_string")),
+            ("client_id = \"abc\"\n", Some("eventhubs.client_id")),
+            ("auth = \"sas\"\n", Some("expected one of `workload_identity`, `managed_identity`, `connection_string`")),
+            ("start = \"middle\"\n", Some("unknown variant `middle`")),
+            ("custom_endpoint = \"http://x\"\n", Some("eventhubs.custom_endpoint")),
+            ("max_batch = 0\n", Some("eventhubs.max_batch")),
+            ("max_wait = \"0s\"\n", Some("eventhubs.max_wait")),
+            ("stall_after = \"2days\"\n", Some("eventhubs.stall_after")),
+            ("consumer_group = \"\"\n", Some("eventhubs.consumer_group")),
+            ("topic = \"x\"\n", Some("topic")),
+        ] {
+            let text = format!("{base}{extra}");
+            let got = Config::parse(&text, Path::new("t.toml"));
+            match want_err {
+                None => assert!(got.is_ok(), "{text}: {got:?}"),
+                Some(key) => {
+                    let e = got.unwrap_err().to_string();
+                    assert!(e.contains(key), "{text}: {e}");
+                }
+            }
+        }
+        for (ns, ok) in [
+            ("logs.servicebus.windows.net", true),
+            ("sb://logs.servicebus.windows.net/", false),
+            ("logs", false),
+            ("", false),
+        ] {
+            let text =
+                format!("[eventhubs]\nenabled = true\nnamespace = \"{ns}\"\neventhub = \"h\"\n");
+            let got = Config::parse(&text, Path::new("t.toml"));
+            assert_eq!(got.is_ok(), ok, "{ns}: {got:?}");
+            if let Err(e) = got {
+                assert!(e.to_string().contains("eventhubs.namespace"), "{e}");
+            }
+        }
+        // Disabled: nothing is checked, so a half-written section does not block other work.
+        assert!(Config::parse(
+            "[eventhubs]\nauth = \"connection_string\"\n",
+            Path::new("t.toml")
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn the_connection_string_never_shows_in_check_config_output() {
+        let text = "[eventhubs]\nenabled = true\nnamespace = \"logs.servicebus.windows.net\"\neventhub = \"h\"\nauth = \"connection_string\"\nconnection_string = { env = \"EH_CS_NOT_SET\" }\n";
+        let cfg = Config::parse(text, Path::new("t.toml")).unwrap();
+        let shown = cfg.to_toml().unwrap();
+        assert!(shown.contains("EH_CS_NOT_SET"), "{shown}");
+        assert!(format!("{cfg:?}").contains("EH_CS_NOT_SET"));
     }
 }

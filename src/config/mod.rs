@@ -6,7 +6,7 @@ pub mod rules;
 mod secret;
 mod sinks;
 
-pub use daemon::{KubernetesConfig, ServerConfig};
+pub use daemon::{EventHubsAuth, EventHubsConfig, EventHubsStart, KubernetesConfig, ServerConfig};
 pub use secret::{Secret, SecretError};
 pub use sinks::{SinkConfig, SinkType, TlsMode, UrlValue, WebhookFormat};
 
@@ -70,6 +70,8 @@ pub struct Config {
     pub role_names: BTreeMap<String, String>,
     /// Live Kubernetes watch (`accessdrift run`).
     pub kubernetes: KubernetesConfig,
+    /// Live Azure Activity Log from an Event Hub (`accessdrift run`).
+    pub eventhubs: EventHubsConfig,
     /// Health (and later metrics) HTTP server of `accessdrift run`.
     pub server: ServerConfig,
     /// `[rules.ID]`: enable/disable and severity per rule of the catalogue.

@@ -45,6 +45,10 @@ impl SourceState {
 struct Source {
     state: SourceState,
     synced_once: bool,
+    /// Set by the source while it is up but not keeping up (an Event Hubs partition stalled).
+    degraded: Option<String>,
+    /// Source-specific figures shown in `/readyz` (Event Hubs lag per partition).
+    details: Option<Value>,
 }
 
 #[derive(Debug, Default)]
@@ -92,6 +96,8 @@ impl Health {
             Source {
                 state: SourceState::Connecting,
                 synced_once: false,
+                degraded: None,
+                details: None,
             },
         );
         Readiness {
@@ -125,14 +131,18 @@ impl Health {
         let g = self.lock();
         let mut not_ready = BTreeMap::new();
         let mut sources = BTreeMap::new();
+        let mut details = BTreeMap::new();
         for (name, s) in &g.sources {
+            if let Some(d) = &s.details {
+                details.insert(name.clone(), d.clone());
+            }
             let reason = match &s.state {
                 SourceState::Unauthorized(m) => Some(format!("unauthorized: {m}")),
                 _ if !s.synced_once => Some(match &s.state {
                     SourceState::Error(m) => format!("initial sync not finished: {m}"),
                     st => format!("initial sync not finished ({})", st.label()),
                 }),
-                _ => None,
+                _ => s.degraded.clone(),
             };
             sources.insert(name.clone(), json!(s.state.label()));
             if let Some(r) = reason {
@@ -158,6 +168,7 @@ impl Health {
                 "not_ready": not_ready,
                 "sources": sources,
                 "writer_backlog": backlog,
+                "details": details,
             }),
         )
     }
@@ -195,6 +206,29 @@ impl Readiness {
         s.state = state;
     }
 
+    /// Marks the source degraded (not ready, with this reason) or clears it; logs changes.
+    pub fn set_degraded(&self, reason: Option<String>) {
+        let mut g = self.health.lock();
+        let Some(s) = g.sources.get_mut(&self.name) else {
+            return;
+        };
+        if s.degraded == reason {
+            return;
+        }
+        match &reason {
+            Some(r) => tracing::error!(source = %self.name, reason = %r, "source degraded"),
+            None => tracing::info!(source = %self.name, "source no longer degraded"),
+        }
+        s.degraded = reason;
+    }
+
+    /// Replaces the figures `/readyz` shows for this source.
+    pub fn set_details(&self, details: Value) {
+        if let Some(s) = self.health.lock().sources.get_mut(&self.name) {
+            s.details = Some(details);
+        }
+    }
+
     /// The current state.
     pub fn state(&self) -> SourceState {
         self.health
@@ -228,6 +262,14 @@ mod tests {
         // An error after the first sync (a dropped watch) does not flap readiness.
         a.set(SourceState::Error("connection reset".into()));
         assert!(h.ready().0, "{}", h.ready().1);
+        a.set_degraded(Some("partition 1 stalled".into()));
+        a.set_details(json!({"lag": 3}));
+        let (ok, body) = h.ready();
+        assert!(!ok);
+        assert_eq!(body["not_ready"]["k8s:c:Role"], "partition 1 stalled");
+        assert_eq!(body["details"]["k8s:c:Role"]["lag"], 3);
+        a.set_degraded(None);
+        assert!(h.ready().0);
         h.backlog().store(4, Ordering::Relaxed);
         assert!(h.ready().1["not_ready"]["writer"].is_string());
     }

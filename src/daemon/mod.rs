@@ -123,7 +123,7 @@ pub fn run(config: Config, db: &Path) -> Result<(), DaemonError> {
             .spawn(move || gauge_loop(&db, gauges_stop))
             .map_err(DaemonError::Runtime)?
     };
-    let r = rt.block_on(run_async(config, store, notifier));
+    let r = rt.block_on(run_async(config, store, notifier, db));
     drop(stop_gauges);
     let _ = gauges.join();
     r
@@ -164,6 +164,7 @@ async fn run_async(
     config: Arc<Config>,
     store: Store,
     notifier: Notifier,
+    db: &Path,
 ) -> Result<(), DaemonError> {
     let health = Health::new(WRITER_QUEUE);
     let cancel = CancellationToken::new();
@@ -187,8 +188,15 @@ async fn run_async(
                 spec,
             }));
         }
-    } else {
-        tracing::warn!("no source enabled (set [kubernetes] enabled = true): serving health and delivering queued alerts only");
+    }
+    if config.eventhubs.enabled {
+        sources.push(Box::new(crate::sources::eventhubs::EventHubsSource::new(
+            config.eventhubs.clone(),
+            db,
+        )));
+    }
+    if sources.is_empty() {
+        tracing::warn!("no source enabled (set [kubernetes] or [eventhubs] enabled = true): serving health and delivering queued alerts only");
     }
 
     let sinks = route::queue_sinks(&config);

@@ -3,6 +3,7 @@
 
 mod baseline;
 mod checkpoint;
+mod eventhubs;
 mod facts;
 mod findings;
 mod gauges;
@@ -14,6 +15,7 @@ mod scope;
 
 pub use baseline::{BaselineEntry, BaselineVersion};
 pub use checkpoint::Checkpoint;
+pub use eventhubs::{EventHubsPartition, EventHubsPosition, OwnershipRow};
 pub use facts::{FactApply, FactRow};
 pub use gauges::{OutboxGauge, StoreGauges};
 pub use outbox::{OutboxRow, OutboxState};

@@ -142,4 +142,19 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX facts_by_role_ref ON facts (kind, json_extract(value, '$.role_ref.name'));
     CREATE INDEX findings_by_rule ON findings (rule, status);
     "#,
+    // 4: Event Hubs partition ownership (the SDK's load balancing, ready for several
+    // replicas). Checkpoints are rows of `checkpoints` named `eventhubs:NS/HUB/CG/PARTITION`,
+    // written by the store-writer with the effects of the events up to them.
+    r#"
+    CREATE TABLE eventhubs_ownership (
+        namespace      TEXT NOT NULL,
+        eventhub       TEXT NOT NULL,
+        consumer_group TEXT NOT NULL,
+        partition_id   TEXT NOT NULL,
+        owner_id       TEXT,
+        etag           TEXT NOT NULL,
+        modified_at    INTEGER NOT NULL,
+        PRIMARY KEY (namespace, eventhub, consumer_group, partition_id)
+    ) WITHOUT ROWID;
+    "#,
 ];
