@@ -443,6 +443,15 @@ fn lag_is_reported_in_readyz_and_a_stalled_partition_is_named() {
         (code == 503 && p["lag"] == 2 && p["stalled"] == true).then_some(r)
     });
     assert!(reason.contains("partition(s) 0 of activity"), "{reason}");
+    // The same lag is exported for Prometheus, per partition.
+    let (code, metrics) = daemon::http_get(d.port(), "/metrics").expect("/metrics answers");
+    assert_eq!(code, 200);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("accessdrift_eventhubs_lag_events{partition=\"0\"} 2")),
+        "{metrics}"
+    );
     env.broker.hold_deliveries(false);
     wait_committed(&env.db(), &[("0", 4)]);
     d.wait_ready(LIMIT);

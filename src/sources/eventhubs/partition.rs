@@ -13,6 +13,10 @@ use futures::StreamExt;
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
+/// The `source` label of the Event Hubs record counters: one series for the source, not
+/// one per partition (partitions are labels of the lag gauges).
+const METRICS_SOURCE: &str = "eventhubs";
+
 /// Why a partition's consumption ended (the processor reopens it from the committed checkpoint).
 #[derive(Debug)]
 pub enum PartitionEnd {
@@ -125,6 +129,7 @@ impl PartitionRun {
         self.received += 1;
         let Some(seq) = ev.sequence_number() else {
             self.stats.update(self.id(), |p| p.malformed += 1);
+            crate::metrics::global().record_malformed(METRICS_SOURCE);
             tracing::warn!(partition = %self.id(), offset = ?ev.offset(), "event without a sequence number skipped");
             return;
         };
@@ -137,6 +142,7 @@ impl PartitionRun {
         if seen.is_some_and(|s| seq <= s) {
             // The service resends from an older position after a reconnect: already applied.
             self.stats.update(self.id(), |p| p.duplicates += 1);
+            crate::metrics::global().record_skipped(METRICS_SOURCE, "redelivered_event", 1);
             tracing::debug!(partition = %self.id(), sequence = seq, "redelivered event dropped");
             return;
         }
@@ -147,8 +153,10 @@ impl PartitionRun {
         let body = ev.event_data().body().unwrap_or_default();
         let mut decoded = Vec::new();
         decode_body(prefilter, body, &mut decoded);
+        let metrics = crate::metrics::global();
         for (index, d) in decoded.into_iter().enumerate() {
             batch.records += 1;
+            metrics.record_read(METRICS_SOURCE);
             match d {
                 Decoded::Observation(mut o) => {
                     o.prov.location = Location {
@@ -157,10 +165,14 @@ impl PartitionRun {
                     };
                     batch.observations.push(o);
                 }
-                Decoded::Skipped(reason) => self.stats.update(self.id(), |p| {
-                    *p.skipped.entry(reason.as_str().to_string()).or_default() += 1
-                }),
+                Decoded::Skipped(reason) => {
+                    metrics.record_skipped(METRICS_SOURCE, reason.as_str(), 1);
+                    self.stats.update(self.id(), |p| {
+                        *p.skipped.entry(reason.as_str().to_string()).or_default() += 1
+                    })
+                }
                 Decoded::Malformed(problem) => {
+                    metrics.record_malformed(METRICS_SOURCE);
                     let total = self.stats.update(self.id(), |p| {
                         p.malformed += 1;
                         p.malformed

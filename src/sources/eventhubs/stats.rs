@@ -57,7 +57,16 @@ impl EventHubsStats {
 
     /// Applies `f` to one partition's figures.
     pub fn update<T>(&self, partition: &str, f: impl FnOnce(&mut PartitionStats) -> T) -> T {
-        f(self.lock().entry(partition.to_string()).or_default())
+        let mut all = self.lock();
+        let p = all.entry(partition.to_string()).or_default();
+        let out = f(p);
+        // The lag and age gauges follow every change (`accessdrift_eventhubs_*`).
+        crate::metrics::global().eventhubs_partition(
+            partition,
+            p.lag.unwrap_or(0),
+            Duration::from_secs(p.newest_committed_age_seconds.unwrap_or(0)),
+        );
+        out
     }
 
     /// Records a commit up to `sequence`: progress, so any stall is over.
