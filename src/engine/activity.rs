@@ -105,33 +105,22 @@ pub fn evaluate_with(
     };
     let mut f = match existing {
         Some(e) => e.clone(),
-        None => Finding {
-            id: finding_id(activity, prov),
-            kind: FindingKind::Activity,
-            rule: rule(activity.kind).to_string(),
-            severity,
-            status: Status::Open,
-            title: title.clone(),
-            fact_kind: FactKind::ClusterSettings,
-            fact_key: activity.subject.clone(),
-            change: None,
-            expected,
-            actual: Some(json!({"operation": prov.operation})),
-            diff: Vec::new(),
-            actor: prov.actor.clone(),
-            correlation_id: prov.correlation_id.clone(),
-            evidence: Vec::new(),
-            first_seen: prov.event_time,
-            last_seen: prov.event_time,
-            resolved_at: None,
-            resolution: None,
-            occurrences: 0,
-            transitions: 0,
-            approved_by: None,
-            trace_id: None,
-            trace_span_id: None,
-            revision: 0,
-        },
+        None => {
+            let mut f = Finding::new(
+                finding_id(activity, prov),
+                FindingKind::Activity,
+                rule(activity.kind).to_string(),
+                severity,
+                (FactKind::ClusterSettings, &activity.subject),
+                prov.event_time,
+            );
+            f.title = title.clone();
+            f.expected = expected;
+            f.actual = Some(json!({"operation": prov.operation}));
+            f.actor = prov.actor.clone();
+            f.correlation_id = prov.correlation_id.clone();
+            f
+        }
     };
     if !f.add_evidence(Evidence::from(prov)) {
         return None;

@@ -5,7 +5,7 @@ use super::{
     diff, id, Catalog, DriftChange, Evidence, Finding, FindingKind, Status, Transition,
     TransitionKind,
 };
-use crate::domain::{Actor, EventTime, FactKind, Provenance};
+use crate::domain::{EventTime, FactKind, Provenance};
 
 use serde_json::Value;
 
@@ -121,33 +121,14 @@ pub fn evaluate(input: &DriftInput<'_>, catalog: &dyn Catalog) -> Option<Transit
 
     let mut f = match input.existing {
         Some(e) => e.clone(),
-        None => Finding {
-            id: finding_id(input.kind, input.key),
-            kind: FindingKind::Drift,
-            rule: rule_id(input.kind),
+        None => Finding::new(
+            finding_id(input.kind, input.key),
+            FindingKind::Drift,
+            rule_id(input.kind),
             severity,
-            status: Status::Open,
-            title: String::new(),
-            fact_kind: input.kind,
-            fact_key: input.key.to_string(),
-            change: None,
-            expected: None,
-            actual: None,
-            diff: Vec::new(),
-            actor: Actor::default(),
-            correlation_id: None,
-            evidence: Vec::new(),
-            first_seen: time,
-            last_seen: time,
-            resolved_at: None,
-            resolution: None,
-            occurrences: 0,
-            transitions: 0,
-            approved_by: None,
-            trace_id: None,
-            trace_span_id: None,
-            revision: 0,
-        },
+            (input.kind, input.key),
+            time,
+        ),
     };
     let before = f.clone();
     f.change = Some(change);

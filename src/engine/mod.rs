@@ -212,6 +212,45 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// A new open finding about one fact, first seen at `time`, with nothing observed yet:
+    /// the drift, policy and activity engines fill in the rest.
+    pub fn new(
+        id: String,
+        kind: FindingKind,
+        rule: String,
+        severity: Severity,
+        fact: (FactKind, &str),
+        time: EventTime,
+    ) -> Finding {
+        Finding {
+            id,
+            kind,
+            rule,
+            severity,
+            status: Status::Open,
+            title: String::new(),
+            fact_kind: fact.0,
+            fact_key: fact.1.to_string(),
+            change: None,
+            expected: None,
+            actual: None,
+            diff: Vec::new(),
+            actor: Actor::default(),
+            correlation_id: None,
+            evidence: Vec::new(),
+            first_seen: time,
+            last_seen: time,
+            resolved_at: None,
+            resolution: None,
+            occurrences: 0,
+            transitions: 0,
+            approved_by: None,
+            revision: 0,
+            trace_id: None,
+            trace_span_id: None,
+        }
+    }
+
     /// `finding_id:transition_number`: what sinks use to drop duplicate deliveries.
     pub fn idempotency_key(&self) -> String {
         format!("{}:{}", self.id, self.transitions)

@@ -48,6 +48,29 @@ impl FactView for StoreView<'_, '_> {
     }
 }
 
+/// Every rule that holds for one subject value, joins read from the store.
+fn evaluate(
+    tx: &Tx<'_>,
+    config: &Config,
+    kind: FactKind,
+    key: &str,
+    value: &Value,
+) -> Result<Vec<rules::Hit>, StoreError> {
+    let allowed = |id: &str| {
+        config
+            .rules
+            .get(id)
+            .map(|s| s.allowed_roles.clone())
+            .unwrap_or_default()
+    };
+    let ctx = Context {
+        catalog: config,
+        configured: &config.clusters,
+        allowed_roles: &allowed,
+    };
+    rules::evaluate(kind, key, value, &ctx, &StoreView(tx))
+}
+
 /// What the configuration says about `rule` on the subject `key` at `now`.
 pub fn gate<'c>(config: &'c Config, rule: &Rule, key: &str, now: EventTime) -> Gate<'c> {
     let settings = config.rules.get(rule.id);
@@ -94,21 +117,8 @@ fn judge_subject(
         Why::Sweep(_) if value.is_some() => tx.fact(kind, key)?.map(|r| r.prov),
         _ => None,
     };
-    let view = StoreView(tx);
-    let allowed = |id: &str| {
-        config
-            .rules
-            .get(id)
-            .map(|s| s.allowed_roles.clone())
-            .unwrap_or_default()
-    };
-    let ctx = Context {
-        catalog: config,
-        configured: &config.clusters,
-        allowed_roles: &allowed,
-    };
     let hits = match &value {
-        Some(v) => rules::evaluate(kind, key, v, &ctx, &view)?,
+        Some(v) => evaluate(tx, config, kind, key, v)?,
         None => Vec::new(),
     };
     for rule in candidates {
@@ -204,20 +214,7 @@ pub fn on_superseded(
     if current.event_time <= prov.event_time {
         return Ok(());
     }
-    let view = StoreView(tx);
-    let allowed = |id: &str| {
-        config
-            .rules
-            .get(id)
-            .map(|s| s.allowed_roles.clone())
-            .unwrap_or_default()
-    };
-    let ctx = Context {
-        catalog: config,
-        configured: &config.clusters,
-        allowed_roles: &allowed,
-    };
-    let hits = rules::evaluate(kind, key, value, &ctx, &view)?;
+    let hits = evaluate(tx, config, kind, key, value)?;
     let mut opened = false;
     for hit in &hits {
         let Some(rule) = rules::rule(hit.rule) else {

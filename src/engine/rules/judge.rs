@@ -1,7 +1,7 @@
 //! From "does the rule hold" to a finding transition: open, resolve, except, re-severity.
 
 use super::{finding_id, Hit, Rule};
-use crate::domain::{Actor, EventTime, FactKind, Provenance, Severity};
+use crate::domain::{EventTime, FactKind, Provenance, Severity};
 use crate::engine::{Evidence, Finding, FindingKind, Status, Transition, TransitionKind};
 use serde_json::json;
 
@@ -175,33 +175,16 @@ pub fn judge(
 }
 
 fn new_finding(rule: &Rule, kind: FactKind, key: &str, time: EventTime) -> Finding {
-    Finding {
-        id: finding_id(rule.id, key),
-        kind: FindingKind::Policy,
-        rule: rule.id.to_string(),
-        severity: rule.severity,
-        status: Status::Open,
-        title: rule.title.to_string(),
-        fact_kind: kind,
-        fact_key: key.to_string(),
-        change: None,
-        expected: None,
-        actual: None,
-        diff: Vec::new(),
-        actor: Actor::default(),
-        correlation_id: None,
-        evidence: Vec::new(),
-        first_seen: time,
-        last_seen: time,
-        resolved_at: None,
-        resolution: None,
-        occurrences: 0,
-        transitions: 0,
-        approved_by: None,
-        revision: 0,
-        trace_id: None,
-        trace_span_id: None,
-    }
+    let mut f = Finding::new(
+        finding_id(rule.id, key),
+        FindingKind::Policy,
+        rule.id.to_string(),
+        rule.severity,
+        (kind, key),
+        time,
+    );
+    f.title = rule.title.to_string();
+    f
 }
 
 #[cfg(test)]
