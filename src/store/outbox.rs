@@ -95,30 +95,11 @@ impl Tx<'_> {
         )?;
         let rows = stmt.query_map(
             params![state.as_str(), due_at.unwrap_or(i64::MAX), limit as i64],
-            |r| {
-                let seq: i64 = r.get(0)?;
-                let state: String = r.get(8)?;
-                Ok((
-                    seq,
-                    state,
-                    OutboxRow {
-                        seq: r.get(0)?,
-                        idempotency_key: r.get(1)?,
-                        sink: r.get(2)?,
-                        finding_id: r.get(3)?,
-                        transition: r.get(4)?,
-                        severity: r.get(5)?,
-                        payload: r.get(6)?,
-                        created_at: EventTime(r.get(7)?),
-                        state: OutboxState::Pending,
-                        attempts: r.get::<_, i64>(9)? as u32,
-                        last_error: r.get(10)?,
-                    },
-                ))
-            },
+            row_of,
         )?;
         rows.map(|row| {
-            let (seq, text, mut row) = row?;
+            let (text, mut row) = row?;
+            let seq = row.seq;
             row.state = OutboxState::parse(&text).ok_or_else(|| StoreError::Corrupt {
                 table: "outbox",
                 key: seq.to_string(),
