@@ -60,7 +60,7 @@ pub(super) fn run(cfg: &Config, c: EventhubsCommand) -> anyhow::Result<ExitCode>
                 e.eventhub,
                 e.namespace,
                 e.auth.as_str(),
-                crate::sources::eventhubs::error_chain(&err)
+                crate::domain::error_chain(&err)
             )
         })?;
         let mut rows = Vec::new();
@@ -69,7 +69,7 @@ pub(super) fn run(cfg: &Config, c: EventhubsCommand) -> anyhow::Result<ExitCode>
                 anyhow::anyhow!(
                     "Event Hub {} partition {pid}: reading its properties: {}",
                     e.eventhub,
-                    crate::sources::eventhubs::error_chain(&err)
+                    crate::domain::error_chain(&err)
                 )
             })?;
             rows.push((pid.clone(), p));

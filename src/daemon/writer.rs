@@ -210,7 +210,7 @@ pub fn run(
         backlog.fetch_sub(1, Ordering::Relaxed);
         match &result {
             Ok(stats) => {
-                record_commit(metrics, &source, &sinks, stats, started.elapsed());
+                record_commit(metrics, &source, stats, started.elapsed());
                 apply_span.record("accessdrift.facts.applied", stats.applied);
                 apply_span.record("accessdrift.findings.transitions", transitions(stats));
                 apply_span.record("accessdrift.alerts.queued", stats.notifications);
@@ -237,13 +237,7 @@ fn transitions(s: &Stats) -> u64 {
     s.opened + s.reopened + s.resolved + s.severity_changed
 }
 
-fn record_commit(
-    m: &crate::metrics::Metrics,
-    source: &str,
-    sinks: &[String],
-    s: &Stats,
-    took: std::time::Duration,
-) {
+fn record_commit(m: &crate::metrics::Metrics, source: &str, s: &Stats, took: std::time::Duration) {
     m.batch_committed(source, took);
     for (reason, n) in &s.skipped {
         m.record_skipped(source, reason.as_str(), *n);
@@ -252,12 +246,8 @@ fn record_commit(
     m.transitions("reopened", s.reopened);
     m.transitions("resolved", s.resolved);
     m.transitions("severity_changed", s.severity_changed);
-    // Every notifying transition is queued once per sink (the same idempotency key for all
-    // of them, so a duplicate is skipped for every sink alike).
-    if let Some(per_sink) = s.notifications.checked_div(sinks.len() as u64) {
-        for sink in sinks {
-            m.alerts_queued(sink, per_sink);
-        }
+    for (sink, n) in &s.queued {
+        m.alerts_queued(sink, *n);
     }
 }
 

@@ -202,3 +202,19 @@ impl Observation {
         }
     }
 }
+
+/// An error and its causes on one line, each cause once: SDK and HTTP errors keep the useful
+/// part (the status, the service's words) in their sources, not in the top message.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        cur = c.source();
+    }
+    out
+}

@@ -4,6 +4,7 @@
 
 use super::{render, Alert, Digest, Receipt, Sink, SinkError, SinkFuture};
 use crate::config::TlsMode;
+use crate::domain::error_chain;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
@@ -150,18 +151,18 @@ impl SmtpSink {
         if let (Some(c @ (530 | 534 | 535 | 538)), Some(user)) = (code, &self.username) {
             return SinkError::Temporary(format!(
                 "{at}: the relay refused the login of user {user:?} ({c}): check username and password; {}",
-                chain(e)
+                error_chain(e)
             ));
         }
         if e.is_permanent() {
-            SinkError::Permanent(format!("{at}: {}", chain(e)))
+            SinkError::Permanent(format!("{at}: {}", error_chain(e)))
         } else if e.is_timeout() {
             SinkError::Temporary(format!(
                 "{at}: no answer within {}s",
                 self.timeout.as_secs()
             ))
         } else {
-            SinkError::Temporary(format!("{at}: {}", chain(e)))
+            SinkError::Temporary(format!("{at}: {}", error_chain(e)))
         }
     }
 }
@@ -179,20 +180,6 @@ pub fn message_id(key: &str) -> String {
         })
         .collect();
     format!("<{left}@accessdrift>")
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 impl Sink for SmtpSink {

@@ -4,6 +4,7 @@
 
 use super::{render, Alert, Digest, Receipt, Sink, SinkError, SinkFuture};
 use crate::config::WebhookFormat;
+use crate::domain::error_chain;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use std::time::{Duration, SystemTime};
 
@@ -182,7 +183,7 @@ impl WebhookSink {
                 "webhook {} ({}): {kind}: {}",
                 self.name,
                 self.shown,
-                chain(&e.without_url())
+                error_chain(&e.without_url())
             ))
         })?;
         let status = resp.status();
@@ -209,21 +210,6 @@ impl WebhookSink {
         }
         Err(SinkError::Permanent(what))
     }
-}
-
-/// The error and its causes on one line (reqwest's top message alone says little).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 /// The start of a response body, for messages (receivers explain 4xx there).

@@ -90,6 +90,8 @@ pub struct Stats {
     pub updated: u64,
     /// Outbox rows queued.
     pub notifications: u64,
+    /// Outbox rows queued, per sink (routing sends an alert to some sinks only).
+    pub queued: BTreeMap<String, u64>,
 }
 
 impl Stats {
@@ -114,6 +116,9 @@ impl Stats {
         self.severity_changed += o.severity_changed;
         self.updated += o.updated;
         self.notifications += o.notifications;
+        for (k, v) in &o.queued {
+            *self.queued.entry(k.clone()).or_default() += v;
+        }
     }
 
     fn count(&mut self, k: &TransitionKind) {
@@ -528,6 +533,7 @@ fn persist(
                 at,
             )? {
                 stats.notifications += 1;
+                *stats.queued.entry(sink.clone()).or_default() += 1;
             }
         }
     }

@@ -14,6 +14,7 @@ pub mod stats;
 use crate::config::{EventHubsAuth, EventHubsConfig, EventHubsStart, SecretError};
 use crate::daemon::health::SourceState;
 use crate::daemon::SourceContext;
+use crate::domain::error_chain;
 use crate::store::{EventHubsPartition, StoreError};
 use azure_messaging_eventhubs::models::StartPositions;
 use azure_messaging_eventhubs::{ConsumerClient, EventProcessor, StartLocation, StartPosition};
@@ -150,22 +151,6 @@ impl crate::daemon::Source for EventHubsSource {
             }
         })
     }
-}
-
-/// An error with its causes: the SDK's top message ("Error authorizing management path")
-/// hides the status (401) and the service's description in its sources.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !out.contains(&t) {
-            out.push_str(": ");
-            out.push_str(&t);
-        }
-        cur = c.source();
-    }
-    out
 }
 
 /// The processor's owner id: stable across restarts of one pod (or host), so a restarted
