@@ -95,8 +95,9 @@ pub struct StoreConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
-    /// Input records per transaction (relevant or not). Larger is faster; smaller redoes
-    /// less work after a crash.
+    /// Changes per transaction: a batch closes after this many records that change
+    /// something, or 32 times as many records in all. Larger is faster; smaller redoes less
+    /// work after a crash. Findings do not depend on it.
     pub batch_size: usize,
     /// How long (wall clock, from ingest) a phase waits for its partner before it is dropped.
     #[serde(with = "humantime_serde")]

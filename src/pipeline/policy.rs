@@ -121,18 +121,22 @@ fn judge_subject(
         Some(v) => evaluate(tx, config, kind, key, v)?,
         None => Vec::new(),
     };
+    let known = tx.policy_findings_of(kind, key)?;
     for rule in candidates {
         let hit = hits.iter().find(|h| h.rule == rule.id);
         let id = rules::finding_id(rule.id, key);
         if hit.is_none() {
-            let tracked = tx
-                .finding_status(&id)?
-                .is_some_and(|s| s.is_active() || s == Status::Excepted);
+            let tracked = known
+                .iter()
+                .any(|(k, s)| *k == id && (s.is_active() || *s == Status::Excepted));
             if !tracked {
                 continue;
             }
         }
-        let existing = tx.finding(&id)?;
+        let existing = match known.iter().any(|(k, _)| *k == id) {
+            true => tx.finding(&id)?,
+            false => None,
+        };
         let cause = match why {
             Why::Observation(p) => Cause::Observation(p),
             Why::Sweep(w) => Cause::Sweep {

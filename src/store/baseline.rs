@@ -91,9 +91,7 @@ impl Tx<'_> {
 
     /// The newest baseline version, `None` before the first capture or import.
     pub fn baseline_version(&self) -> Result<Option<BaselineVersion>> {
-        Ok(self
-            .0
-            .query_row(
+        Ok(self.query_one(
                 "SELECT version, created_at, actor, action, note FROM baseline_versions ORDER BY version DESC LIMIT 1",
                 [],
                 version_row,
@@ -112,9 +110,7 @@ impl Tx<'_> {
 
     /// One baseline version, `None` when it never existed.
     pub fn baseline_version_info(&self, version: i64) -> Result<Option<BaselineVersion>> {
-        Ok(self
-            .0
-            .query_row(
+        Ok(self.query_one(
                 "SELECT version, created_at, actor, action, note FROM baseline_versions WHERE version = ?1",
                 [version],
                 version_row,
@@ -176,7 +172,7 @@ impl Tx<'_> {
         at: EventTime,
     ) -> Result<i64> {
         let next = self.baseline_version()?.map_or(1, |v| v.version + 1);
-        self.0.execute(
+        self.exec(
             "INSERT INTO baseline_versions (version, created_at, actor, action, note) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![next, at.0, actor, action, note],
         )?;
@@ -187,8 +183,7 @@ impl Tx<'_> {
     pub fn approve(&self, version: i64, entry: &BaselineEntry) -> Result<bool> {
         let text = entry.value.to_string();
         let old: Option<String> = self
-            .0
-            .query_row(
+            .query_one(
                 "SELECT value FROM baseline WHERE kind = ?1 AND key = ?2",
                 params![entry.kind.as_str(), entry.key],
                 |r| r.get(0),
@@ -197,13 +192,13 @@ impl Tx<'_> {
         if old.as_deref() == Some(text.as_str()) {
             return Ok(false);
         }
-        self.0.execute(
+        self.exec(
             "INSERT INTO baseline (kind, key, value, version, approved_by, approved_at, from_finding) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value, version = excluded.version,
                 approved_by = excluded.approved_by, approved_at = excluded.approved_at, from_finding = excluded.from_finding",
             params![entry.kind.as_str(), entry.key, text, version, entry.approved_by, entry.approved_at.0, entry.from_finding],
         )?;
-        self.0.execute(
+        self.exec(
             "INSERT INTO baseline_history (version, kind, key, op, value) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![version, entry.kind.as_str(), entry.key, if old.is_some() { "replace" } else { "add" }, text],
         )?;
@@ -212,12 +207,12 @@ impl Tx<'_> {
 
     /// Removes a fact from the baseline (approving its absence). Returns whether it was there.
     pub fn unapprove(&self, version: i64, kind: FactKind, key: &str) -> Result<bool> {
-        let n = self.0.execute(
+        let n = self.exec(
             "DELETE FROM baseline WHERE kind = ?1 AND key = ?2",
             params![kind.as_str(), key],
         )?;
         if n > 0 {
-            self.0.execute(
+            self.exec(
                 "INSERT INTO baseline_history (version, kind, key, op, value) VALUES (?1, ?2, ?3, 'remove', NULL)",
                 params![version, kind.as_str(), key],
             )?;

@@ -17,8 +17,7 @@ impl Tx<'_> {
     /// The checkpoint of a source.
     pub fn checkpoint(&self, source: &str) -> Result<Option<Checkpoint>> {
         Ok(self
-            .0
-            .query_row(
+            .query_one(
                 "SELECT position, fingerprint FROM checkpoints WHERE source = ?1",
                 [source],
                 |r| {
@@ -33,7 +32,7 @@ impl Tx<'_> {
 
     /// Advances a source's checkpoint.
     pub fn set_checkpoint(&self, source: &str, cp: &Checkpoint, at: EventTime) -> Result<()> {
-        self.0.execute(
+        self.exec(
             "INSERT INTO checkpoints (source, position, fingerprint, updated_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (source) DO UPDATE SET position = excluded.position, fingerprint = excluded.fingerprint, updated_at = excluded.updated_at",
             params![source, cp.position as i64, cp.fingerprint, at.0],

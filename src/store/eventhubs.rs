@@ -124,9 +124,7 @@ impl Tx<'_> {
         expected_etag: Option<&str>,
         now_nanos: i64,
     ) -> Result<Option<OwnershipRow>> {
-        let current: Option<(String, i64)> = self
-            .0
-            .query_row(
+        let current: Option<(String, i64)> = self.query_one(
                 "SELECT etag, modified_at FROM eventhubs_ownership
                  WHERE namespace = ?1 AND eventhub = ?2 AND consumer_group = ?3 AND partition_id = ?4",
                 params![
@@ -150,7 +148,7 @@ impl Tx<'_> {
             + 1;
         let modified_at = now_nanos.max(current.map_or(0, |(_, m)| m));
         let etag = format!("{generation}-{modified_at:x}");
-        self.0.execute(
+        self.exec(
             "INSERT INTO eventhubs_ownership (namespace, eventhub, consumer_group, partition_id, owner_id, etag, modified_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (namespace, eventhub, consumer_group, partition_id)

@@ -65,8 +65,7 @@ fn wins(kind: FactKind, new: (EventTime, &str), old: (EventTime, &str)) -> bool 
 impl Tx<'_> {
     /// One fact by kind and key.
     pub fn fact(&self, kind: FactKind, key: &str) -> Result<Option<FactRow>> {
-        self.0
-            .query_row(
+        self.query_one(
                 "SELECT value, resource_id, event_time, provenance FROM facts WHERE kind = ?1 AND key = ?2",
                 params![kind.as_str(), key],
                 |r| {
@@ -128,7 +127,7 @@ impl Tx<'_> {
                         EventTime::UNKNOWN,
                     )?;
                     if matches!(del, FactApply::Changed { .. } | FactApply::Unchanged) {
-                        self.0.execute(
+                        self.exec(
                             "UPDATE facts SET resource_id = ?3 WHERE kind = ?1 AND key = ?2",
                             params![fact.kind.as_str(), fact.key, rid],
                         )?;
@@ -145,7 +144,7 @@ impl Tx<'_> {
             let old_text = old.value.as_ref().map(Value::to_string).unwrap_or_default();
             if old_text == new_text {
                 if prov.event_time > old.event_time {
-                    self.0.execute(
+                    self.exec(
                         "UPDATE facts SET event_time = ?3 WHERE kind = ?1 AND key = ?2",
                         params![fact.kind.as_str(), fact.key, prov.event_time.0],
                     )?;
@@ -163,7 +162,7 @@ impl Tx<'_> {
                 });
             }
         }
-        self.0.execute(
+        self.exec(
             "INSERT INTO facts (kind, key, value, resource_id, event_time, provenance) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value,
                  resource_id = COALESCE(excluded.resource_id, facts.resource_id),
@@ -195,9 +194,7 @@ impl Tx<'_> {
         let key = match target {
             FactRef::Key(k) => k.clone(),
             FactRef::ResourceId(id) => {
-                let found: Option<String> = self
-                    .0
-                    .query_row(
+                let found: Option<String> = self.query_one(
                         "SELECT key FROM facts WHERE kind = ?1 AND resource_id = ?2 ORDER BY event_time DESC LIMIT 1",
                         params![kind.as_str(), id],
                         |r| r.get(0),
@@ -225,7 +222,7 @@ impl Tx<'_> {
                 return Ok(FactApply::Stale { kind, key });
             }
         }
-        self.0.execute(
+        self.exec(
             "INSERT INTO facts (kind, key, value, resource_id, event_time, provenance) VALUES (?1, ?2, NULL, NULL, ?3, ?4)
              ON CONFLICT (kind, key) DO UPDATE SET value = NULL, event_time = excluded.event_time, provenance = excluded.provenance",
             params![kind.as_str(), key, prov.event_time.0, to_json(prov)],

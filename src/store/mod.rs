@@ -96,6 +96,9 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// SQLite page cache per connection, negative as `PRAGMA cache_size` takes KiB (64 MiB).
+const PAGE_CACHE_KIB: i64 = -65536;
+
 impl Store {
     /// Opens for writing (creating if needed) and migrates the database at `path`.
     /// Safe to call from several processes at once on a fresh file.
@@ -121,6 +124,11 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        // Each batch touches facts and their nine indexes, phases and findings: SQLite's
+        // default 2 MiB page cache turns most of those lookups into reads. Pages are taken
+        // only as the database grows, so a small store stays small.
+        conn.pragma_update(None, "cache_size", PAGE_CACHE_KIB)
             .map_err(open_err)?;
         // The pipeline and the rules' join lookups use ~40 distinct statements per batch;
         // rusqlite's default cache of 16 would re-prepare most of them on every use.
@@ -297,6 +305,22 @@ fn check_parent_dir(path: &Path) -> Result<()> {
 pub struct Tx<'a>(rusqlite::Transaction<'a>);
 
 impl Tx<'_> {
+    /// `execute` through the statement cache: the pipeline runs the same few statements
+    /// thousands of times per batch, and preparing one costs more than running it.
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.0.prepare_cached(sql)?.execute(params)
+    }
+
+    /// `query_row` through the statement cache (see [`Tx::exec`]).
+    fn query_one<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        self.0.prepare_cached(sql)?.query_row(params, f)
+    }
+
     /// Makes everything in the transaction durable at once.
     pub fn commit(self) -> Result<()> {
         Ok(self.0.commit()?)
@@ -306,14 +330,13 @@ impl Tx<'_> {
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
         use rusqlite::OptionalExtension;
         Ok(self
-            .0
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .query_one("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
             .optional()?)
     }
 
     /// Sets a value in the `meta` table.
     pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
-        self.0.execute(
+        self.exec(
             "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             [key, value],
         )?;

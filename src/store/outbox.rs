@@ -112,7 +112,7 @@ impl Tx<'_> {
 
     /// The sink accepted the alert: it leaves the outbox.
     pub fn delivered(&self, seq: i64) -> Result<()> {
-        self.0.execute("DELETE FROM outbox WHERE seq = ?1", [seq])?;
+        self.exec("DELETE FROM outbox WHERE seq = ?1", [seq])?;
         Ok(())
     }
 
@@ -124,7 +124,7 @@ impl Tx<'_> {
         next_at: i64,
         state: OutboxState,
     ) -> Result<()> {
-        self.0.execute(
+        self.exec(
             "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3, state = ?4 WHERE seq = ?1",
             params![seq, error, next_at, state.as_str()],
         )?;
@@ -133,7 +133,7 @@ impl Tx<'_> {
 
     /// Pending and dead row counts.
     pub fn outbox_counts(&self) -> Result<(u64, u64)> {
-        Ok(self.0.query_row(
+        Ok(self.query_one(
             "SELECT COALESCE(SUM(state = ?1), 0), COALESCE(SUM(state = ?2), 0) FROM outbox",
             [OutboxState::Pending.as_str(), OutboxState::Dead.as_str()],
             |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
@@ -201,8 +201,7 @@ impl Tx<'_> {
         match key {
             Some(k) => self.set_meta(&meta_key, k),
             None => {
-                self.0
-                    .execute("DELETE FROM meta WHERE key = ?1", [&meta_key])?;
+                self.exec("DELETE FROM meta WHERE key = ?1", [&meta_key])?;
                 Ok(())
             }
         }
@@ -252,7 +251,7 @@ impl Tx<'_> {
         next_at: i64,
         state: OutboxState,
     ) -> Result<()> {
-        self.0.execute(
+        self.exec(
             "UPDATE outbox SET attempts = attempts + 1, last_error = ?3, next_attempt_at = ?4, state = ?5
              WHERE seq = ?1 AND next_attempt_at = ?2 AND state = 'pending'",
             params![seq, lease_until, error, next_at, state.as_str()],
@@ -262,7 +261,7 @@ impl Tx<'_> {
 
     /// Gives leased rows back unattempted, due again at `next_at` (the sink is backing off).
     pub fn lease_release(&self, seq: i64, lease_until: i64, next_at: i64) -> Result<()> {
-        self.0.execute(
+        self.exec(
             "UPDATE outbox SET next_attempt_at = ?3 WHERE seq = ?1 AND next_attempt_at = ?2 AND state = 'pending'",
             params![seq, lease_until, next_at],
         )?;
@@ -280,7 +279,7 @@ impl Tx<'_> {
             .collect::<rusqlite::Result<_>>()?;
         let mut n = 0;
         for sink in present.iter().filter(|s| !sinks.contains(s)) {
-            n += self.0.execute(
+            n += self.exec(
                 "UPDATE outbox SET state = 'dead', last_error = ?2 WHERE sink = ?1 AND state = 'pending'",
                 params![sink, format!("sink {sink:?} is not in the configuration (removed or renamed?): add it back and run `accessdrift outbox retry --all-dead`")],
             )? as u64;
@@ -301,14 +300,14 @@ impl Tx<'_> {
     /// `seqs = None`: every dead row. Returns the rows requeued.
     pub fn requeue(&self, seqs: Option<&[i64]>) -> Result<u64> {
         let n = match seqs {
-            None => self.0.execute(
+            None => self.exec(
                 "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = 0 WHERE state = 'dead'",
                 [],
             )?,
             Some(seqs) => {
                 let mut n = 0;
                 for seq in seqs {
-                    n += self.0.execute(
+                    n += self.exec(
                         "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = 0 WHERE seq = ?1 AND state = 'dead'",
                         [seq],
                     )?;
@@ -323,8 +322,7 @@ impl Tx<'_> {
     pub fn outbox_row(&self, seq: i64) -> Result<Option<OutboxRow>> {
         use rusqlite::OptionalExtension;
         let row = self
-            .0
-            .query_row(
+            .query_one(
                 &format!("SELECT {ROW_COLUMNS} FROM outbox WHERE seq = ?1"),
                 [seq],
                 row_of,

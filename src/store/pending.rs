@@ -148,20 +148,76 @@ impl Tx<'_> {
         phases_cutoff: EventTime,
         markers_cutoff: EventTime,
     ) -> Result<usize> {
-        Ok(self
-            .0
-            .prepare_cached(
-                "DELETE FROM pending_ops WHERE CASE WHEN phase IN ('applied', 'failed') THEN ingested_at < ?2 ELSE ingested_at < ?1 END",
-            )?
-            .execute(params![phases_cutoff.0, markers_cutoff.0])?)
+        // Two range deletes on (phase, ingested_at): one predicate over both TTLs would scan
+        // every row on every batch.
+        let phases = self.exec(
+            "DELETE FROM pending_ops WHERE phase IN ('start', 'accept', 'success', 'failure') AND ingested_at < ?1",
+            [phases_cutoff.0],
+        )?;
+        let markers = self.exec(
+            "DELETE FROM pending_ops WHERE phase IN ('applied', 'failed') AND ingested_at < ?1",
+            [markers_cutoff.0],
+        )?;
+        Ok(phases + markers)
     }
 
     /// Number of operations still waiting for a partner phase.
     pub fn pending_count(&self) -> Result<u64> {
-        Ok(self.0.query_row(
+        Ok(self.query_one(
             "SELECT COUNT(DISTINCT operation_id) FROM pending_ops WHERE phase NOT IN ('applied', 'failed')",
             [],
             |r| r.get::<_, i64>(0),
         )? as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    #[test]
+    fn every_phase_and_marker_expires_by_its_own_ttl() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("t.db")).unwrap();
+        let tx = store.tx().unwrap();
+        // Exhaustive on purpose: a new phase fails to compile here until expire_pending's
+        // list names it too, or it would never expire.
+        let phases = [Phase::Start, Phase::Accept, Phase::Success, Phase::Failure].map(|p| {
+            match p {
+                Phase::Start | Phase::Accept | Phase::Success | Phase::Failure => {}
+            }
+            PendingKind::Phase(p)
+        });
+        let kinds: Vec<PendingKind> = phases
+            .into_iter()
+            .chain([PendingKind::Applied, PendingKind::Failed])
+            .collect();
+        let prov = Provenance {
+            event_time: EventTime(5),
+            ..Provenance::default()
+        };
+        for (i, k) in kinds.iter().enumerate() {
+            tx.put_pending(&format!("op{i}"), *k, None, &prov, EventTime(100))
+                .unwrap();
+        }
+        let left = |tx: &Tx<'_>| {
+            (0..kinds.len())
+                .filter(|i| !tx.pending(&format!("op{i}")).unwrap().is_empty())
+                .count()
+        };
+        // Phases' TTL passed, markers' not: only the four phases go.
+        assert_eq!(tx.expire_pending(EventTime(101), EventTime(50)).unwrap(), 4);
+        assert_eq!(left(&tx), 2);
+        assert!(kinds[4..].iter().enumerate().all(|(i, k)| tx
+            .pending(&format!("op{}", i + 4))
+            .unwrap()[0]
+            .kind
+            == *k));
+        assert_eq!(
+            tx.expire_pending(EventTime(101), EventTime(101)).unwrap(),
+            2
+        );
+        assert_eq!(left(&tx), 0);
     }
 }

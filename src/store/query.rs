@@ -147,16 +147,32 @@ impl Tx<'_> {
         Ok(out)
     }
 
-    /// The status of a finding, without decoding it: most subjects have no finding for most
-    /// rules, and re-judging must stay cheap.
-    pub fn finding_status(&self, id: &str) -> Result<Option<crate::engine::Status>> {
-        use rusqlite::OptionalExtension;
-        let s: Option<String> = self
-            .0
-            .prepare_cached("SELECT status FROM findings WHERE id = ?1")?
-            .query_row([id], |r| r.get(0))
-            .optional()?;
-        Ok(s.and_then(|s| crate::engine::Status::parse(&s)))
+    /// Ids and statuses of the policy findings about one subject: one indexed probe per
+    /// subject instead of one per rule that could apply to it.
+    pub fn policy_findings_of(
+        &self,
+        kind: FactKind,
+        key: &str,
+    ) -> Result<Vec<(String, crate::engine::Status)>> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT id, status FROM findings WHERE fact_kind = ?1 AND fact_key = ?2 AND kind = 'policy'",
+        )?;
+        let rows = stmt.query_map(rusqlite::params![kind.as_str(), key], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (id, status) = r?;
+            let status = crate::engine::Status::parse(&status).ok_or_else(|| {
+                super::StoreError::Corrupt {
+                    table: "findings",
+                    key: id.clone(),
+                    problem: format!("unknown status {status:?}"),
+                }
+            })?;
+            out.push((id, status));
+        }
+        Ok(out)
     }
 
     /// `(fact kind, fact key)` of the open or acknowledged findings of a rule.

@@ -157,4 +157,13 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (namespace, eventhub, consumer_group, partition_id)
     ) WITHOUT ROWID;
     "#,
+    // 5: lookups that ran as scans on every batch: expiry of phases and markers (each has
+    // its own TTL, so the phase leads the index), of tombstones, and the policy findings of
+    // one subject.
+    r#"
+    DROP INDEX pending_ops_by_ingest;
+    CREATE INDEX pending_ops_by_phase_ingest ON pending_ops (phase, ingested_at);
+    CREATE INDEX tombstones_by_ingest ON tombstones (ingested_at);
+    CREATE INDEX findings_by_subject ON findings (fact_kind, fact_key, kind);
+    "#,
 ];
