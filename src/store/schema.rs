@@ -157,13 +157,17 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (namespace, eventhub, consumer_group, partition_id)
     ) WITHOUT ROWID;
     "#,
-    // 5: lookups that ran as scans on every batch: expiry of phases and markers (each has
-    // its own TTL, so the phase leads the index), of tombstones, and the policy findings of
-    // one subject.
+    // 5: lookups that ran as scans: expiry of phases and markers (each has its own TTL, so
+    // the phase leads the index) and of tombstones on every batch, the policy findings of one
+    // subject, and facts by resource id.
     r#"
     DROP INDEX pending_ops_by_ingest;
     CREATE INDEX pending_ops_by_phase_ingest ON pending_ops (phase, ingested_at);
     CREATE INDEX tombstones_by_ingest ON tombstones (ingested_at);
     CREATE INDEX findings_by_subject ON findings (fact_kind, fact_key, kind);
+    -- Deletes by resource id: the partial index of migration 1 is never chosen for a bound
+    -- value, so each one scanned every fact of its kind.
+    DROP INDEX facts_by_resource_id;
+    CREATE INDEX facts_by_resource ON facts (kind, resource_id, event_time);
     "#,
 ];
