@@ -6,6 +6,8 @@ mod amqp_broker;
 mod common;
 #[path = "support/daemon.rs"]
 mod daemon;
+#[path = "support/otlp.rs"]
+mod otlp;
 
 use accessdrift::store::{EventHubsPosition, Store};
 use amqp_broker::AmqpBroker;
@@ -74,6 +76,10 @@ impl Env {
 
     fn start(&self, extra: &str) -> Daemon {
         Daemon::start(&self.config(extra), &self.db())
+    }
+
+    fn start_env(&self, extra: &str, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_env(&self.config(extra), &self.db(), &[], env)
     }
 
     /// Appends a body; returns its sequence number.
@@ -589,4 +595,82 @@ fn sigterm_while_the_hub_never_answers_exits_promptly() {
     std::thread::sleep(Duration::from_millis(500));
     let st = d.terminate(Duration::from_secs(6));
     assert!(st.success(), "{st:?}: {}", d.stderr());
+}
+
+#[test]
+fn a_partition_batch_is_one_trace_with_the_messaging_attributes() {
+    let env = Env::new(1);
+    let rx = otlp::Receiver::start(&env._rt);
+    env.send(0, &grant_body("corr-trace", "a1", &principal(7)));
+    let endpoint = format!("http://127.0.0.1:{}", rx.port);
+    let mut d = env.start_env(
+        "",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    d.wait_ready(LIMIT);
+    let db = env.db().display().to_string();
+    let finding = wait_for("a finding with its trace", LIMIT, || {
+        let (code, out, err) = cli(&["findings", "--db", &db, "--json"]);
+        assert_eq!(code, 0, "{err}");
+        let all: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+        all.into_iter()
+            .find(|f| f["kind"] == "drift" && f["trace_id"].is_string())
+    });
+    let trace = finding["trace_id"].as_str().unwrap().to_string();
+    let spans = wait_for("the batch's spans", LIMIT, || {
+        let s: Vec<otlp::Span> = rx
+            .spans()
+            .into_iter()
+            .filter(|s| s.trace_id == trace)
+            .collect();
+        (s.iter().any(|s| s.name == "ingest") && s.iter().any(|s| s.name == "evaluate"))
+            .then_some(s)
+    });
+    let one = |name: &str| {
+        let v: Vec<&otlp::Span> = spans.iter().filter(|s| s.name == name).collect();
+        assert_eq!(v.len(), 1, "{name} spans in the trace: {spans:#?}");
+        v[0].clone()
+    };
+    let (ingest, normalise, apply, evaluate) = (
+        one("ingest"),
+        one("normalise"),
+        one("apply"),
+        one("evaluate"),
+    );
+    assert_eq!(ingest.parent, "", "{ingest:?}");
+    for (k, v) in [
+        ("messaging.system", "eventhubs"),
+        ("messaging.destination.name", HUB),
+        ("messaging.destination.partition.id", "0"),
+        ("messaging.consumer.group.name", "accessdrift"),
+        ("messaging.batch.message_count", "1"),
+        (
+            "accessdrift.source",
+            &format!("eventhubs:{NS}/{HUB}/accessdrift/0"),
+        ),
+    ] {
+        assert_eq!(
+            ingest.attrs.get(k).map(String::as_str),
+            Some(v),
+            "{k} on {ingest:?}"
+        );
+    }
+    // The event's three records (Start, Accept, Success) decoded under the batch's trace.
+    assert_eq!(normalise.parent, ingest.span_id, "{normalise:?}");
+    assert_eq!(normalise.attrs["accessdrift.records"], "3");
+    assert_eq!(apply.parent, ingest.span_id, "{apply:?}");
+    assert_eq!(evaluate.parent, apply.span_id, "{evaluate:?}");
+    assert_eq!(finding["trace_span_id"], evaluate.span_id.as_str());
+    assert!(
+        evaluate
+            .events
+            .iter()
+            .any(|(n, a)| n == "finding transition"
+                && a.get("accessdrift.finding.id").map(String::as_str) == finding["id"].as_str()),
+        "{evaluate:?}"
+    );
+    d.terminate(LIMIT);
 }

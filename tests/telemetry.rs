@@ -252,13 +252,19 @@ fn a_batch_is_one_trace_from_ingest_to_the_alert_and_the_finding_carries_its_id(
         .unwrap()
         .clone();
     assert!(spans.iter().all(|s| s.service == "accessdrift"));
-    // ingest (root) → apply → the pipeline's batch span, which holds the transition event.
+    // ingest (root) → normalise (the watch event decoded) and apply (the transaction) →
+    // evaluate, the pipeline's span, which holds the transition event.
     assert_eq!(ingest.parent, "", "ingest is the root: {ingest:?}");
+    let normalise = one("normalise");
+    assert_eq!(normalise.parent, ingest.span_id, "{normalise:?}");
+    assert_eq!(normalise.attrs["accessdrift.records"], "1");
+    assert_eq!(normalise.attrs["accessdrift.observations"], "1");
     assert_eq!(apply.parent, ingest.span_id);
     let inner = spans
         .iter()
         .find(|s| s.span_id == batch_span)
         .expect("the finding's span is in the trace");
+    assert_eq!(inner.name, "evaluate", "{inner:?}");
     assert_eq!(inner.parent, apply.span_id, "{inner:?}");
     assert_eq!(
         ingest.attrs["accessdrift.source"],

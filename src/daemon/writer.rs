@@ -90,17 +90,18 @@ impl WriterError {
 }
 
 /// The root span of one source batch (`ingest`): each batch is its own trace, whatever span
-/// the source task runs in. A source that knows more (Event Hubs: `messaging.system` =
-/// `eventhubs`, `messaging.destination.name`, `messaging.destination.partition.id`,
-/// `messaging.consumer.group.name`) creates it here, records those fields, runs its decoding
-/// in a `normalise` child span, and submits with [`WriterHandle::submit_in`].
-pub fn ingest_span(source: &str, records: usize) -> tracing::Span {
+/// the source task runs in. A source opens it when the batch's first input arrives, runs the
+/// decoding of each input in a [`normalise_span`] child, records what it knows (Event Hubs:
+/// `messaging.system` = `eventhubs`, `messaging.destination.name`,
+/// `messaging.destination.partition.id`, `messaging.consumer.group.name`) and submits with
+/// [`WriterHandle::submit_in`], which records `messaging.batch.message_count`.
+pub fn ingest_span(source: &str) -> tracing::Span {
     tracing::info_span!(
         parent: None,
         "ingest",
         otel.kind = "consumer",
         accessdrift.source = source,
-        messaging.batch.message_count = records,
+        messaging.batch.message_count = tracing::field::Empty,
         messaging.system = tracing::field::Empty,
         messaging.destination.name = tracing::field::Empty,
         messaging.destination.partition.id = tracing::field::Empty,
@@ -108,6 +109,17 @@ pub fn ingest_span(source: &str, records: usize) -> tracing::Span {
         accessdrift.relist = tracing::field::Empty,
         error.type = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
+    )
+}
+
+/// The decoding of one input (a watch event, an Event Hubs event) into observations, under
+/// its batch's `ingest` span. Synchronous work: enter it, never across an `.await`.
+pub fn normalise_span(ingest: &tracing::Span) -> tracing::Span {
+    tracing::info_span!(
+        parent: ingest,
+        "normalise",
+        accessdrift.records = tracing::field::Empty,
+        accessdrift.observations = tracing::field::Empty,
     )
 }
 
@@ -121,12 +133,14 @@ impl WriterHandle {
         position: Option<Checkpoint>,
         relist_done: Option<RelistScope>,
     ) -> Result<Stats, WriterError> {
-        let span = ingest_span(source, observations.len());
+        let span = ingest_span(source);
+        span.record("messaging.batch.message_count", observations.len());
         self.submit_in(span, source, observations, position, relist_done)
             .await
     }
 
-    /// [`WriterHandle::submit`] under the caller's `ingest` span (see [`ingest_span`]).
+    /// [`WriterHandle::submit`] under the caller's `ingest` span (see [`ingest_span`]),
+    /// which has its `messaging.batch.message_count` recorded.
     pub async fn submit_in(
         &self,
         span: tracing::Span,

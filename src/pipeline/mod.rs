@@ -173,8 +173,10 @@ impl<'a> Pipeline<'a> {
         checkpoint: Option<(&str, &Checkpoint)>,
     ) -> Result<Stats, PipelineError> {
         self.batches += 1;
+        // `evaluate`: the changes applied to the state and judged (drift, rules), inside the
+        // caller's transaction span (`apply` in the daemon, `replay_file` in a replay).
         let span = tracing::info_span!(
-            "ingest_batch",
+            "evaluate",
             batch.records = batch.len(),
             batch.number = self.batches
         );

@@ -425,7 +425,7 @@ impl Records<'_> {
         let buf = std::mem::take(&mut self.buf);
         let b = &buf[..self.filled];
         let span =
-            tracing::debug_span!("normalise", file = %self.file.display, chunk.bytes = b.len());
+            tracing::info_span!("normalise", file = %self.file.display, chunk.bytes = b.len());
         let _g = span.enter();
         let mut frames = Frames::chunk(b, self.eof);
         let mut lines = LineCounter::default();

@@ -2,6 +2,7 @@
 //! in batches together with the partition's checkpoint.
 
 use super::stats::EventHubsStats;
+use crate::daemon::writer::{ingest_span, normalise_span};
 use crate::daemon::SourceContext;
 use crate::domain::{Location, Observation};
 use crate::sources::activity_log::{self, Prefilter};
@@ -51,6 +52,8 @@ pub struct PartitionRun {
 }
 
 struct Batch {
+    /// The batch's `ingest` span (its trace), opened by its first decoded event.
+    span: Option<tracing::Span>,
     observations: Vec<Observation>,
     last: Option<(EventHubsPosition, Option<SystemTime>)>,
     events: u64,
@@ -67,6 +70,7 @@ impl PartitionRun {
         let mut events = events;
         let prefilter = Prefilter::default();
         let mut batch = Batch {
+            span: None,
             observations: Vec::new(),
             last: None,
             events: 0,
@@ -120,6 +124,20 @@ impl PartitionRun {
         end
     }
 
+    /// The root span of one batch, with the messaging semantic-convention attributes.
+    fn ingest_span(&self) -> tracing::Span {
+        let span = ingest_span(&self.partition.source_name());
+        let p = &self.partition;
+        span.record("messaging.system", "eventhubs");
+        span.record("messaging.destination.name", p.eventhub.as_str());
+        span.record(
+            "messaging.destination.partition.id",
+            p.partition_id.as_str(),
+        );
+        span.record("messaging.consumer.group.name", p.consumer_group.as_str());
+        span
+    }
+
     fn id(&self) -> &str {
         &self.partition.partition_id
     }
@@ -150,9 +168,20 @@ impl PartitionRun {
             "eventhubs:{}/{} partition {} sequence {seq}",
             self.partition.namespace, self.partition.eventhub, self.partition.partition_id
         );
+        let ingest = batch.span.get_or_insert_with(|| self.ingest_span()).clone();
+        let normalise = normalise_span(&ingest);
+        let _entered = normalise.enter(); // synchronous from here to the end: no await
         let body = ev.event_data().body().unwrap_or_default();
         let mut decoded = Vec::new();
         decode_body(prefilter, body, &mut decoded);
+        normalise.record("accessdrift.records", decoded.len());
+        normalise.record(
+            "accessdrift.observations",
+            decoded
+                .iter()
+                .filter(|d| matches!(d, Decoded::Observation(_)))
+                .count(),
+        );
         let metrics = crate::metrics::global();
         for (index, d) in decoded.into_iter().enumerate() {
             batch.records += 1;
@@ -211,9 +240,11 @@ impl PartitionRun {
             std::mem::take(&mut batch.records),
         );
         let source = self.partition.source_name();
+        let span = batch.span.take().unwrap_or_else(|| self.ingest_span());
+        span.record("messaging.batch.message_count", events);
         match ctx
             .writer
-            .submit(&source, observations, Some(pos.to_checkpoint()), None)
+            .submit_in(span, &source, observations, Some(pos.to_checkpoint()), None)
             .await
         {
             Ok(stats) => {

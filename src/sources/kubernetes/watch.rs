@@ -7,7 +7,7 @@
 use super::{decode_object, project, EventType, SOURCE};
 use crate::config::KubernetesConfig;
 use crate::daemon::health::SourceState;
-use crate::daemon::writer::RelistScope;
+use crate::daemon::writer::{ingest_span, normalise_span, RelistScope};
 use crate::daemon::SourceContext;
 use crate::domain::{EventTime, FactKind, Location, Observation};
 use crate::sources::Decoded;
@@ -244,6 +244,8 @@ struct Watch {
     max_wait: Duration,
     buf: Vec<Observation>,
     deadline: Option<Instant>,
+    /// The `ingest` span of the batch being gathered (its trace), opened by its first object.
+    span: Option<tracing::Span>,
     /// Keys seen since the last Init, while a relist is in progress.
     relist: Option<HashSet<String>>,
     synced_once: bool,
@@ -263,6 +265,7 @@ pub async fn run(ctx: SourceContext, client: Client, cfg: KubernetesConfig, spec
         max_wait: cfg.batch_max_wait,
         buf: Vec::new(),
         deadline: None,
+        span: None,
         relist: None,
         synced_once: false,
         resource_version: String::new(),
@@ -413,6 +416,35 @@ impl Watch {
     }
 
     async fn push(&mut self, obj: DynamicObject, ty: EventType) -> bool {
+        // The batch's trace starts with its first object; each object is normalised in a
+        // child span, entered only for this synchronous part.
+        let source = self.name().to_string();
+        let ingest = self
+            .span
+            .get_or_insert_with(|| ingest_span(&source))
+            .clone();
+        let normalise = normalise_span(&ingest);
+        let before = self.buf.len();
+        normalise.in_scope(|| self.normalise(obj, ty));
+        normalise.record("accessdrift.records", 1);
+        normalise.record("accessdrift.observations", self.buf.len() - before);
+        drop(normalise);
+        if self.buf.is_empty() && self.relist.is_none() {
+            // Nothing to commit: the trace of a skipped object ends with its normalisation.
+            self.span = None;
+            return true;
+        }
+        if self.buf.len() >= self.max_events {
+            return self.flush(None).await;
+        }
+        if self.deadline.is_none() && !self.buf.is_empty() {
+            self.deadline = Some(Instant::now() + self.max_wait);
+        }
+        true
+    }
+
+    /// Decodes one object into the buffer (or counts it as skipped or malformed).
+    fn normalise(&mut self, obj: DynamicObject, ty: EventType) {
         if let Some(rv) = &obj.metadata.resource_version {
             self.resource_version.clone_from(rv);
         }
@@ -422,7 +454,7 @@ impl Watch {
             Ok(v) => v,
             Err(e) => {
                 self.malformed(&name, &e.to_string());
-                return true;
+                return;
             }
         };
         drop(obj);
@@ -449,13 +481,6 @@ impl Watch {
                 crate::metrics::global().record_skipped(self.name(), r.as_str(), 1)
             }
         }
-        if self.buf.len() >= self.max_events {
-            return self.flush(None).await;
-        }
-        if self.deadline.is_none() && !self.buf.is_empty() {
-            self.deadline = Some(Instant::now() + self.max_wait);
-        }
-        true
     }
 
     fn malformed(&mut self, name: &str, problem: &str) {
@@ -474,6 +499,8 @@ impl Watch {
     /// writer rolled it back, so the caller relists to converge.
     async fn flush(&mut self, relist: Option<RelistScope>) -> bool {
         self.deadline = None;
+        // Objects that changed nothing end their trace here (ingest and normalise only).
+        let span = self.span.take();
         if self.buf.is_empty() && relist.is_none() {
             return true;
         }
@@ -483,10 +510,12 @@ impl Watch {
             fingerprint: format!("resourceVersion={}", self.resource_version),
         };
         let source = self.name().to_string();
+        let span = span.unwrap_or_else(|| ingest_span(&source));
+        span.record("messaging.batch.message_count", obs.len());
         match self
             .ctx
             .writer
-            .submit(&source, obs, Some(position), relist)
+            .submit_in(span, &source, obs, Some(position), relist)
             .await
         {
             Ok(stats) => {
