@@ -5,6 +5,8 @@
 mod common;
 #[path = "common/receiver.rs"]
 mod receiver;
+#[path = "common/smtp.rs"]
+mod smtp;
 
 use accessdrift::config::Config;
 use accessdrift::notify::{route, Alert, Notifier};
@@ -549,4 +551,101 @@ fn the_webhook_carries_the_w3c_traceparent_of_the_batch_that_opened_the_finding(
         Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
     );
     assert_eq!(got[1].header("traceparent"), None, "no trace, no header");
+}
+
+/// The standard-library HTTPS receiver of tests/peers/https_receiver.py, killed on drop.
+struct HttpsPeer {
+    child: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    port: u16,
+}
+
+impl HttpsPeer {
+    fn start(cert: &Path, key: &Path) -> HttpsPeer {
+        use std::io::BufRead;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/https_receiver.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(cert)
+            .arg(key)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs the HTTPS receiver");
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let port = lines
+            .next()
+            .expect("the receiver prints its port")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        HttpsPeer { child, lines, port }
+    }
+
+    /// The next request the receiver printed (blocks until it comes or the receiver exits).
+    fn next_request(&mut self) -> serde_json::Value {
+        let line = self.lines.next().expect("a request line").unwrap();
+        serde_json::from_str(&line).unwrap()
+    }
+}
+
+impl Drop for HttpsPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn https_webhook_trusts_the_configured_ca_and_refuses_an_unknown_issuer() {
+    let env = Env::new();
+    let (ca, cert, key) = smtp::test_pki(env.dir.path());
+    let mut peer = HttpsPeer::start(&cert, &key);
+    let url = format!("https://127.0.0.1:{}/hooks/accessdrift", peer.port);
+    let write = |name: &str, extra: &str| {
+        let p = env.dir.path().join(name);
+        std::fs::write(
+            &p,
+            format!("[[sinks]]\nname = \"siem\"\ntype = \"webhook\"\nurl = \"{url}\"\n{extra}"),
+        )
+        .unwrap();
+        p
+    };
+    let run = |cfg: &Path| {
+        Command::new(BIN)
+            .arg("--config")
+            .arg(cfg)
+            .args(["notify", "--test", "--sink", "siem"])
+            .output()
+            .unwrap()
+    };
+
+    // With the test CA as ca_file: delivered over TLS, and the receiver has the CloudEvent.
+    let trusted = write(
+        "trusted.toml",
+        &format!("ca_file = {:?}\n", ca.display().to_string()),
+    );
+    let out = run(&trusted);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("test alert accepted: HTTP 200"), "{stdout}");
+    let req = peer.next_request();
+    assert_eq!(req["path"], "/hooks/accessdrift");
+    let body: serde_json::Value = serde_json::from_str(req["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["data"]["rule"], "accessdrift.test", "{body}");
+
+    // Without it the system roots do not know the issuer: exit 1, and the error says why.
+    let untrusted = write("untrusted.toml", "");
+    let out = run(&untrusted);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("siem"), "{stderr}");
+    assert!(
+        stderr.to_lowercase().contains("certificate"),
+        "the error names the certificate problem: {stderr}"
+    );
 }
