@@ -130,7 +130,8 @@ pub fn run(config: Config, db: &Path) -> Result<(), DaemonError> {
 }
 
 /// Reads the store's gauges (facts, active findings, outbox depth and age) for `/metrics`
-/// every [`GAUGE_INTERVAL`] on a read-only connection of its own: never in the writer's way.
+/// every [`GAUGE_INTERVAL`] (less often when a reading is slow) on a read-only connection of its own:
+/// never in the writer's way.
 fn gauge_loop(db: &Path, stop: std_mpsc::Receiver<()>) {
     let mut store: Option<Store> = None;
     loop {
@@ -142,6 +143,7 @@ fn gauge_loop(db: &Path, stop: std_mpsc::Receiver<()>) {
                 })
                 .ok();
         }
+        let started = std::time::Instant::now();
         if let Some(s) = store.as_mut() {
             match s.read().and_then(|tx| tx.gauges()) {
                 Ok(g) => crate::metrics::global()
@@ -153,7 +155,10 @@ fn gauge_loop(db: &Path, stop: std_mpsc::Receiver<()>) {
                 }
             }
         }
-        match stop.recv_timeout(GAUGE_INTERVAL) {
+        // The counts grow with the store: on a large one, read less often rather than take
+        // more than ~5% of a core from the pipeline.
+        let wait = GAUGE_INTERVAL.max(started.elapsed() * 20);
+        match stop.recv_timeout(wait) {
             Err(std_mpsc::RecvTimeoutError::Timeout) => {}
             _ => return,
         }
