@@ -18,6 +18,8 @@ struct Scripted {
     fail: Arc<Mutex<Option<SinkError>>>,
     got: Log,
     bursts: bool,
+    /// Deliveries accepted before the sink goes down (`None`: no limit).
+    budget: Option<usize>,
 }
 
 impl Scripted {
@@ -30,6 +32,7 @@ impl Scripted {
                 fail: fail.clone(),
                 got: got.clone(),
                 bursts: true,
+                budget: None,
             },
             fail,
             got,
@@ -39,6 +42,11 @@ impl Scripted {
     fn take(&mut self, keys: Vec<String>) -> Result<Receipt, SinkError> {
         if let Some(e) = self.fail.lock().unwrap().clone() {
             return Err(e);
+        }
+        match &mut self.budget {
+            Some(0) => return Err(SinkError::Temporary("went down".into())),
+            Some(n) => *n -= 1,
+            None => {}
         }
         self.got.lock().unwrap().push(keys);
         Ok(Receipt("ok".into()))
@@ -208,6 +216,30 @@ fn a_down_sink_delays_alerts_and_a_poison_alert_is_dead_lettered() {
     *fail.lock().unwrap() = None;
     assert_eq!(drain(&mut n, now).delivered, 1);
     assert_eq!(flat(&got), ["f:1", "k:1"]);
+}
+
+#[test]
+fn alerts_accepted_before_the_sink_went_down_leave_the_outbox_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("n.db");
+    let mut store = Store::open(&db).unwrap();
+    enqueue(
+        &mut store,
+        &[
+            ("a:1", "hook", "a", "opened", None),
+            ("b:1", "hook", "b", "opened", None),
+            ("c:1", "hook", "c", "opened", None),
+        ],
+    );
+    let (mut sink, _fail, got) = Scripted::new("hook");
+    sink.budget = Some(1);
+    let mut n = notifier(vec![sink], policy(), &db);
+    let r = drain(&mut n, 1000);
+    assert_eq!((r.delivered, r.retried), (1, 1));
+    // The accepted alert is deleted in the same drain, not left leased to be sent again
+    // when its lease ends; the other two wait for the sink.
+    assert_eq!(store.read().unwrap().outbox_counts().unwrap(), (2, 0));
+    assert_eq!(flat(&got), ["a:1"]);
 }
 
 #[test]

@@ -115,6 +115,10 @@ impl Worker {
                 break;
             }
             let messages = self.plan(rows, quota, &mut report, lease_until)?;
+            // Accepted rows are deleted together at the end of the round (or before an early
+            // return): one commit per round, not per alert. Until then the lease keeps them
+            // from anyone else; a crash in between re-sends them with the same key.
+            let mut accepted: Vec<i64> = Vec::new();
             let mut queue = messages.into_iter();
             while let Some(m) = queue.next() {
                 let limit = self.sink.timeout();
@@ -152,11 +156,7 @@ impl Worker {
                 }
                 match result {
                     Ok(receipt) => {
-                        let tx = self.store.tx()?;
-                        for r in &m.rows {
-                            tx.delivered(r.seq)?;
-                        }
-                        tx.commit()?;
+                        accepted.extend(m.rows.iter().map(|r| r.seq));
                         self.window.1 += 1;
                         report.delivered += m.rows.len() as u64;
                         report.messages += 1;
@@ -179,6 +179,7 @@ impl Worker {
                             .into_iter()
                             .chain(queue.flat_map(|m| m.rows))
                             .collect();
+                        self.settle_accepted(&mut accepted)?;
                         self.release(&rest, lease_until, now)?;
                         tracing::info!(sink = self.sink.name(), reason = %why, "sink gone; alerts stay queued");
                         report.gone = Some(why);
@@ -209,6 +210,7 @@ impl Worker {
                         self.release(&rest, lease_until, resume)?;
                         self.paused_until = resume;
                         if !dead {
+                            self.settle_accepted(&mut accepted)?;
                             tracing::warn!(sink = self.sink.name(), retry_in_secs = next - now, error = %e, "sink failed; its alerts wait");
                             return Ok(report);
                         }
@@ -216,6 +218,7 @@ impl Worker {
                     }
                 }
             }
+            self.settle_accepted(&mut accepted)?;
             if self.paused_until > now {
                 break;
             }
@@ -310,6 +313,18 @@ impl Worker {
             }
         }
         Ok(messages)
+    }
+
+    /// Deletes the rows their sink accepted, in one transaction.
+    fn settle_accepted(&mut self, seqs: &mut Vec<i64>) -> Result<(), StoreError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let tx = self.store.tx()?;
+        for seq in seqs.drain(..) {
+            tx.delivered(seq)?;
+        }
+        tx.commit()
     }
 
     fn fail_rows(
