@@ -10,7 +10,9 @@ pub mod writer;
 
 use crate::config::Config;
 use crate::notify::{route, Notifier, NotifyError};
-use crate::sources::kubernetes::watch::{self, KubeSourceError, WatchSpec};
+use crate::sources::kubernetes::client::{self, KubeSourceError};
+use crate::sources::kubernetes::spec::WatchSpec;
+use crate::sources::kubernetes::watch;
 use crate::store::{Store, StoreError};
 use futures::future::BoxFuture;
 use health::{Health, Readiness};
@@ -184,7 +186,7 @@ async fn run_async(
 
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
     if config.kubernetes.enabled {
-        let client = watch::client(&config.kubernetes).await?;
+        let client = client::client(&config.kubernetes).await?;
         for spec in WatchSpec::all(&config.kubernetes) {
             crate::metrics::global().declare_kube_kind(spec.kind.kind);
             sources.push(Box::new(KubeWatch {

@@ -1,7 +1,10 @@
-//! Kubernetes source (replay side): watch events and `kind: List` dumps to observations.
-//! The live watcher will feed the same `decode_*` functions from kube-runtime events.
+//! Kubernetes source: watch events and `kind: List` dumps to observations (replay), and the
+//! live watch (`watch`, with what it watches in `spec` and its API client in `client`), which
+//! feeds kube-runtime events through the same `decode_*` functions.
 
+pub mod client;
 pub mod project;
+pub mod spec;
 pub mod watch;
 
 use crate::domain::{ChangeOp, Fact, FactRef, Location, Observation, Provenance};
