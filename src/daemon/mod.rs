@@ -132,8 +132,8 @@ pub fn run(config: Config, db: &Path) -> Result<(), DaemonError> {
 }
 
 /// Reads the store's gauges (facts, active findings, outbox depth and age) for `/metrics`
-/// every [`GAUGE_INTERVAL`] (less often when a reading is slow) on a read-only connection of its own:
-/// never in the writer's way.
+/// every [`GAUGE_INTERVAL`] (less often when a reading is slow) on a read-only connection
+/// of its own: never in the writer's way.
 fn gauge_loop(db: &Path, stop: std_mpsc::Receiver<()>) {
     let mut store: Option<Store> = None;
     loop {

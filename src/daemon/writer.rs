@@ -93,8 +93,9 @@ impl WriterError {
 /// the source task runs in. A source opens it when the batch's first input arrives, runs the
 /// decoding of each input in a [`normalise_span`] child, records what it knows (Event Hubs:
 /// `messaging.system` = `eventhubs`, `messaging.destination.name`,
-/// `messaging.destination.partition.id`, `messaging.consumer.group.name`) and submits with
-/// [`WriterHandle::submit_in`], which records `messaging.batch.message_count`.
+/// `messaging.destination.partition.id`, `messaging.consumer.group.name`, and
+/// `messaging.batch.message_count`: events or objects) and submits with
+/// [`WriterHandle::submit`].
 pub fn ingest_span(source: &str) -> tracing::Span {
     tracing::info_span!(
         parent: None,
@@ -124,24 +125,10 @@ pub fn normalise_span(ingest: &tracing::Span) -> tracing::Span {
 }
 
 impl WriterHandle {
-    /// Sends a batch and waits for its commit. Waiting is the back-pressure: a source never
-    /// moves its position on before the writer has made it durable.
+    /// Sends a batch under its `ingest` span (see [`ingest_span`]) and waits for its commit.
+    /// Waiting is the back-pressure: a source never moves its position on before the writer
+    /// has made it durable.
     pub async fn submit(
-        &self,
-        source: &str,
-        observations: Vec<Observation>,
-        position: Option<Checkpoint>,
-        relist_done: Option<RelistScope>,
-    ) -> Result<Stats, WriterError> {
-        let span = ingest_span(source);
-        span.record("messaging.batch.message_count", observations.len());
-        self.submit_in(span, source, observations, position, relist_done)
-            .await
-    }
-
-    /// [`WriterHandle::submit`] under the caller's `ingest` span (see [`ingest_span`]),
-    /// which has its `messaging.batch.message_count` recorded.
-    pub async fn submit_in(
         &self,
         span: tracing::Span,
         source: &str,

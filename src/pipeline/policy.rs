@@ -125,17 +125,14 @@ fn judge_subject(
     for rule in candidates {
         let hit = hits.iter().find(|h| h.rule == rule.id);
         let id = rules::finding_id(rule.id, key);
-        if hit.is_none() {
-            let tracked = known
-                .iter()
-                .any(|(k, s)| *k == id && (s.is_active() || *s == Status::Excepted));
-            if !tracked {
-                continue;
-            }
+        let status = known.iter().find(|(k, _)| *k == id).map(|(_, s)| *s);
+        let tracked = status.is_some_and(|s| s.is_active() || s == Status::Excepted);
+        if hit.is_none() && !tracked {
+            continue;
         }
-        let existing = match known.iter().any(|(k, _)| *k == id) {
-            true => tx.finding(&id)?,
-            false => None,
+        let existing = match status {
+            Some(_) => tx.finding(&id)?,
+            None => None,
         };
         let cause = match why {
             Why::Observation(p) => Cause::Observation(p),

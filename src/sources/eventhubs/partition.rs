@@ -244,7 +244,7 @@ impl PartitionRun {
         span.record("messaging.batch.message_count", events);
         match ctx
             .writer
-            .submit_in(span, &source, observations, Some(pos.to_checkpoint()), None)
+            .submit(span, &source, observations, Some(pos.to_checkpoint()), None)
             .await
         {
             Ok(stats) => {

@@ -208,12 +208,10 @@ impl Watch {
     async fn push(&mut self, obj: DynamicObject, ty: EventType) -> bool {
         // The batch's trace starts with its first object; each object is normalised in a
         // child span, entered only for this synchronous part.
-        let source = self.name().to_string();
-        let ingest = self
-            .span
-            .get_or_insert_with(|| ingest_span(&source))
-            .clone();
-        let normalise = normalise_span(&ingest);
+        if self.span.is_none() {
+            self.span = Some(ingest_span(self.name()));
+        }
+        let normalise = normalise_span(self.span.as_ref().expect("opened above"));
         let before = self.buf.len();
         normalise.in_scope(|| self.normalise(obj, ty));
         normalise.record("accessdrift.records", 1);
@@ -305,7 +303,7 @@ impl Watch {
         match self
             .ctx
             .writer
-            .submit_in(span, &source, obs, Some(position), relist)
+            .submit(span, &source, obs, Some(position), relist)
             .await
         {
             Ok(stats) => {
