@@ -12,7 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -51,8 +51,18 @@ pub struct Metrics {
     spans_exported: Counter,
     spans_dropped: Family<L1, Counter>,
     errors: Family<L1, Counter>,
-    /// Sinks declared by the process: their outbox gauges read 0 rather than vanish.
-    sinks: Mutex<BTreeSet<String>>,
+    /// Series of the store gauges that exist (declared, or seen in a reading).
+    seen: Mutex<SeenSeries>,
+}
+
+/// The labels of every store-gauge series exported so far: each stays, at 0 when a reading
+/// lacks it, so no series disappears between scrapes.
+#[derive(Debug, Default)]
+struct SeenSeries {
+    facts: BTreeSet<String>,
+    findings: BTreeSet<(String, String)>,
+    outbox: BTreeSet<(String, String)>,
+    oldest: BTreeSet<String>,
 }
 
 /// Finding severities and kinds: every combination is exported, 0 included, so a panel or an
@@ -105,8 +115,11 @@ impl Metrics {
             spans_dropped: Family::default(),
             errors: Family::default(),
             registry: Registry::default(),
-            sinks: Mutex::default(),
+            seen: Mutex::default(),
         };
+        // Present from the first scrape, before the first store reading: absence alerts and
+        // `rate()` must not see a healthy daemon's series appear late.
+        m.declare_store_series(None);
         for t in TRANSITIONS {
             let _ = m.transitions.get_or_create(&l1("transition", t));
         }
@@ -274,7 +287,7 @@ impl Metrics {
         let _ = self.relists.get_or_create(&l1("kind", kind));
     }
 
-    /// Exports a sink's alert series at 0, and its outbox gauges from the next reading on.
+    /// Exports a sink's alert series and its outbox gauges at 0, before any reading.
     pub fn declare_sink(&self, sink: &str) {
         let l = l1("sink", sink);
         let _ = self.alerts_queued.get_or_create(&l);
@@ -282,10 +295,7 @@ impl Metrics {
         let _ = self.alerts_failed.get_or_create(&l);
         let _ = self.alerts_dead.get_or_create(&l);
         let _ = self.delivery.get_or_create(&l);
-        self.sinks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(sink.to_string());
+        self.declare_store_series(Some(sink));
     }
 
     /// One record read by `source`.
@@ -383,6 +393,16 @@ impl Metrics {
             .set(last_age.as_secs_f64());
     }
 
+    /// Exports a partition's lag and age series (at 0 until its first reading).
+    pub fn declare_eventhubs_partition(&self, partition: &str) {
+        let _ = self
+            .eventhubs_lag
+            .get_or_create(&l1("partition", partition));
+        let _ = self
+            .eventhubs_age
+            .get_or_create(&l1("partition", partition));
+    }
+
     /// A Kubernetes watch of `kind` restarted for `reason`.
     pub fn watch_restarted(&self, kind: &str, reason: &str) {
         self.watch_restarts
@@ -407,48 +427,90 @@ impl Metrics {
             .inc_by(n);
     }
 
-    /// Replaces the sampled store gauges with a fresh reading.
+    /// Replaces the sampled store gauges with a fresh reading. Each series is set once to its
+    /// new value: never cleared first, so a scrape during an update sees no series vanish and
+    /// no value pass through 0. A series the reading no longer has (a sink whose dead letters
+    /// were requeued) reads 0.
     pub fn set_store_gauges(&self, g: &crate::store::StoreGauges, now_unix: i64) {
-        // Cleared first so a kind or severity that dropped to none reads 0, not its last value.
-        self.facts.clear();
-        for k in crate::domain::FactKind::ALL {
-            let _ = self.facts.get_or_create(&l1("kind", k.as_str()));
-        }
-        for (kind, n) in &g.facts {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let seen = &mut *seen;
+        let mut facts: BTreeMap<String, i64> = seen.facts.iter().map(|k| (k.clone(), 0)).collect();
+        facts.extend(g.facts.iter().cloned());
+        for (kind, n) in &facts {
             self.facts.get_or_create(&l1("kind", kind)).set(*n);
         }
-        self.findings_active.clear();
-        for kind in FINDING_KINDS {
-            for severity in SEVERITIES {
-                let _ = self
-                    .findings_active
-                    .get_or_create(&l2("kind", kind, "severity", severity));
-            }
-        }
-        for (kind, severity, n) in &g.findings_active {
+        seen.facts = facts.into_keys().collect();
+
+        let mut findings: BTreeMap<(String, String), i64> =
+            seen.findings.iter().map(|k| (k.clone(), 0)).collect();
+        findings.extend(
+            g.findings_active
+                .iter()
+                .map(|(k, s, n)| ((k.clone(), s.clone()), *n)),
+        );
+        for ((kind, severity), n) in &findings {
             self.findings_active
                 .get_or_create(&l2("kind", kind, "severity", severity))
                 .set(*n);
         }
-        self.outbox_depth.clear();
-        self.outbox_oldest.clear();
-        for sink in self.sinks.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            for state in ["pending", "dead"] {
-                let _ = self
-                    .outbox_depth
-                    .get_or_create(&l2("sink", sink, "state", state));
-            }
-            let _ = self.outbox_oldest.get_or_create(&l1("sink", sink));
-        }
+        seen.findings = findings.into_keys().collect();
+
+        let mut depth: BTreeMap<(String, String), i64> =
+            seen.outbox.iter().map(|k| (k.clone(), 0)).collect();
+        let mut oldest: BTreeMap<String, f64> =
+            seen.oldest.iter().map(|k| (k.clone(), 0.0)).collect();
         for o in &g.outbox {
-            self.outbox_depth
-                .get_or_create(&l2("sink", &o.sink, "state", &o.state))
-                .set(o.count);
+            depth.insert((o.sink.clone(), o.state.clone()), o.count);
             if o.state == "pending" {
                 let age = o.oldest_unix.map_or(0, |t| (now_unix - t).max(0));
-                self.outbox_oldest
-                    .get_or_create(&l1("sink", &o.sink))
-                    .set(age as f64);
+                oldest.insert(o.sink.clone(), age as f64);
+            }
+        }
+        for ((sink, state), n) in &depth {
+            self.outbox_depth
+                .get_or_create(&l2("sink", sink, "state", state))
+                .set(*n);
+        }
+        for (sink, age) in &oldest {
+            self.outbox_oldest
+                .get_or_create(&l1("sink", sink))
+                .set(*age);
+        }
+        seen.outbox = depth.into_keys().collect();
+        seen.oldest = oldest.into_keys().collect();
+    }
+
+    /// Creates the zero series of the store gauges that need no reading: every fact kind,
+    /// every finding kind and severity, and the outbox of `sink` when given.
+    fn declare_store_series(&self, sink: Option<&str>) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        for k in crate::domain::FactKind::ALL {
+            if seen.facts.insert(k.as_str().to_string()) {
+                let _ = self.facts.get_or_create(&l1("kind", k.as_str()));
+            }
+        }
+        for kind in FINDING_KINDS {
+            for severity in SEVERITIES {
+                if seen
+                    .findings
+                    .insert((kind.to_string(), severity.to_string()))
+                {
+                    let _ = self
+                        .findings_active
+                        .get_or_create(&l2("kind", kind, "severity", severity));
+                }
+            }
+        }
+        if let Some(sink) = sink {
+            for state in ["pending", "dead"] {
+                if seen.outbox.insert((sink.to_string(), state.to_string())) {
+                    let _ = self
+                        .outbox_depth
+                        .get_or_create(&l2("sink", sink, "state", state));
+                }
+            }
+            if seen.oldest.insert(sink.to_string()) {
+                let _ = self.outbox_oldest.get_or_create(&l1("sink", sink));
             }
         }
     }
@@ -489,5 +551,47 @@ mod tests {
         assert!(text.contains("# TYPE accessdrift_alert_delivery_duration_seconds histogram"));
         assert!(text.contains("accessdrift_build_info{version="));
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    /// Before any store reading, a declared sink's outbox gauges and every fact kind, finding
+    /// kind and severity read 0 (they used to appear only with the first reading).
+    #[test]
+    fn store_gauges_exist_at_zero_before_the_first_reading() {
+        let m = Metrics::new();
+        m.declare_sink("siem");
+        let text = m.encode();
+        for series in [
+            "accessdrift_outbox_alerts{sink=\"siem\",state=\"pending\"} 0",
+            "accessdrift_outbox_alerts{sink=\"siem\",state=\"dead\"} 0",
+            "accessdrift_outbox_oldest_pending_age_seconds{sink=\"siem\"} 0",
+            "accessdrift_facts{kind=\"role_assignment\"} 0",
+            "accessdrift_findings_active{kind=\"drift\",severity=\"critical\"} 0",
+        ] {
+            assert!(text.contains(series), "{series} missing from:\n{text}");
+        }
+    }
+
+    /// A reading sets each series once; what a later reading lacks goes to 0, never away.
+    #[test]
+    fn a_series_missing_from_a_reading_reads_zero() {
+        use crate::store::{OutboxGauge, StoreGauges};
+        let m = Metrics::new();
+        let dead = |n| StoreGauges {
+            outbox: vec![OutboxGauge {
+                sink: "old-sink".into(),
+                state: "dead".into(),
+                count: n,
+                oldest_unix: Some(100),
+            }],
+            ..StoreGauges::default()
+        };
+        m.set_store_gauges(&dead(3), 200);
+        assert!(m
+            .encode()
+            .contains("accessdrift_outbox_alerts{sink=\"old-sink\",state=\"dead\"} 3"));
+        m.set_store_gauges(&StoreGauges::default(), 200);
+        assert!(m
+            .encode()
+            .contains("accessdrift_outbox_alerts{sink=\"old-sink\",state=\"dead\"} 0"));
     }
 }

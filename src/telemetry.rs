@@ -275,34 +275,22 @@ pub fn stamp_trace(t: &crate::engine::Transition) -> Option<crate::engine::Trans
     Some(t)
 }
 
-/// The span of one delivery: a child of the batch span that opened the alert's finding when
-/// the alert carries its trace (so the trace runs from the record to the alert), else a root.
-pub fn delivery_span(alert: &crate::notify::Alert, sink: &str) -> tracing::Span {
-    let span = tracing::info_span!(
-        parent: None,
-        "notify",
-        otel.kind = "producer",
-        accessdrift.sink = sink,
-        accessdrift.finding.id = %alert.finding_id,
-        accessdrift.rule = %alert.rule,
-        accessdrift.severity = %alert.severity,
-        accessdrift.transition = %alert.transition,
-        error.type = tracing::field::Empty,
-        otel.status_code = tracing::field::Empty,
-    );
-    if let (Some(t), Some(s)) = (&alert.trace_id, &alert.trace_span_id) {
-        use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
-        if let (Ok(t), Ok(s)) = (TraceId::from_hex(t), SpanId::from_hex(s)) {
-            let sc = SpanContext::new(t, s, TraceFlags::SAMPLED, true, TraceState::default());
-            let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(sc));
-        }
+/// Makes `span` a child of the (sampled) remote span `trace_id`/`span_id`, lower-case hex as
+/// findings store them; ids that do not parse leave it a root.
+pub fn set_remote_parent(span: &tracing::Span, trace_id: &str, span_id: &str) {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    if let (Ok(t), Ok(s)) = (TraceId::from_hex(trace_id), SpanId::from_hex(span_id)) {
+        let sc = SpanContext::new(t, s, TraceFlags::SAMPLED, true, TraceState::default());
+        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(sc));
     }
-    span
 }
 
-/// Marks `span` failed with a low-cardinality `error.type`.
-pub fn record_error(span: &tracing::Span, error_type: &str) {
-    span.record("error.type", error_type);
+/// Marks `span` failed. `error_type` (low-cardinality) is recorded unless the span has one
+/// already: an HTTP client span's is the status code or the transport failure.
+pub fn record_error(span: &tracing::Span, error_type: Option<&str>) {
+    if let Some(t) = error_type {
+        span.record("error.type", t);
+    }
     span.record("otel.status_code", "error");
 }
 

@@ -63,7 +63,7 @@ impl Env {
         std::fs::write(
             &cfg,
             format!(
-                "[eventhubs]\nenabled = true\nnamespace = \"{NS}\"\neventhub = \"{HUB}\"\nconsumer_group = \"accessdrift\"\n\
+                "[eventhubs]\nnamespace = \"{NS}\"\neventhub = \"{HUB}\"\nconsumer_group = \"accessdrift\"\n\
                  auth = \"connection_string\"\nconnection_string = {{ file = {secret:?} }}\ncustom_endpoint = \"{}\"\n\
                  max_wait = \"50ms\"\nlag_poll = \"300ms\"\nrebalance_interval = \"1s\"\n{extra}\n\
                  [server]\nlisten = \"127.0.0.1:0\"\n\n[notify]\npoll_interval = \"200ms\"\ninitial_backoff = \"1s\"\n",

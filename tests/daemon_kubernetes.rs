@@ -8,7 +8,7 @@ mod kube_api;
 
 use accessdrift::domain::FactKind;
 use accessdrift::store::{FactRow, Store};
-use daemon::{cli, wait_for, write_config, Daemon};
+use daemon::{cli, cli_within, wait_for, write_config, Daemon};
 use kube_api::KubeApi;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -490,4 +490,85 @@ fn json_logs_are_one_object_per_line_with_source_state_fields() {
         lines.iter().any(|l| l.to_string().contains("synced")),
         "no source state line: {logs}"
     );
+}
+
+/// A `[kubernetes]` table without `enabled` starts the watch (it used to be ignored: the
+/// daemon watched nothing and `/readyz` stayed 503 with no sources), and `check-config` says
+/// which sources `run` would start.
+#[test]
+fn a_kubernetes_table_turns_the_watch_on_and_check_config_names_it() {
+    let env = Env::new();
+    seed(&env.api);
+    let cfg = write_config(env.dir.path(), &env.api.kubeconfig(), "");
+    assert!(!std::fs::read_to_string(&cfg).unwrap().contains("enabled"));
+    let (code, out, err) = cli(&["check-config", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("# `accessdrift run` would start 1 source(s):")
+            && out.contains("#   kubernetes: cluster \"aks-test\""),
+        "{out}"
+    );
+    let mut d = Daemon::start(&cfg, &env.db());
+    d.wait_ready(LIMIT);
+    let (code, body) = d.readyz().unwrap();
+    assert_eq!(code, 200);
+    let sources = body["sources"].as_object().unwrap();
+    assert_eq!(sources.len(), 5, "{body}");
+    assert!(
+        sources.keys().all(|k| k.starts_with("k8s:aks-test:")),
+        "{body}"
+    );
+    assert!(d.terminate(LIMIT).success());
+}
+
+/// `run` with no source enabled refuses at once, exit 2, in one line naming the file it read
+/// and the tables to add, and touches nothing (no database is created).
+#[test]
+fn run_with_no_source_exits_2_naming_the_file_and_the_tables_to_add() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ad.db");
+    for (name, text) in [
+        (
+            "empty.toml",
+            "[server]\nlisten = \"127.0.0.1:0\"\n".to_string(),
+        ),
+        (
+            "off.toml",
+            "[kubernetes]\nenabled = false\ncluster = \"aks\"\n[eventhubs]\nenabled = false\n"
+                .to_string(),
+        ),
+    ] {
+        let cfg = dir.path().join(name);
+        std::fs::write(&cfg, text).unwrap();
+        let (code, out, err) = cli_within(
+            &[
+                "run",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--db",
+                db.to_str().unwrap(),
+            ],
+            Duration::from_secs(10),
+        );
+        assert_eq!(code, 2, "{name}: {err}");
+        assert!(out.is_empty(), "{out}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{name}: one line: {err}");
+        assert!(
+            err.contains(&cfg.display().to_string())
+                && err.contains("[kubernetes]")
+                && err.contains("[eventhubs]"),
+            "{name}: {err}"
+        );
+        assert!(!db.exists(), "{name}: the database was created");
+        let (code, out, _) = cli(&["check-config", "--config", cfg.to_str().unwrap()]);
+        assert_eq!(code, 0);
+        assert!(out.contains("would start no source"), "{out}");
+    }
+    // Without --config at all: says so.
+    let (code, _, err) = cli_within(
+        &["run", "--db", db.to_str().unwrap()],
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no --config given"), "{err}");
 }

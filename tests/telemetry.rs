@@ -11,6 +11,10 @@ mod kube_api;
 mod openmetrics;
 #[path = "support/otlp.rs"]
 mod otlp;
+#[path = "common/receiver.rs"]
+mod receiver;
+#[path = "common/smtp.rs"]
+mod smtp;
 
 use daemon::{cli, http_get, wait_for, write_config, Daemon};
 use kube_api::KubeApi;
@@ -307,6 +311,155 @@ fn a_batch_is_one_trace_from_ingest_to_the_alert_and_the_finding_carries_its_id(
     assert!(d.terminate(LIMIT).success());
 }
 
+/// Each delivery's `notify` span follows the OpenTelemetry client conventions, and carries no
+/// secret: kind CLIENT; for webhooks `http.request.method`, `server.address`, `server.port`,
+/// `url.full` (Slack's path, a query value and user info redacted), the status code, and
+/// `error.type` = the status on an error response; for mail the relay and `smtp`.
+#[test]
+fn delivery_spans_are_http_and_smtp_client_spans_without_secrets() {
+    const SLACK_PATH: &str = "/services/T0SECRET/B0SECRET/slackpathsecret";
+    const QUERY_TOKEN: &str = "querytokensecret";
+    const SIGNING: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rx = Receiver::start(&rt);
+    let dir = tempfile::tempdir().unwrap();
+    let siem = receiver::Receiver::start();
+    let slack = receiver::Receiver::start();
+    let broken = receiver::Receiver::start();
+    for _ in 0..8 {
+        broken.push(receiver::Reply::status(503));
+    }
+    let mail = smtp::SmtpPeer::start(dir.path(), &["--tls", "none"]);
+    let slack_url = format!("http://{}{SLACK_PATH}", slack.addr);
+    let cfg = dir.path().join("ad.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[notify]\nmax_attempts = 3\n\n\
+             [[sinks]]\nname = \"siem\"\ntype = \"webhook\"\nformat = \"cloudevents\"\nurl = \"http://user:pw@{}/ingest?token={QUERY_TOKEN}\"\nsecret = {{ env = \"T_SIGNING\" }}\n\n\
+             [[sinks]]\nname = \"slack\"\ntype = \"webhook\"\nformat = \"slack\"\nurl = {{ env = \"T_SLACK_URL\" }}\n\n\
+             [[sinks]]\nname = \"broken\"\ntype = \"webhook\"\nurl = \"{}\"\n\n\
+             [[sinks]]\nname = \"mail\"\ntype = \"smtp\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nfrom = \"ad@example.com\"\nto = [\"sre@example.com\"]\n",
+            siem.addr,
+            broken.url(),
+            mail.port
+        ),
+    )
+    .unwrap();
+    let db = dir.path().join("ad.db");
+    let event = |name: &str, user: &str, rv: u32| {
+        let mut obj = crb(
+            name,
+            "cluster-admin",
+            json!({"kind": "User", "apiGroup": RBAC, "name": user}),
+        );
+        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        json!({"type": "ADDED", "object": obj}).to_string() + "\n"
+    };
+    let day1 = dir.path().join("day1.jsonl");
+    std::fs::write(&day1, event("ops", "ops@contoso.com", 1)).unwrap();
+    let day2 = dir.path().join("day2.jsonl");
+    std::fs::write(&day2, event("backdoor", "mallory@contoso.com", 2)).unwrap();
+    let endpoint = format!("http://127.0.0.1:{}", rx.port);
+    let ad = |args: &[&str]| {
+        let out = std::process::Command::new(daemon::BIN)
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .arg("--db")
+            .arg(&db)
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+            .env("OTEL_BSP_SCHEDULE_DELAY", "50")
+            .env("T_SLACK_URL", &slack_url)
+            .env("T_SIGNING", SIGNING)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = ad(&["replay", "--cluster", "aks", day1.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = ad(&["baseline", "capture", "--by", "t"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = ad(&["replay", "--cluster", "aks", day2.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    ad(&["notify", "--once"]);
+    assert!(!siem.requests().is_empty() && !slack.requests().is_empty());
+    assert!(!mail.messages().is_empty());
+
+    let spans = wait_for("a notify span per sink", LIMIT, || {
+        let s: Vec<Span> = rx
+            .spans()
+            .into_iter()
+            .filter(|s| s.name == "notify")
+            .collect();
+        ["siem", "slack", "broken", "mail"]
+            .iter()
+            .all(|k| s.iter().any(|s| s.attrs["accessdrift.sink"] == *k))
+            .then_some(s)
+    });
+    let of = |sink: &str| -> Span {
+        spans
+            .iter()
+            .find(|s| s.attrs["accessdrift.sink"] == sink)
+            .unwrap()
+            .clone()
+    };
+    const CLIENT: i32 = 3;
+    let s = of("siem");
+    assert_eq!(s.kind, CLIENT, "{s:?}");
+    assert_eq!(s.attrs["http.request.method"], "POST");
+    assert_eq!(s.attrs["server.address"], "127.0.0.1");
+    assert_eq!(s.attrs["server.port"], siem.addr.port().to_string());
+    assert_eq!(
+        s.attrs["url.full"],
+        format!("http://{}/ingest?token=REDACTED", siem.addr)
+    );
+    assert_eq!(s.attrs["http.response.status_code"], "200");
+    assert!(!s.attrs.contains_key("error.type"), "{s:?}");
+
+    let s = of("slack");
+    assert_eq!(s.kind, CLIENT);
+    assert_eq!(
+        s.attrs["url.full"],
+        format!("http://{}/REDACTED", slack.addr)
+    );
+    assert_eq!(s.attrs["server.port"], slack.addr.port().to_string());
+
+    let s = of("broken");
+    assert_eq!(s.kind, CLIENT);
+    assert_eq!(s.attrs["http.response.status_code"], "503");
+    assert_eq!(s.attrs["error.type"], "503");
+    assert_eq!(s.status, 2, "an error status: {s:?}");
+
+    let s = of("mail");
+    assert_eq!(s.kind, CLIENT);
+    assert_eq!(s.attrs["server.address"], "127.0.0.1");
+    assert_eq!(s.attrs["server.port"], mail.port.to_string());
+    assert_eq!(s.attrs["network.protocol.name"], "smtp");
+
+    for s in rx.spans() {
+        let values = s
+            .attrs
+            .values()
+            .chain(s.events.iter().flat_map(|(_, a)| a.values()));
+        for v in values {
+            for secret in [
+                "slackpathsecret",
+                "T0SECRET",
+                QUERY_TOKEN,
+                "user:pw",
+                &SIGNING[6..],
+            ] {
+                assert!(!v.contains(secret), "{} carries a secret: {v}", s.name);
+            }
+        }
+    }
+}
+
 /// A replay with the collector down (closed port) or silent (accepts, never answers)
 /// finishes, applies everything, and counts what it could not send.
 #[test]
@@ -442,41 +595,119 @@ fn every_metric_the_dashboard_and_the_alert_rules_query_is_exported() {
         ["Ingestion", "Findings", "Alert delivery", "Process"]
     );
 
+    // The FIRST scrape the daemon answers, before it is ready and before the gauge thread's
+    // first reading: every family queried must exist, with its zero series for the configured
+    // sink and every source and kind (an absence alert must not fire on a healthy start).
     let env = Env::new();
     seed(&env.api);
-    let mut d = env.start(&[]);
-    d.wait_ready(LIMIT);
-    let m = wait_for("the store gauges", LIMIT, || {
-        let m = scrape(&d);
-        m.types
-            .contains_key("accessdrift_outbox_oldest_pending_age_seconds")
-            .then_some(m)
+    let d = env.start(&[]);
+    let m = wait_for("the first /metrics answer", LIMIT, || {
+        http_get(d.port(), "/metrics").map(|(code, body)| {
+            assert_eq!(code, 200, "{body}");
+            Exposition::parse(&body)
+        })
     });
-    let mut exported: std::collections::BTreeSet<String> =
-        m.samples.iter().map(|(n, _, _)| n.clone()).collect();
-    // Event Hubs families carry a partition label: they appear once that source reads a
-    // partition. Record one in this process to learn the names the encoder gives them.
-    let local = accessdrift::metrics::global();
-    local.eventhubs_partition("0", 3, Duration::from_secs(5));
-    let local = Exposition::parse(&local.encode());
-    exported.extend(
-        local
-            .samples
+    let family_of = |name: &str| -> Option<String> {
+        let base = ["_total", "_bucket", "_count", "_sum", "_info"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(name);
+        [name, base]
             .into_iter()
-            .map(|(n, _, _)| n)
-            .filter(|n| n.starts_with("accessdrift_eventhubs_")),
-    );
+            .find(|f| m.types.contains_key(*f))
+            .map(str::to_string)
+    };
     let mut checked = 0;
     for (panel, expr) in &queries {
         for name in promql_names(expr) {
+            // Partition series exist once the hub's partitions are known (this daemon has no
+            // [eventhubs]; daemon_eventhubs.rs scrapes them).
+            if name.starts_with("accessdrift_eventhubs_") {
+                continue;
+            }
             assert!(
-                exported.contains(&name),
-                "{panel}: `{name}` is not exported (query: {expr})"
+                family_of(&name).is_some(),
+                "{panel}: the family of `{name}` is not in the first scrape (query: {expr}); families: {:?}",
+                m.types.keys().collect::<Vec<_>>()
             );
             checked += 1;
         }
     }
+    let has = |name: &str, labels: &[(&str, &str)]| {
+        m.samples.iter().any(|(n, l, _)| {
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
+    };
+    for (name, labels) in [
+        (
+            "accessdrift_outbox_alerts",
+            vec![("sink", "stdout"), ("state", "pending")],
+        ),
+        (
+            "accessdrift_outbox_alerts",
+            vec![("sink", "stdout"), ("state", "dead")],
+        ),
+        (
+            "accessdrift_outbox_oldest_pending_age_seconds",
+            vec![("sink", "stdout")],
+        ),
+        (
+            "accessdrift_alerts_delivered_total",
+            vec![("sink", "stdout")],
+        ),
+        (
+            "accessdrift_alerts_dead_lettered_total",
+            vec![("sink", "stdout")],
+        ),
+        ("accessdrift_facts", vec![("kind", "role_assignment")]),
+        ("accessdrift_facts", vec![("kind", "cluster_role_binding")]),
+        (
+            "accessdrift_findings_active",
+            vec![("kind", "drift"), ("severity", "critical")],
+        ),
+        (
+            "accessdrift_finding_transitions_total",
+            vec![("transition", "opened")],
+        ),
+        ("accessdrift_trace_spans_dropped_total", vec![]),
+    ] {
+        assert!(
+            has(name, &labels),
+            "{name} {labels:?} missing from the first scrape"
+        );
+    }
+    for kind in [
+        "ClusterRoleBinding",
+        "RoleBinding",
+        "ClusterRole",
+        "Role",
+        "ServiceAccount",
+    ] {
+        let source = format!("k8s:aks-test:{kind}");
+        for name in [
+            "accessdrift_source_ready",
+            "accessdrift_source_records_malformed_total",
+            "accessdrift_batches_committed_total",
+            "accessdrift_batches_failed_total",
+        ] {
+            assert!(
+                has(name, &[("source", &source)]),
+                "{name} of {source} missing"
+            );
+        }
+        assert!(
+            has(
+                "accessdrift_kubernetes_watch_restarts_total",
+                &[("kind", kind), ("reason", "error")]
+            ),
+            "watch restarts of {kind} missing"
+        );
+    }
     assert!(checked >= 30, "only {checked} metric references found");
+    let mut d = d;
     assert!(d.terminate(LIMIT).success());
 }
 

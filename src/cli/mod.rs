@@ -144,10 +144,15 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// List the rules catalogue (`--json` for scripts); `rules explain ID` prints one in full.
     Rules(rules::RulesArgs),
-    /// Load and validate the configuration, then print the effective settings.
+    /// Load and validate the configuration, then print the effective settings and which
+    /// sources `run` would start (a `[kubernetes]` or `[eventhubs]` table turns its source on).
     CheckConfig,
     /// Run the daemon: watch the sources in `--config`, evaluate every change, deliver alerts,
-    /// serve `/healthz` and `/readyz`. Stops cleanly (exit 0) on SIGTERM or SIGINT.
+    /// serve `/healthz`, `/readyz` and `/metrics`. Stops cleanly (exit 0) on SIGTERM or SIGINT.
+    ///
+    /// A source runs when its table is in the config: `[kubernetes]` (cluster = "NAME") watches
+    /// RBAC, `[eventhubs]` (namespace, eventhub) reads the Activity Log; `enabled = false` keeps
+    /// a table but turns it off. With no source enabled `run` exits 2 at once, saying so.
     Run(run::RunArgs),
     /// Event Hubs: `check` connects and prints checkpoint, last enqueued and lag per partition.
     #[command(subcommand)]
@@ -200,12 +205,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Outbox(a) => outbox::run(&cfg, a),
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(&cfg, a),
-        Command::Run(a) => run::run(cfg, a),
+        Command::Run(a) => run::run(cfg, cli.config.as_deref(), a),
         Command::Rules(a) => rules::run(&cfg, a),
         Command::Eventhubs(c) => eventhubs::run(&cfg, c),
         Command::CheckConfig => {
             let toml = cfg.to_toml()?;
             outln!("# effective configuration: defaults filled in, secrets shown as references")?;
+            // As comments, so the output still loads back as the same configuration.
+            let sources = cfg.enabled_sources();
+            if sources.is_empty() {
+                outln!(
+                    "# `accessdrift run` would start no source: {}",
+                    run::NO_SOURCE_HINT
+                )?;
+            } else {
+                outln!(
+                    "# `accessdrift run` would start {} source(s):",
+                    sources.len()
+                )?;
+                for s in &sources {
+                    outln!("#   {s}")?;
+                }
+            }
             out!("{toml}")?;
             Ok(ExitCode::SUCCESS)
         }

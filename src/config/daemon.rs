@@ -5,11 +5,19 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The `enabled` of a source table that is written without one: a table a person wrote turns
+/// its source on. (The `Default` impls say `false`: that is the value when the table is absent.)
+fn on_when_present() -> bool {
+    true
+}
+
 /// `[kubernetes]`: the live watch of one cluster's RBAC objects.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct KubernetesConfig {
-    /// Off by default so replay-only installs never try to reach an API server.
+    /// On when the `[kubernetes]` table is present; `enabled = false` keeps the table but
+    /// turns the watch off. Without the table (the default) nothing reaches for an API server.
+    #[serde(default = "on_when_present")]
     pub enabled: bool,
     /// Name Kubernetes facts carry; must match a `[[clusters]] name` when clusters are listed.
     pub cluster: String,
@@ -29,6 +37,13 @@ pub struct KubernetesConfig {
     /// Longest a watch event waits for its batch to fill.
     #[serde(with = "humantime_serde")]
     pub batch_max_wait: Duration,
+}
+
+impl KubernetesConfig {
+    /// True for the value an absent table gets: `check-config` leaves it out.
+    pub(super) fn is_default(&self) -> bool {
+        *self == KubernetesConfig::default()
+    }
 }
 
 impl Default for KubernetesConfig {
@@ -87,7 +102,9 @@ pub enum EventHubsStart {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventHubsConfig {
-    /// Off by default so installs without Azure never try to connect.
+    /// On when the `[eventhubs]` table is present; `enabled = false` keeps the table but
+    /// turns the source off. Without the table (the default) nothing connects to Azure.
+    #[serde(default = "on_when_present")]
     pub enabled: bool,
     /// Fully qualified namespace, e.g. `contoso-logs.servicebus.windows.net`.
     pub namespace: String,
@@ -122,6 +139,13 @@ pub struct EventHubsConfig {
     /// How often the SDK's processor balances partitions and reopens closed ones.
     #[serde(with = "humantime_serde")]
     pub rebalance_interval: Duration,
+}
+
+impl EventHubsConfig {
+    /// True for the value an absent table gets: `check-config` leaves it out.
+    pub(super) fn is_default(&self) -> bool {
+        *self == EventHubsConfig::default()
+    }
 }
 
 impl Default for EventHubsConfig {
@@ -160,6 +184,37 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: "0.0.0.0:9464".to_string(),
         }
+    }
+}
+
+impl super::Config {
+    /// The sources `accessdrift run` would start, one line each (`check-config`, and the
+    /// refusal of a `run` with nothing to do). Empty when no source table is enabled.
+    pub fn enabled_sources(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let k = &self.kubernetes;
+        if k.enabled {
+            let scope = if k.namespaces.is_empty() {
+                "all namespaces".to_string()
+            } else {
+                format!("namespaces {}", k.namespaces.join(", "))
+            };
+            out.push(format!(
+                "kubernetes: cluster {:?}, ClusterRoleBindings, ClusterRoles, RoleBindings, Roles and ServiceAccounts in {scope}",
+                k.cluster
+            ));
+        }
+        let e = &self.eventhubs;
+        if e.enabled {
+            out.push(format!(
+                "eventhubs: {}/{} (consumer group {:?}, auth {})",
+                e.namespace,
+                e.eventhub,
+                e.consumer_group,
+                e.auth.as_str()
+            ));
+        }
+        out
     }
 }
 
@@ -410,10 +465,61 @@ mod tests {
         }
         // Disabled: nothing is checked, so a half-written section does not block other work.
         assert!(Config::parse(
-            "[eventhubs]\nauth = \"connection_string\"\n",
+            "[eventhubs]\nenabled = false\nauth = \"connection_string\"\n",
             Path::new("t.toml")
         )
         .is_ok());
+    }
+
+    /// A source table a person wrote turns its source on; `enabled = false` turns it off;
+    /// no table, no source. (Before: a table without `enabled = true` was silently ignored.)
+    #[test]
+    fn a_source_table_turns_its_source_on() {
+        let eh =
+            "[eventhubs]\nnamespace = \"logs.servicebus.windows.net\"\neventhub = \"activity\"\n";
+        for (text, kube, hub) in [
+            ("", false, false),
+            ("[kubernetes]\ncluster = \"aks-prod\"\n", true, false),
+            (
+                "[kubernetes]\nenabled = false\ncluster = \"aks-prod\"\n",
+                false,
+                false,
+            ),
+            (
+                "[kubernetes]\nenabled = true\ncluster = \"aks-prod\"\n",
+                true,
+                false,
+            ),
+            (eh, false, true),
+            (&*format!("{eh}enabled = false\n"), false, false),
+            (&*format!("[kubernetes]\ncluster = \"c\"\n{eh}"), true, true),
+        ] {
+            let cfg = Config::parse(text, Path::new("t.toml")).unwrap();
+            assert_eq!(
+                (cfg.kubernetes.enabled, cfg.eventhubs.enabled),
+                (kube, hub),
+                "{text}"
+            );
+            assert_eq!(
+                cfg.enabled_sources().len(),
+                kube as usize + hub as usize,
+                "{text}"
+            );
+            // What check-config prints loads back to the same sources.
+            let again = Config::parse(&cfg.to_toml().unwrap(), Path::new("t.toml")).unwrap();
+            assert_eq!(again, cfg, "{text}");
+        }
+        // Present means validated: a table without its required keys is an error naming them.
+        let e = Config::parse("[kubernetes]\n", Path::new("t.toml")).unwrap_err();
+        assert!(e.to_string().contains("kubernetes.cluster"), "{e}");
+        let e = Config::parse("[eventhubs]\neventhub = \"h\"\n", Path::new("t.toml")).unwrap_err();
+        assert!(e.to_string().contains("eventhubs.namespace"), "{e}");
+        // An absent (or default, switched-off) table is not printed by check-config.
+        let shown = Config::parse("[kubernetes]\nenabled = false\n", Path::new("t.toml"))
+            .unwrap()
+            .to_toml()
+            .unwrap();
+        assert!(!shown.contains("[kubernetes]"), "{shown}");
     }
 
     #[test]

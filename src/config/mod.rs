@@ -68,9 +68,11 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// Display names of custom roles, by role definition GUID (built-ins are known already).
     pub role_names: BTreeMap<String, String>,
-    /// Live Kubernetes watch (`accessdrift run`).
+    /// Live Kubernetes watch (`accessdrift run`): on when the table is present.
+    #[serde(skip_serializing_if = "KubernetesConfig::is_default")]
     pub kubernetes: KubernetesConfig,
-    /// Live Azure Activity Log from an Event Hub (`accessdrift run`).
+    /// Live Azure Activity Log from an Event Hub (`accessdrift run`): on when the table is present.
+    #[serde(skip_serializing_if = "EventHubsConfig::is_default")]
     pub eventhubs: EventHubsConfig,
     /// Health (and later metrics) HTTP server of `accessdrift run`.
     pub server: ServerConfig,

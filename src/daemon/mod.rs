@@ -53,6 +53,9 @@ pub enum DaemonError {
     /// The Kubernetes client could not be built.
     #[error(transparent)]
     Kubernetes(#[from] KubeSourceError),
+    /// No source is enabled: the daemon would never be ready.
+    #[error("no source is enabled: add a [kubernetes] or an [eventhubs] table to the config")]
+    NoSource,
     /// A signal handler could not be installed.
     #[error("installing the {0} handler: {1}")]
     Signal(&'static str, std::io::Error),
@@ -103,6 +106,9 @@ impl Drop for DeathNotice {
 
 /// Runs the daemon until SIGTERM / SIGINT; returns after a clean shutdown.
 pub fn run(config: Config, db: &Path) -> Result<(), DaemonError> {
+    if config.enabled_sources().is_empty() {
+        return Err(DaemonError::NoSource);
+    }
     let store = Store::open(db).map_err(|source| DaemonError::Store {
         path: db.to_path_buf(),
         source,
@@ -201,9 +207,6 @@ async fn run_async(
             config.eventhubs.clone(),
             db,
         )));
-    }
-    if sources.is_empty() {
-        tracing::warn!("no source enabled (set [kubernetes] or [eventhubs] enabled = true): serving health and delivering queued alerts only");
     }
 
     let sinks = route::queue_sinks(&config);

@@ -61,6 +61,7 @@ pub fn build_sink(cfg: &SinkConfig) -> Result<Box<dyn Sink>, NotifyError> {
                 name: cfg.name.clone(),
                 url,
                 shown: url_value.shown(),
+                url_is_secret: matches!(url_value, crate::config::UrlValue::Secret(_)),
                 format: cfg.format.unwrap_or(WebhookFormat::Cloudevents),
                 secret,
                 headers: cfg.headers.clone().into_iter().collect(),

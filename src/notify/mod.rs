@@ -10,6 +10,7 @@ mod build;
 mod render;
 pub mod route;
 mod smtp;
+mod span;
 mod stdout;
 mod webhook;
 mod worker;
@@ -111,6 +112,35 @@ pub trait Sink: Send {
     fn timeout(&self) -> Duration {
         Duration::from_secs(10)
     }
+    /// Where deliveries go, for the `notify` span (never a secret).
+    fn peer(&self) -> Peer {
+        Peer::Local
+    }
+}
+
+/// The receiver of a sink's deliveries as OpenTelemetry client spans describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    /// Nothing on the network (the stdout sink).
+    Local,
+    /// An HTTP endpoint.
+    Http {
+        /// `http.request.method`.
+        method: &'static str,
+        /// `server.address`: the URL's host.
+        address: String,
+        /// `server.port`.
+        port: u16,
+        /// `url.full`, with user info, query values and (for a credential URL) the path redacted.
+        url: String,
+    },
+    /// An SMTP relay.
+    Smtp {
+        /// `server.address`.
+        address: String,
+        /// `server.port`.
+        port: u16,
+    },
 }
 
 /// Failures of the notifier itself (not of a delivery: those stay in the outbox).

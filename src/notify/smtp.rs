@@ -195,6 +195,13 @@ impl Sink for SmtpSink {
         Box::pin(async move { self.send(self.digest_message(digest)?).await })
     }
 
+    fn peer(&self) -> super::Peer {
+        super::Peer::Smtp {
+            address: self.host.clone(),
+            port: self.port,
+        }
+    }
+
     fn timeout(&self) -> Duration {
         self.timeout
     }

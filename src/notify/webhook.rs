@@ -2,7 +2,7 @@
 //! Slack / Teams payload. 2xx accepted; 408, 429, 5xx and transport errors are temporary
 //! (with `Retry-After` honoured); any other status is permanent. Redirects are not followed.
 
-use super::{render, Alert, Digest, Receipt, Sink, SinkError, SinkFuture};
+use super::{render, Alert, Digest, Peer, Receipt, Sink, SinkError, SinkFuture};
 use crate::config::WebhookFormat;
 use crate::domain::error_chain;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
@@ -26,6 +26,8 @@ pub struct WebhookSink {
     headers: HeaderMap,
     source: String,
     timeout: Duration,
+    /// The endpoint as the `notify` span names it (path redacted where the URL is a secret).
+    peer: Peer,
 }
 
 /// The pieces [`WebhookSink::new`] needs, all resolved (secrets read, CA parsed).
@@ -36,6 +38,8 @@ pub struct WebhookParts {
     pub url: String,
     /// How to name the URL in messages.
     pub shown: String,
+    /// The URL was given as a secret reference: its path is never shown, not even in spans.
+    pub url_is_secret: bool,
     /// Body format.
     pub format: WebhookFormat,
     /// The `whsec_…` signing secret, for CloudEvents.
@@ -92,9 +96,17 @@ impl WebhookSink {
                 .map_err(|_| format!("headers: the value of {k:?} is not a valid header value"))?;
             headers.insert(name, value);
         }
-        if reqwest::Url::parse(&p.url).is_err() {
+        let Ok(parsed) = reqwest::Url::parse(&p.url) else {
             return Err(format!("url {} is not a valid URL", p.shown));
-        }
+        };
+        // Slack and Teams URLs are credentials whatever way they were written.
+        let secret_path = p.url_is_secret || p.format != WebhookFormat::Cloudevents;
+        let peer = Peer::Http {
+            method: "POST",
+            address: parsed.host_str().unwrap_or_default().to_string(),
+            port: parsed.port_or_known_default().unwrap_or(0),
+            url: span_url(&parsed, secret_path),
+        };
         Ok(WebhookSink {
             name: p.name,
             client,
@@ -105,6 +117,7 @@ impl WebhookSink {
             headers,
             source: p.source,
             timeout: p.timeout,
+            peer,
         })
     }
 
@@ -170,15 +183,21 @@ impl WebhookSink {
                 .header("webhook-timestamp", ts.to_string())
                 .header("webhook-signature", sig);
         }
+        // Runs inside the delivery's `notify` span: the status (or the failure) goes on it.
+        let span = tracing::Span::current();
         let resp = req.body(body).send().await.map_err(|e| {
             // Without the URL: for Slack and Teams the URL is the credential.
-            let kind = if e.is_timeout() {
-                format!("no answer within {}s", self.timeout.as_secs())
+            let (kind, error_type) = if e.is_timeout() {
+                (
+                    format!("no answer within {}s", self.timeout.as_secs()),
+                    "timeout",
+                )
             } else if e.is_connect() {
-                "cannot connect".to_string()
+                ("cannot connect".to_string(), "connect_error")
             } else {
-                "request failed".to_string()
+                ("request failed".to_string(), "request_error")
             };
+            span.record("error.type", error_type);
             SinkError::Temporary(format!(
                 "webhook {} ({}): {kind}: {}",
                 self.name,
@@ -187,6 +206,11 @@ impl WebhookSink {
             ))
         })?;
         let status = resp.status();
+        span.record("http.response.status_code", status.as_u16());
+        if !status.is_success() {
+            // HTTP semantic conventions: the status code is the error type of an error response.
+            span.record("error.type", status.as_str());
+        }
         let retry_after = resp
             .headers()
             .get(RETRY_AFTER)
@@ -210,6 +234,25 @@ impl WebhookSink {
         }
         Err(SinkError::Permanent(what))
     }
+}
+
+/// `url.full` of a delivery span: no user info, query values replaced, and the path too when
+/// the URL is a credential (Slack, Teams, or any URL given as a secret reference).
+fn span_url(url: &reqwest::Url, secret_path: bool) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.set_fragment(None);
+    if secret_path {
+        u.set_path("/REDACTED");
+        u.set_query(None);
+    } else if u.query().is_some() {
+        let keys: Vec<String> = u.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        u.query_pairs_mut()
+            .clear()
+            .extend_pairs(keys.iter().map(|k| (k.as_str(), "REDACTED")));
+    }
+    u.to_string()
 }
 
 /// The start of a response body, for messages (receivers explain 4xx there).
@@ -263,11 +306,29 @@ impl Sink for WebhookSink {
     fn timeout(&self) -> Duration {
         self.timeout
     }
+
+    fn peer(&self) -> Peer {
+        self.peer.clone()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn span_urls_carry_no_credential() {
+        for (url, secret, want) in [
+            ("https://siem.example.com/ingest/accessdrift", false, "https://siem.example.com/ingest/accessdrift"),
+            ("https://u:pw@siem.example.com/in?token=abc&x=1", false, "https://siem.example.com/in?token=REDACTED&x=REDACTED"),
+            ("https://hooks.slack.com/services/T000/B000/XXXX", true, "https://hooks.slack.com/REDACTED"),
+            ("https://prod.westeurope.logic.azure.com:443/workflows/abc/triggers/manual/paths/invoke?sig=s3cret", true, "https://prod.westeurope.logic.azure.com/REDACTED"),
+            ("http://127.0.0.1:8080/hook#frag", false, "http://127.0.0.1:8080/hook"),
+        ] {
+            let got = span_url(&reqwest::Url::parse(url).unwrap(), secret);
+            assert_eq!(got, want, "{url}");
+        }
+    }
 
     #[test]
     fn retry_after_takes_seconds_or_a_date_and_is_capped() {

@@ -128,7 +128,8 @@ impl Worker {
                     Body::One(a) => a,
                     Body::Many(d) => &d.alerts[0],
                 };
-                let span = crate::telemetry::delivery_span(first, self.sink.name());
+                let peer = self.sink.peer();
+                let span = super::span::delivery(first, self.sink.name(), &peer);
                 let started = std::time::Instant::now();
                 let result = super::bounded(limit, async {
                     match &m.body {
@@ -148,7 +149,9 @@ impl Worker {
                     }
                     Err(SinkError::Gone(_)) => {}
                     Err(e) => {
-                        crate::telemetry::record_error(&span, e.kind());
+                        // An HTTP sink recorded its own (status code, timeout, …).
+                        let own = matches!(peer, super::Peer::Http { .. });
+                        crate::telemetry::record_error(&span, (!own).then(|| e.kind()));
                         for _ in &m.rows {
                             metrics.alert_failed(self.sink.name(), took);
                         }

@@ -66,7 +66,8 @@ fn capture(r: impl Read + Send + 'static) -> Arc<Mutex<String>> {
     buf
 }
 
-/// Writes the kubeconfig and config files into `dir` and returns the config path.
+/// Writes the kubeconfig and config files into `dir` and returns the config path. The
+/// `[kubernetes]` table has no `enabled`: being there turns the watch on.
 /// The daemon listens on `127.0.0.1:0` and logs the port it got: a port picked by the test
 /// and released could be taken by another test's server before the daemon binds it.
 pub fn write_config(dir: &Path, kubeconfig: &str, extra: &str) -> PathBuf {
@@ -77,7 +78,7 @@ pub fn write_config(dir: &Path, kubeconfig: &str, extra: &str) -> PathBuf {
         &cfg,
         format!(
             "[[clusters]]\nname = \"aks-test\"\nresource_id = \"/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks-test\"\n\n\
-             [kubernetes]\nenabled = true\ncluster = \"aks-test\"\nkubeconfig = {kc:?}\nbatch_max_wait = \"50ms\"\n{extra}\n\
+             [kubernetes]\ncluster = \"aks-test\"\nkubeconfig = {kc:?}\nbatch_max_wait = \"50ms\"\n{extra}\n\
              [server]\nlisten = \"127.0.0.1:0\"\n\n[notify]\npoll_interval = \"200ms\"\ninitial_backoff = \"1s\"\n"
         ),
     )
@@ -242,4 +243,40 @@ pub fn cli(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Runs the CLI, killing it (and failing) if it has not exited within `limit`: for commands
+/// that must return at once, so a regression fails fast instead of hanging the suite.
+pub fn cli_within(args: &[&str], limit: Duration) -> (i32, String, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = capture(child.stdout.take().unwrap());
+    let stderr = capture(child.stderr.take().unwrap());
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "`accessdrift {}` still running after {limit:?}; stderr:\n{}",
+                args.join(" "),
+                stderr.lock().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // The pipes close with the process; give the reader threads a moment to finish.
+    std::thread::sleep(Duration::from_millis(50));
+    let out = stdout.lock().unwrap().clone();
+    let err = stderr.lock().unwrap().clone();
+    (status.code().unwrap_or(-1), out, err)
 }

@@ -21,6 +21,10 @@ pub struct Span {
     pub span_id: String,
     pub parent: String,
     pub name: String,
+    /// OTLP span kind: 1 internal, 2 server, 3 client, 4 producer, 5 consumer.
+    pub kind: i32,
+    /// OTLP status code: 0 unset, 1 ok, 2 error.
+    pub status: i32,
     pub attrs: BTreeMap<String, String>,
     pub events: Vec<(String, BTreeMap<String, String>)>,
 }
@@ -57,6 +61,8 @@ pub fn collect(req: ExportTraceServiceRequest, into: &Mutex<Vec<Span>>) {
                     span_id: hex(&sp.span_id),
                     parent: hex(&sp.parent_span_id),
                     name: sp.name.clone(),
+                    kind: sp.kind,
+                    status: sp.status.as_ref().map_or(0, |s| s.code),
                     attrs: attrs(&sp.attributes),
                     events: sp
                         .events

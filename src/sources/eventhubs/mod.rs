@@ -321,6 +321,10 @@ async fn session(
         partitions = %props.partition_ids.join(","),
         "Event Hubs processor started"
     );
+    // Every partition's series from now on, before its first lag reading.
+    for pid in &props.partition_ids {
+        crate::metrics::global().declare_eventhubs_partition(pid);
+    }
     ctx.readiness.set(SourceState::Synced);
 
     let runner = processor.clone();
