@@ -17,6 +17,31 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+/// A store reading, as the metrics sampler sets it (the store fills it in).
+/// One (sink, state) group of outbox rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxGauge {
+    /// Sink name.
+    pub sink: String,
+    /// `pending` or `dead`.
+    pub state: String,
+    /// Rows.
+    pub count: i64,
+    /// Creation time (unix seconds) of the oldest row.
+    pub oldest_unix: Option<i64>,
+}
+
+/// A reading of the store for gauges.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreGauges {
+    /// Live (non-tombstone) facts per kind.
+    pub facts: Vec<(String, i64)>,
+    /// Open or acknowledged findings per (finding kind, severity).
+    pub findings_active: Vec<(String, String, i64)>,
+    /// The outbox per sink and state.
+    pub outbox: Vec<OutboxGauge>,
+}
+
 /// One label.
 type L1 = [(&'static str, String); 1];
 /// Two labels.
@@ -431,7 +456,7 @@ impl Metrics {
     /// new value: never cleared first, so a scrape during an update sees no series vanish and
     /// no value pass through 0. A series the reading no longer has (a sink whose dead letters
     /// were requeued) reads 0.
-    pub fn set_store_gauges(&self, g: &crate::store::StoreGauges, now_unix: i64) {
+    pub fn set_store_gauges(&self, g: &StoreGauges, now_unix: i64) {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let seen = &mut *seen;
         let mut facts: BTreeMap<String, i64> = seen.facts.iter().map(|k| (k.clone(), 0)).collect();
@@ -574,7 +599,6 @@ mod tests {
     /// A reading sets each series once; what a later reading lacks goes to 0, never away.
     #[test]
     fn a_series_missing_from_a_reading_reads_zero() {
-        use crate::store::{OutboxGauge, StoreGauges};
         let m = Metrics::new();
         let dead = |n| StoreGauges {
             outbox: vec![OutboxGauge {

@@ -1,6 +1,6 @@
 //! The daemon's HTTP server: `/healthz`, `/readyz` and `/metrics` (OpenMetrics text).
 
-use crate::daemon::health::Health;
+use crate::ingest::Health;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::routing::get;

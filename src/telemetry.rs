@@ -251,30 +251,6 @@ pub fn current_trace() -> Option<(String, String)> {
         .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
 }
 
-/// The transition with the current trace stamped on its finding, when it opens (or reopens)
-/// the finding inside an exported trace; `None` to keep it as it is. Also records the
-/// transition as an event on the current span (`accessdrift.*` attributes, no fact values).
-pub fn stamp_trace(t: &crate::engine::Transition) -> Option<crate::engine::Transition> {
-    let f = &t.finding;
-    tracing::debug!(
-        accessdrift.finding.id = %f.id,
-        accessdrift.finding.kind = f.kind.as_str(),
-        accessdrift.rule = %f.rule,
-        accessdrift.severity = f.severity.as_str(),
-        accessdrift.transition = t.kind.as_str(),
-        "finding transition"
-    );
-    use crate::engine::TransitionKind::{Opened, Reopened};
-    if !matches!(t.kind, Opened | Reopened) {
-        return None;
-    }
-    let (trace_id, span_id) = current_trace()?;
-    let mut t = t.clone();
-    t.finding.trace_id = Some(trace_id);
-    t.finding.trace_span_id = Some(span_id);
-    Some(t)
-}
-
 /// Makes `span` a child of the (sampled) remote span `trace_id`/`span_id`, lower-case hex as
 /// findings store them; ids that do not parse leave it a root.
 pub fn set_remote_parent(span: &tracing::Span, trace_id: &str, span_id: &str) {

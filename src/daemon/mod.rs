@@ -1,27 +1,25 @@
-//! `accessdrift run`: the long-lived process.
+//! `accessdrift run`: the long-lived process. This module only wires the parts together:
+//! sources (each a task implementing [`crate::ingest::Source`]), the pipeline's store-writer,
+//! the notifier and the HTTP server.
 //!
 //! One tokio runtime; each source a task with a cancellation token; ONE store-writer thread
 //! owning the read-write connection, fed by a bounded channel; the outbox notifier (one task
 //! per sink, each with its own connection), woken by commits; an HTTP server for `/healthz`,
 //! `/readyz` and `/metrics`; a thread sampling the store's gauges for `/metrics`.
 
-pub mod health;
-pub mod writer;
-
 use crate::config::Config;
+use crate::ingest::{Health, Source, SourceContext};
 use crate::notify::{route, Notifier, NotifyError};
 use crate::sources::kubernetes::client::{self, KubeSourceError};
 use crate::sources::kubernetes::spec::WatchSpec;
 use crate::sources::kubernetes::watch;
 use crate::store::{Store, StoreError};
 use futures::future::BoxFuture;
-use health::{Health, Readiness};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use writer::WriterHandle;
 
 /// Batches that may wait for the writer before sources block (back-pressure).
 const WRITER_QUEUE: usize = 64;
@@ -59,25 +57,6 @@ pub enum DaemonError {
     /// A signal handler could not be installed.
     #[error("installing the {0} handler: {1}")]
     Signal(&'static str, std::io::Error),
-}
-
-/// What a source task gets from the daemon.
-#[derive(Debug, Clone)]
-pub struct SourceContext {
-    /// The writer; `submit` returns after commit.
-    pub writer: WriterHandle,
-    /// Fires on shutdown: stop reading, hand over what is held, return.
-    pub cancel: CancellationToken,
-    /// This source's readiness (and its name).
-    pub readiness: Readiness,
-}
-
-/// A source the daemon runs as a task (the Kubernetes watches; Event Hubs next).
-pub trait Source: Send {
-    /// Name used for readiness, logs and checkpoints.
-    fn name(&self) -> String;
-    /// Runs until `ctx.cancel` fires; errors are retried inside, never returned.
-    fn run(self: Box<Self>, ctx: SourceContext) -> BoxFuture<'static, ()>;
 }
 
 struct KubeWatch {
@@ -227,7 +206,7 @@ async fn run_async(
             }
         })
     };
-    let (writer, rx) = writer::channel(WRITER_QUEUE, health.backlog());
+    let (writer, rx) = crate::ingest::channel(WRITER_QUEUE, health.backlog());
     let writer_thread = {
         let config = config.clone();
         let health = health.clone();
@@ -237,7 +216,7 @@ async fn run_async(
             .name("accessdrift-writer".into())
             .spawn(move || {
                 let _alive = DeathNotice(health, "store writer");
-                writer::run(store, &config, sinks, rx, &backlog, || wake.notify_one());
+                crate::pipeline::writer::run(store, &config, sinks, rx, &backlog, || wake.notify_one());
             })
             .map_err(DaemonError::Runtime)?
     };

@@ -4,7 +4,9 @@ mod crash;
 mod policy;
 pub mod replay;
 mod resolve;
+pub mod writer;
 
+pub use crate::ingest::{SkipReason, Stats};
 use crash::CrashPoint;
 pub use resolve::Resolution;
 
@@ -17,44 +19,6 @@ use crate::store::{Checkpoint, FactApply, FactRow, Store, StoreError, Tx};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// Why a record changed nothing: what its source said, or what the store made of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum SkipReason {
-    /// The source read it and found nothing to do.
-    Source(crate::sources::SkipReason),
-    /// Start or Accept of an operation, or a Success waiting for its body: joined by the
-    /// other phases (possibly in a later batch or file), never applied on its own.
-    Pending,
-    /// The operation failed: nothing applies.
-    Failed,
-    /// A Success with no body and no earlier Start carrying one: only a hint.
-    NoBody,
-    /// The same operation was already applied (a duplicated record).
-    Duplicate,
-    /// Older than what the store already holds for the fact (out-of-order delivery).
-    Stale,
-}
-
-impl SkipReason {
-    /// Stable name for summaries and metrics labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SkipReason::Source(r) => r.as_str(),
-            SkipReason::Pending => "intermediate_phase",
-            SkipReason::Failed => "failed_operation",
-            SkipReason::NoBody => "no_body",
-            SkipReason::Duplicate => "duplicate",
-            SkipReason::Stale => "stale",
-        }
-    }
-}
-
-impl From<crate::sources::SkipReason> for SkipReason {
-    fn from(r: crate::sources::SkipReason) -> Self {
-        SkipReason::Source(r)
-    }
-}
-
 /// Pipeline failures: only the store can fail; bad input is counted, never an error.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -63,74 +27,6 @@ pub enum PipelineError {
     Store(#[from] StoreError),
 }
 
-/// Counts of what batches did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Changes that altered stored state (facts or activities).
-    pub applied: u64,
-    /// Changes equal to what was stored (e.g. metadata-only Kubernetes updates).
-    pub unchanged: u64,
-    /// Records that changed nothing, by reason.
-    pub skipped: BTreeMap<SkipReason, u64>,
-    /// Changed facts not evaluated because no baseline exists yet.
-    pub awaiting_baseline: u64,
-    /// Deletes that arrived before the write they delete, kept as tombstones.
-    pub tombstoned: u64,
-    /// Event times in the future beyond `max_clock_skew`, clamped to the wall clock.
-    pub clamped: u64,
-    /// Findings opened for the first time.
-    pub opened: u64,
-    /// Findings opened again.
-    pub reopened: u64,
-    /// Findings resolved (state returned or approved).
-    pub resolved: u64,
-    /// Findings whose severity changed.
-    pub severity_changed: u64,
-    /// Findings updated without a notification.
-    pub updated: u64,
-    /// Outbox rows queued.
-    pub notifications: u64,
-    /// Outbox rows queued, per sink (routing sends an alert to some sinks only).
-    pub queued: BTreeMap<String, u64>,
-}
-
-impl Stats {
-    /// Counts one skip.
-    pub fn skip(&mut self, r: impl Into<SkipReason>) {
-        *self.skipped.entry(r.into()).or_default() += 1;
-    }
-
-    /// Adds another set of counts.
-    pub fn merge(&mut self, o: &Stats) {
-        self.applied += o.applied;
-        self.unchanged += o.unchanged;
-        for (k, v) in &o.skipped {
-            *self.skipped.entry(*k).or_default() += v;
-        }
-        self.awaiting_baseline += o.awaiting_baseline;
-        self.tombstoned += o.tombstoned;
-        self.clamped += o.clamped;
-        self.opened += o.opened;
-        self.reopened += o.reopened;
-        self.resolved += o.resolved;
-        self.severity_changed += o.severity_changed;
-        self.updated += o.updated;
-        self.notifications += o.notifications;
-        for (k, v) in &o.queued {
-            *self.queued.entry(k.clone()).or_default() += v;
-        }
-    }
-
-    fn count(&mut self, k: &TransitionKind) {
-        match k {
-            TransitionKind::Opened => self.opened += 1,
-            TransitionKind::Reopened => self.reopened += 1,
-            TransitionKind::Resolved => self.resolved += 1,
-            TransitionKind::SeverityChanged { .. } => self.severity_changed += 1,
-            TransitionKind::Updated => self.updated += 1,
-        }
-    }
-}
 
 /// Runs batches against a store with a configuration.
 pub struct Pipeline<'a> {
@@ -491,6 +387,30 @@ fn evaluate_superseded(
     Ok(())
 }
 
+/// The transition with the current trace stamped on its finding, when it opens (or reopens)
+/// the finding inside an exported trace; `None` to keep it as it is. Also records the
+/// transition as an event on the current span (`accessdrift.*` attributes, no fact values).
+fn stamp_trace(t: &Transition) -> Option<Transition> {
+    let f = &t.finding;
+    tracing::debug!(
+        accessdrift.finding.id = %f.id,
+        accessdrift.finding.kind = f.kind.as_str(),
+        accessdrift.rule = %f.rule,
+        accessdrift.severity = f.severity.as_str(),
+        accessdrift.transition = t.kind.as_str(),
+        "finding transition"
+    );
+    use crate::engine::TransitionKind::{Opened, Reopened};
+    if !matches!(t.kind, Opened | Reopened) {
+        return None;
+    }
+    let (trace_id, span_id) = crate::telemetry::current_trace()?;
+    let mut t = t.clone();
+    t.finding.trace_id = Some(trace_id);
+    t.finding.trace_span_id = Some(span_id);
+    Some(t)
+}
+
 /// Stores the finding and, for a notifying transition, queues one alert per sink whose
 /// routing (`[[sinks]]`) takes it. Keys carry the installation id; mail threads follow the
 /// alert that opened the finding's current episode.
@@ -501,7 +421,7 @@ fn persist(
     sinks: &[String],
     stats: &mut Stats,
 ) -> Result<(), StoreError> {
-    let traced = crate::telemetry::stamp_trace(t);
+    let traced = stamp_trace(t);
     let t = traced.as_ref().unwrap_or(t);
     tx.put_finding(&t.finding)?;
     stats.count(&t.kind);

@@ -265,9 +265,7 @@ fn replay_file(
         summary.records += skipped;
         *file_stats
             .skipped
-            .entry(crate::pipeline::SkipReason::from(
-                SkipReason::BeforeCheckpoint,
-            ))
+            .entry(SkipReason::BeforeCheckpoint)
             .or_default() += skipped;
     }
     match content {

@@ -1,30 +1,7 @@
 //! Counts the metrics sampler reads: facts by kind, active findings, the outbox.
 
 use super::{Result, Tx};
-
-/// One (sink, state) group of outbox rows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxGauge {
-    /// Sink name.
-    pub sink: String,
-    /// `pending` or `dead`.
-    pub state: String,
-    /// Rows.
-    pub count: i64,
-    /// Creation time (unix seconds) of the oldest row.
-    pub oldest_unix: Option<i64>,
-}
-
-/// A reading of the store for gauges.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StoreGauges {
-    /// Live (non-tombstone) facts per kind.
-    pub facts: Vec<(String, i64)>,
-    /// Open or acknowledged findings per (finding kind, severity).
-    pub findings_active: Vec<(String, String, i64)>,
-    /// The outbox per sink and state.
-    pub outbox: Vec<OutboxGauge>,
-}
+use crate::metrics::{OutboxGauge, StoreGauges};
 
 impl Tx<'_> {
     /// Counts for the metrics gauges; grouped queries over indexed columns, cheap to poll.

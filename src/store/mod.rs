@@ -17,7 +17,7 @@ pub use baseline::{BaselineEntry, BaselineVersion};
 pub use checkpoint::Checkpoint;
 pub use eventhubs::{EventHubsPartition, EventHubsPosition, OwnershipRow};
 pub use facts::{FactApply, FactRow};
-pub use gauges::{OutboxGauge, StoreGauges};
+pub use crate::metrics::{OutboxGauge, StoreGauges};
 pub use outbox::{OutboxRow, OutboxState};
 pub use pending::{PendingKind, PendingRow};
 

@@ -12,8 +12,8 @@ pub mod partition;
 pub mod stats;
 
 use crate::config::{EventHubsAuth, EventHubsConfig, EventHubsStart, SecretError};
-use crate::daemon::health::SourceState;
-use crate::daemon::SourceContext;
+use crate::ingest::SourceState;
+use crate::ingest::SourceContext;
 use crate::domain::error_chain;
 use crate::store::{EventHubsPartition, StoreError};
 use azure_messaging_eventhubs::models::StartPositions;
@@ -108,7 +108,7 @@ impl EventHubsSource {
     }
 }
 
-impl crate::daemon::Source for EventHubsSource {
+impl crate::ingest::Source for EventHubsSource {
     fn name(&self) -> String {
         format!(
             "eventhubs:{}/{}/{}",

@@ -2,8 +2,8 @@
 //! in batches together with the partition's checkpoint.
 
 use super::stats::EventHubsStats;
-use crate::daemon::writer::{ingest_span, normalise_span};
-use crate::daemon::SourceContext;
+use crate::ingest::{ingest_span, normalise_span};
+use crate::ingest::SourceContext;
 use crate::domain::{Location, Observation};
 use crate::sources::activity_log::{self, Prefilter};
 use crate::sources::frame::{Frames, Item, Shape};

@@ -8,9 +8,9 @@ use super::client::classify;
 use super::spec::{WatchSpec, WatchedKind};
 use super::{decode_object, project, EventType, SOURCE};
 use crate::config::KubernetesConfig;
-use crate::daemon::health::SourceState;
-use crate::daemon::writer::{ingest_span, normalise_span, RelistScope};
-use crate::daemon::SourceContext;
+use crate::ingest::SourceState;
+use crate::ingest::{ingest_span, normalise_span, RelistScope, Reset};
+use crate::ingest::SourceContext;
 use crate::domain::{EventTime, FactKind, Location, Observation};
 use crate::sources::Decoded;
 use crate::store::Checkpoint;
@@ -303,7 +303,7 @@ impl Watch {
         match self
             .ctx
             .writer
-            .submit(span, &source, obs, Some(position), relist)
+            .submit(span, &source, obs, Some(position), relist.map(Reset::Relist))
             .await
         {
             Ok(stats) => {

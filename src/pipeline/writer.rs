@@ -1,0 +1,164 @@
+//! The store-writer's loop: ONE thread owns the read-write connection and the pipeline, takes
+//! the batches sources submit through [`crate::ingest::WriterHandle`], commits each with its
+//! reset and position, and only then acknowledges it.
+
+use super::{Pipeline, Stats};
+use crate::config::Config;
+use crate::domain::{ChangeOp, FactRef, Location, Observation, Provenance};
+use crate::ingest::{RelistScope, Reset, WriterBatch, WriterError};
+use crate::store::{Checkpoint, Store};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+/// Runs the writer until every [`WriterHandle`] is dropped: what was sent before is committed.
+/// `on_commit` is called after each commit that queued alerts (it wakes the notifier).
+pub fn run(
+    mut store: Store,
+    config: &Config,
+    sinks: Vec<String>,
+    mut rx: mpsc::Receiver<WriterBatch>,
+    backlog: &AtomicUsize,
+    on_commit: impl Fn(),
+) {
+    let mut pipeline = Pipeline::new(&mut store, config, sinks.clone());
+    let metrics = crate::metrics::global();
+    while let Some(batch) = rx.blocking_recv() {
+        let source = batch.source.clone();
+        let apply_span = tracing::info_span!(
+            parent: &batch.span,
+            "apply",
+            db.system.name = "sqlite",
+            db.operation.name = "apply_batch",
+            accessdrift.facts.applied = tracing::field::Empty,
+            accessdrift.findings.transitions = tracing::field::Empty,
+            accessdrift.alerts.queued = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        // Entered on this thread only (no await inside): the pipeline's spans nest under it.
+        let result = apply_span.in_scope(|| {
+            apply(
+                &mut pipeline,
+                batch.observations,
+                batch.position,
+                batch.reset,
+                &source,
+            )
+        });
+        backlog.fetch_sub(1, Ordering::Relaxed);
+        match &result {
+            Ok(stats) => {
+                record_commit(metrics, &source, stats, started.elapsed());
+                apply_span.record("accessdrift.facts.applied", stats.applied);
+                apply_span.record("accessdrift.findings.transitions", transitions(stats));
+                apply_span.record("accessdrift.alerts.queued", stats.notifications);
+                if stats.notifications > 0 {
+                    on_commit();
+                }
+            }
+            Err(e) => {
+                metrics.batch_failed(&source);
+                for s in [&apply_span, &batch.span] {
+                    s.record("error.type", e.kind());
+                    s.record("otel.status_code", "error");
+                }
+                tracing::error!(source = %source, error = %e, "batch not committed")
+            }
+        }
+        // The source may have stopped waiting (shutdown): its batch is committed regardless.
+        let _ = batch.ack.send(result);
+    }
+    tracing::debug!("store writer stopped: every source has finished");
+}
+
+fn transitions(s: &Stats) -> u64 {
+    s.opened + s.reopened + s.resolved + s.severity_changed
+}
+
+fn record_commit(m: &crate::metrics::Metrics, source: &str, s: &Stats, took: std::time::Duration) {
+    m.batch_committed(source, took);
+    for (reason, n) in &s.skipped {
+        m.record_skipped(source, reason.as_str(), *n);
+    }
+    m.transitions("opened", s.opened);
+    m.transitions("reopened", s.reopened);
+    m.transitions("resolved", s.resolved);
+    m.transitions("severity_changed", s.severity_changed);
+    for (sink, n) in &s.queued {
+        m.alerts_queued(sink, *n);
+    }
+}
+
+fn apply(
+    pipeline: &mut Pipeline<'_>,
+    mut observations: Vec<Observation>,
+    position: Option<Checkpoint>,
+    reset: Option<Reset>,
+    source: &str,
+) -> Result<Stats, WriterError> {
+    if let Some(Reset::Relist(scope)) = reset {
+        relist_deletes(pipeline, &scope, source, &mut observations)?;
+    }
+    pipeline
+        .apply_batch(observations, position.as_ref().map(|p| (source, p)))
+        .map_err(|super::PipelineError::Store(error)| WriterError::Pipeline {
+            source_name: source.to_string(),
+            error,
+        })
+}
+
+/// The deletes a completed relist implies: facts of its scope that it did not list.
+fn relist_deletes(
+    pipeline: &mut Pipeline<'_>,
+    scope: &RelistScope,
+    source: &str,
+    observations: &mut Vec<Observation>,
+) -> Result<(), WriterError> {
+    // Reading the scope and applying the deletes happen in this one thread, so no other
+        // write to these facts can come in between (the CLI changes the baseline, not facts).
+        let stored = pipeline
+            .store()
+            .read()
+            .and_then(|tx| {
+                tx.live_keys_in_scope(scope.kind, &scope.key_prefix, scope.owner_input.as_deref())
+            })
+            .map_err(|error| WriterError::Scope {
+                source_name: source.to_string(),
+                error,
+            })?;
+        let missing: Vec<String> = stored
+            .into_iter()
+            .filter(|k| !scope.seen.contains(k))
+            .collect();
+        if !missing.is_empty() {
+            tracing::info!(
+                source,
+                kind = scope.kind.as_str(),
+                deleted = missing.len(),
+                "relist: deleting facts the cluster no longer has"
+            );
+        }
+        let operation = format!("k8s:relist-missing:{}", scope.kind.as_str());
+        observations.extend(missing.into_iter().map(|key| {
+            Observation::immediate(
+                ChangeOp::Delete {
+                    kind: scope.kind,
+                    target: FactRef::Key(key),
+                },
+                Provenance {
+                    source: crate::sources::kubernetes::SOURCE.to_string(),
+                    event_time: scope.at,
+                    correlation_id: None,
+                    operation: operation.clone(),
+                    actor: Default::default(),
+                    location: Location {
+                        input: scope.input.clone(),
+                        index: 0,
+                    },
+                },
+            )
+        }));
+    Ok(())
+}
