@@ -1,6 +1,6 @@
 //! accessdrift: detects drift of AKS identity and RBAC state from an approved baseline.
 //!
-//! Data flow (DESIGN §2): `sources` → `domain::Observation` → `pipeline` (one `store`
+//! Data flow (docs/architecture.md): `sources` → `domain::Observation` → `pipeline` (one `store`
 //! transaction per batch, `engine` decides finding transitions) → outbox → `notify`.
 
 #![warn(missing_docs)]
@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod domain;
 pub mod engine;
+pub mod events;
 pub mod ingest;
 pub mod metrics;
 pub mod notify;

@@ -329,7 +329,7 @@ fn malformed_and_foreign_bodies_are_counted_and_the_partition_keeps_going() {
     let log = d.stderr();
     let line = log
         .lines()
-        .find(|l| l.contains("skipping malformed Activity Log record"))
+        .find(|l| l.contains("skipping malformed record"))
         .unwrap_or_else(|| panic!("no malformed log line in {log}"));
     for want in ["partition=0", "sequence=0", "offset=0", "record=0"] {
         assert!(line.contains(want), "{want} not in {line}");

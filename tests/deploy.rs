@@ -1,7 +1,8 @@
 //! The in-cluster deployment (`deploy/`), as `kubectl kustomize` renders it: least privilege
-//! (DESIGN §5) and pod hardening asserted on the rendered output, so a later edit of the base or
-//! an overlay cannot quietly widen them; the shipped configs pass `check-config`; the manifests
-//! validate against the Kubernetes schemas when `kubernetes-validate` is available.
+//! (get/list/watch on the watched kinds only) and pod hardening asserted on the rendered output,
+//! so a later edit of the base or an overlay cannot quietly widen them; the shipped configs pass
+//! `check-config`; the manifests validate against the Kubernetes schemas when
+//! `kubernetes-validate` is available.
 
 use serde::Deserialize;
 use serde_yaml::Value;

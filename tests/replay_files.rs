@@ -162,3 +162,117 @@ fn strict_is_documented_in_help() {
         "{help}"
     );
 }
+
+// ------------------------------------------------------------------- kind: List and --relist
+
+fn list(items: &[Value]) -> String {
+    serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string() + "\n"
+}
+
+fn crb_item(name: &str) -> Value {
+    serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "6b3f1c2a-0d4e-4f5a-9b8c-7d6e5f4a3b2c"}]})
+}
+
+fn sa_item(ns: &str, name: &str) -> Value {
+    serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": name, "namespace": ns}})
+}
+
+/// Live keys of `kind` in the database, sorted.
+fn live_keys(db: &Path, kind: accessdrift::domain::FactKind) -> Vec<String> {
+    let mut store = accessdrift::store::Store::open_read_only(db).unwrap();
+    let mut keys: Vec<String> = store
+        .read()
+        .unwrap()
+        .live_keys_in_scope(kind, "", None)
+        .unwrap()
+        .into_iter()
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// A `kind: List` only upserts, unless `--relist`: then it is a relist of the kinds it holds
+/// within `--cluster`, as the watch applies one (a deletion made while nothing watched is
+/// seen). Kinds the List does not hold, and other clusters, are never touched.
+#[test]
+fn a_list_upserts_and_with_relist_deletes_what_it_no_longer_holds() {
+    use accessdrift::domain::FactKind::{ClusterRoleBinding, ServiceAccount};
+    for relist in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("ad.db");
+        let day1 = dir.path().join("day1.json");
+        std::fs::write(
+            &day1,
+            list(&[
+                crb_item("a"),
+                crb_item("b"),
+                crb_item("c"),
+                sa_item("ns", "builder"),
+            ]),
+        )
+        .unwrap();
+        let other = dir.path().join("other-cluster.json");
+        std::fs::write(&other, list(&[crb_item("c")])).unwrap();
+        let day2 = dir.path().join("day2.json");
+        std::fs::write(&day2, list(&[crb_item("a"), crb_item("b")])).unwrap();
+        for (file, cluster) in [(&day1, "aks"), (&other, "aks-dev")] {
+            let o = replay(&db, file, &["--cluster", cluster]);
+            assert!(o.status.success(), "{}", stderr(&o));
+        }
+        let mut extra = vec!["--cluster", "aks", "--json"];
+        if relist {
+            extra.push("--relist");
+        }
+        let o = replay(&db, &day2, &extra);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let want: &[&str] = if relist {
+            &["aks-dev/c", "aks/a", "aks/b"]
+        } else {
+            &["aks-dev/c", "aks/a", "aks/b", "aks/c"]
+        };
+        assert_eq!(live_keys(&db, ClusterRoleBinding), want, "relist={relist}");
+        // The ServiceAccount kind is not in day 2's List: untouched either way.
+        assert_eq!(
+            live_keys(&db, ServiceAccount),
+            ["aks/ns/builder"],
+            "relist={relist}"
+        );
+        // Replaying the same file again reads nothing and deletes nothing more.
+        let o = replay(&db, &day2, &extra);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(
+            live_keys(&db, ClusterRoleBinding),
+            want,
+            "relist={relist}, again"
+        );
+    }
+}
+
+/// A List read with a malformed item is not the whole List: `--relist` deletes nothing for
+/// it, says so, and fails `--strict`.
+#[test]
+fn relist_of_a_list_with_a_malformed_item_deletes_nothing_and_says_so() {
+    use accessdrift::domain::FactKind::ClusterRoleBinding;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ad.db");
+    let day1 = dir.path().join("day1.json");
+    std::fs::write(&day1, list(&[crb_item("a"), crb_item("b")])).unwrap();
+    let o = replay(&db, &day1, &["--cluster", "aks"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut broken = crb_item("b");
+    broken["roleRef"] = Value::Null;
+    let day2 = dir.path().join("day2.json");
+    std::fs::write(&day2, list(&[crb_item("a"), broken])).unwrap();
+    let o = replay(&db, &day2, &["--cluster", "aks", "--relist", "--strict"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        stdout(&o).contains("--relist not applied (1 malformed record(s))"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(live_keys(&db, ClusterRoleBinding), ["aks/a", "aks/b"]);
+}

@@ -25,6 +25,11 @@ pub struct ReplayArgs {
     /// error.
     #[arg(long)]
     strict: bool,
+    /// Apply each `kind: List` dump as a relist, as the live watch does: objects of the kinds a
+    /// file's Lists hold that none of them contains are deleted within `--cluster`. Without it
+    /// a List only adds and updates (watch events always apply as they say).
+    #[arg(long)]
+    relist: bool,
     /// Input files, applied in this order.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
@@ -36,7 +41,12 @@ pub(super) fn run(cfg: &Config, a: ReplayArgs) -> anyhow::Result<ExitCode> {
         .cluster
         .unwrap_or_else(|| cfg.pipeline.default_cluster.clone());
     let mut pipeline = Pipeline::new(&mut store, cfg, crate::notify::route::queue_sinks(cfg));
-    let summary = replay::run(&mut pipeline, &a.files, &cluster)?;
+    let mode = if a.relist {
+        replay::Mode::Relist
+    } else {
+        replay::Mode::Upsert
+    };
+    let summary = replay::run_with(&mut pipeline, &a.files, &cluster, mode)?;
     let has_baseline = store.read()?.baseline_version()?.is_some();
     if a.json {
         println!("{}", serde_json::to_string_pretty(&summary_json(&summary))?);

@@ -12,7 +12,8 @@ pub struct BuiltinRole {
     pub tier: RoleTier,
 }
 
-/// The built-in roles DESIGN §1 names, plus the ones an AKS estate commonly grants.
+/// The built-in roles the access model names (docs/architecture.md, access model), plus the
+/// ones an AKS estate commonly grants.
 pub const BUILTIN_ROLES: &[BuiltinRole] = &[
     BuiltinRole {
         guid: "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",

@@ -216,7 +216,9 @@ async fn run_async(
             .name("accessdrift-writer".into())
             .spawn(move || {
                 let _alive = DeathNotice(health, "store writer");
-                crate::pipeline::writer::run(store, &config, sinks, rx, &backlog, || wake.notify_one());
+                crate::pipeline::writer::run(store, &config, sinks, rx, &backlog, || {
+                    wake.notify_one()
+                });
             })
             .map_err(DaemonError::Runtime)?
     };

@@ -12,7 +12,7 @@ impl EventTime {
     /// The earliest representable time, used when a record carries no usable timestamp.
     pub const UNKNOWN: EventTime = EventTime(0);
 
-    /// Parses the timestamp shapes seen in Activity Log data (DESIGN §7): ISO 8601 with 0–9
+    /// Parses the timestamp shapes seen in real Activity Log data: ISO 8601 with 0–9
     /// fractional digits and `Z`, `±HH:MM` or no zone (taken as UTC), and the US form
     /// `M/D/YYYY h:mm:ss [AM|PM] [±HH:MM]`.
     pub fn parse(s: &str) -> Option<EventTime> {

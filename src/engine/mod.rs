@@ -15,7 +15,7 @@ use crate::domain::{Actor, EventTime, FactKind, Provenance};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The three kinds of finding (DESIGN §3).
+/// The three kinds of finding (docs/architecture.md, findings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FindingKind {
@@ -300,7 +300,7 @@ impl TransitionKind {
         }
     }
 
-    /// Whether this transition sends a notification (DESIGN §3).
+    /// Whether this transition sends a notification: opening, reopening, resolving and a severity change do; an update does not.
     pub fn notifies(&self) -> bool {
         !matches!(self, TransitionKind::Updated)
     }

@@ -5,11 +5,15 @@
 //! This module sits below `sources`, `pipeline` and `daemon`: sources implement [`Source`],
 //! the pipeline's writer consumes [`WriterBatch`]es, the daemon wires them together.
 
+mod batcher;
 pub mod health;
+mod position;
 mod record;
 mod writer;
 
+pub use batcher::{Batch, Batcher, Limits, Took};
 pub use health::{Health, Readiness, SourceState};
+pub use position::Position;
 pub use record::{Decoded, SkipReason, Stats};
 pub use writer::{
     channel, ingest_span, normalise_span, RelistScope, Reset, WriterBatch, WriterError,

@@ -3,9 +3,9 @@
 //! writer) owns the read-write connection; a source waits for the acknowledgement, which comes
 //! only after the batch, its deletes and its position are committed together.
 
-use crate::domain::{EventTime, FactKind, Observation};
-use super::Stats;
-use crate::store::{Checkpoint, StoreError};
+use super::{Batch, Stats};
+use crate::domain::{EventTime, FactKind};
+use crate::store::StoreError;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -64,21 +64,12 @@ pub struct RelistScope {
     pub at: EventTime,
 }
 
-/// One unit of work for the writer.
+/// A batch on its way to the writer, with the channel its acknowledgement comes back on.
 pub struct WriterBatch {
-    /// The sending source (checkpoint name).
-    pub source: String,
-    /// Changes, in order.
-    pub observations: Vec<Observation>,
-    /// The source's position after these observations, committed with them.
-    pub position: Option<Checkpoint>,
-    /// Set on the batch that ends a listing: missing facts of the scope are deleted in it.
-    pub reset: Option<Reset>,
+    /// The work.
+    pub batch: Batch,
     /// Answered after commit (or rollback).
     pub ack: oneshot::Sender<Result<Stats, WriterError>>,
-    /// The batch's root span (`ingest`): the writer's `apply` span is its child, so a batch is
-    /// one trace from the source to the findings it opens.
-    pub span: tracing::Span,
 }
 
 /// What sources hold to submit batches; cheap to clone.
@@ -105,7 +96,7 @@ impl WriterError {
 /// `messaging.system` = `eventhubs`, `messaging.destination.name`,
 /// `messaging.destination.partition.id`, `messaging.consumer.group.name`, and
 /// `messaging.batch.message_count`: events or objects) and submits with
-/// [`WriterHandle::submit`].
+/// [`WriterHandle::submit`] (the [`super::Batcher`] opens and closes it).
 pub fn ingest_span(source: &str) -> tracing::Span {
     tracing::info_span!(
         parent: None,
@@ -140,32 +131,19 @@ impl WriterHandle {
         self.backlog.load(Ordering::Relaxed)
     }
 
-    /// Sends a batch under its `ingest` span (see [`ingest_span`]) and waits for its commit.
-    /// Waiting is the back-pressure: a source never moves its position on before the writer
-    /// has made it durable.
-    pub async fn submit(
-        &self,
-        span: tracing::Span,
-        source: &str,
-        observations: Vec<Observation>,
-        position: Option<Checkpoint>,
-        reset: Option<Reset>,
-    ) -> Result<Stats, WriterError> {
+    /// Sends a batch (under its `ingest` span) and waits for its commit. Waiting is the
+    /// back-pressure: a source never moves its position on before the writer has made it
+    /// durable.
+    pub async fn submit(&self, batch: Batch) -> Result<Stats, WriterError> {
         let (ack, done) = oneshot::channel();
-        if reset.is_some() {
+        let span = batch.span.clone();
+        if !batch.resets.is_empty() {
             span.record("accessdrift.relist", true);
         }
         self.backlog.fetch_add(1, Ordering::Relaxed);
         let sent = self
             .tx
-            .send(WriterBatch {
-                source: source.to_string(),
-                observations,
-                position,
-                reset,
-                ack,
-                span: span.clone(),
-            })
+            .send(WriterBatch { batch, ack })
             .instrument(span.clone())
             .await;
         if sent.is_err() {
@@ -186,4 +164,3 @@ pub fn channel(
     let (tx, rx) = mpsc::channel(capacity);
     (WriterHandle { tx, backlog }, rx)
 }
-

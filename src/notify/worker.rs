@@ -140,30 +140,33 @@ impl Worker {
                 .instrument(span.clone())
                 .await;
                 let took = started.elapsed();
-                let metrics = crate::metrics::global();
                 match &result {
-                    Ok(_) => {
-                        for _ in &m.rows {
-                            metrics.alert_delivered(self.sink.name(), took);
-                        }
+                    Ok(receipt) => crate::events::AlertsDelivered {
+                        sink: self.sink.name(),
+                        alerts: m.rows.len(),
+                        took,
+                        receipt: &receipt.0,
                     }
+                    .emit(),
                     Err(SinkError::Gone(_)) => {}
                     Err(e) => {
                         // An HTTP sink recorded its own (status code, timeout, …).
                         let own = matches!(peer, super::Peer::Http { .. });
                         crate::telemetry::record_error(&span, (!own).then(|| e.kind()));
-                        for _ in &m.rows {
-                            metrics.alert_failed(self.sink.name(), took);
+                        crate::events::AlertsFailed {
+                            sink: self.sink.name(),
+                            alerts: m.rows.len(),
+                            took,
                         }
+                        .emit();
                     }
                 }
                 match result {
-                    Ok(receipt) => {
+                    Ok(_) => {
                         accepted.extend(m.rows.iter().map(|r| r.seq));
                         self.window.1 += 1;
                         report.delivered += m.rows.len() as u64;
                         report.messages += 1;
-                        tracing::debug!(sink = self.sink.name(), alerts = m.rows.len(), receipt = %receipt.0, "delivered");
                     }
                     Err(SinkError::Permanent(why)) => {
                         self.fail_rows(
@@ -352,8 +355,13 @@ impl Worker {
             tx.lease_failed(r.seq, lease_until, why, next, state)?;
             if dead {
                 report.dead_lettered += 1;
-                crate::metrics::global().alert_dead_lettered(&r.sink);
-                tracing::error!(sink = %r.sink, key = %r.idempotency_key, attempts, error = %why, "alert dead-lettered");
+                crate::events::AlertDeadLettered {
+                    sink: &r.sink,
+                    key: &r.idempotency_key,
+                    attempts,
+                    error: why,
+                }
+                .emit();
             } else {
                 report.retried += 1;
             }

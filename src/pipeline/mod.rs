@@ -27,7 +27,6 @@ pub enum PipelineError {
     Store(#[from] StoreError),
 }
 
-
 /// Runs batches against a store with a configuration.
 pub struct Pipeline<'a> {
     store: &'a mut Store,

@@ -5,12 +5,16 @@
 //! stopped, with record numbers and lines continuing too; a file whose bytes before the
 //! checkpoint changed (rewritten, truncated) is replayed from the start, with a warning.
 
+use super::writer::Writer;
 use super::{Pipeline, PipelineError, Stats};
-use crate::domain::Observation;
+use crate::domain::{ChangeOp, EventTime, FactKind};
+use crate::ingest::{
+    ingest_span, Batcher, Limits, Position, RelistScope, Reset, SkipReason, Took, WriterError,
+};
 use crate::sources::activity_log::Prefilter;
-use crate::sources::replay::{Content, Position, ReplayError, ReplayFile, Resume};
-use crate::sources::{Decoded, SkipReason};
-use crate::store::Checkpoint;
+use crate::sources::kubernetes::LISTED_OPERATION;
+use crate::sources::replay::{self as file_source, Content, ReplayError, ReplayFile, Resume};
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
 
@@ -23,6 +27,9 @@ pub enum ReplayRunError {
     /// The store failed.
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// A batch could not be committed (rolled back; a rerun reads it again).
+    #[error(transparent)]
+    Writer(#[from] WriterError),
 }
 
 /// A record that could not be understood.
@@ -56,6 +63,11 @@ pub enum FileIssue {
         /// Why it does not match.
         reason: String,
     },
+    /// `--relist` was asked for but the file's Lists were not read whole: they only upserted.
+    RelistNotApplied {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// A file-level warning.
@@ -75,6 +87,7 @@ impl FileWarning {
             FileIssue::NotJson => "not_json",
             FileIssue::Unfinished { .. } => "unfinished",
             FileIssue::Rewritten { .. } => "rewritten",
+            FileIssue::RelistNotApplied { .. } => "relist_not_applied",
         }
     }
 
@@ -101,6 +114,10 @@ impl fmt::Display for FileWarning {
             FileIssue::Rewritten { reason } => write!(
                 f,
                 "{input} changed since its last replay ({reason}): replayed it from the start"
+            ),
+            FileIssue::RelistNotApplied { reason } => write!(
+                f,
+                "{input}: --relist not applied ({reason}): its Lists only upserted, nothing was deleted; fix the file and replay it again"
             ),
         }
     }
@@ -138,6 +155,28 @@ pub fn run(
     paths: &[PathBuf],
     cluster: &str,
 ) -> Result<ReplaySummary, ReplayRunError> {
+    run_with(pipeline, paths, cluster, Mode::Upsert)
+}
+
+/// How `kind: List` dumps apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// A List only upserts its items (the default).
+    #[default]
+    Upsert,
+    /// A List is a relist of the kinds it holds within the cluster, as the live watch applies
+    /// one: facts of those kinds that no List of the file holds are deleted, in the file's last
+    /// transaction (`replay --relist`).
+    Relist,
+}
+
+/// [`run`], choosing how `kind: List` dumps apply.
+pub fn run_with(
+    pipeline: &mut Pipeline<'_>,
+    paths: &[PathBuf],
+    cluster: &str,
+    mode: Mode,
+) -> Result<ReplaySummary, ReplayRunError> {
     let files = paths
         .iter()
         .map(|p| ReplayFile::open(p))
@@ -147,7 +186,7 @@ pub fn run(
         ..Default::default()
     };
     for file in &files {
-        replay_file(pipeline, file, cluster, &mut summary)?;
+        replay_file(pipeline, file, cluster, mode, &mut summary)?;
     }
     let tx = pipeline.store().read().map_err(PipelineError::from)?;
     summary.pending_operations = tx.pending_count().map_err(PipelineError::from)?;
@@ -164,25 +203,17 @@ fn warn(summary: &mut ReplaySummary, file: &ReplayFile, issue: FileIssue) {
 }
 
 /// Records read per batch, in units of `batch_size`, when few of them change anything.
-const NOISE_PER_BATCH: u64 = 32;
+const NOISE_PER_BATCH: usize = 32;
 
-/// Applies one batch; its checkpoint (when there is one) commits with its effects.
-fn flush(
-    pipeline: &mut Pipeline<'_>,
-    source: &str,
-    batch: &mut Vec<Observation>,
-    checkpoint: Option<&Position>,
+/// Commits what the batcher holds through the writer (the daemon's path).
+fn commit(
+    writer: &mut Writer<'_, '_>,
+    batcher: &mut Batcher,
     stats: &mut Stats,
-) -> Result<(), PipelineError> {
-    if batch.is_empty() && checkpoint.is_none() {
-        return Ok(());
+) -> Result<(), WriterError> {
+    if let Some(batch) = batcher.take(Vec::new()) {
+        stats.merge(&writer.commit(batch)?);
     }
-    let cp = checkpoint.map(|p| Checkpoint {
-        position: p.offset,
-        fingerprint: p.fingerprint(),
-    });
-    let s = pipeline.apply_batch(std::mem::take(batch), cp.as_ref().map(|c| (source, c)))?;
-    stats.merge(&s);
     Ok(())
 }
 
@@ -190,9 +221,10 @@ fn replay_file(
     pipeline: &mut Pipeline<'_>,
     file: &ReplayFile,
     cluster: &str,
+    mode: Mode,
     summary: &mut ReplaySummary,
 ) -> Result<(), ReplayRunError> {
-    let batch_size = pipeline.config.pipeline.batch_size as u64;
+    let batch_size = pipeline.config.pipeline.batch_size;
     let prefilter = Prefilter::default();
     let source = format!("replay:{}", file.canonical.display());
     let stored = {
@@ -204,32 +236,61 @@ fn replay_file(
             .as_ref()
             .map(|c| (c.position, c.fingerprint.as_str())),
     )? {
-        Resume::Start => Position::default(),
+        Resume::Start => file_source::Position::default(),
         Resume::Continue(p) => p,
         Resume::Restart(why) => {
             let reason = why.to_string();
             warn(summary, file, FileIssue::Rewritten { reason });
-            Position::default()
+            file_source::Position::default()
         }
     };
     let span = tracing::info_span!("replay_file", file = %file.display, offset = from.offset);
     let _g = span.enter();
-    let mut batch: Vec<Observation> = Vec::new();
-    let mut last: Option<Position> = None;
-    let mut unflushed = false;
+    // A batch closes on changes, not on records: a hub capture is mostly noise, and a commit
+    // per 2 000 records of it would cost more than the records. The record bound keeps the
+    // checkpoint moving through long stretches of noise. Findings do not depend on where
+    // batches are cut (tests/adversarial.rs).
+    let mut batcher = Batcher::new(
+        source.clone(),
+        "replay",
+        Limits {
+            max_inputs: batch_size * NOISE_PER_BATCH,
+            max_observations: batch_size,
+            max_wait: None,
+            commit_position_alone: true,
+        },
+    );
+    let mut writer = Writer::new(pipeline);
     let mut file_stats = Stats::default();
     let malformed_before = summary.malformed.len();
-    let mut read_in_batch = 0u64;
+    // With --relist: the keys each List held, per kind (a rerun of a half-read file must
+    // list everything again, so no position is committed before the file's end).
+    let mut listed: BTreeMap<FactKind, HashSet<String>> = BTreeMap::new();
+    let relist = mode == Mode::Relist;
     let mut records = file.records_from(cluster, &prefilter, from);
     while let Some(rec) = records.next() {
         summary.records += 1;
-        last = Some(rec.after);
-        unflushed = true;
-        match rec.decoded {
-            Decoded::Observation(o) => batch.push(o),
-            Decoded::Skipped(r) => file_stats.skip(r),
-            Decoded::Malformed(problem) => {
-                tracing::warn!(file = %file.display, record = rec.index, line = rec.line, %problem, "skipped malformed record");
+        let _ = batcher.span(|| ingest_span(&source));
+        let took = batcher.push(rec.decoded, |o| {
+            if relist && o.prov.operation.starts_with(LISTED_OPERATION) {
+                if let Some(ChangeOp::Upsert(f)) = &o.candidate {
+                    listed.entry(f.kind).or_default().insert(f.key.clone());
+                }
+            }
+        });
+        match took {
+            Took::Observation => {}
+            Took::Skipped(r) => file_stats.skip(r),
+            Took::Malformed(problem) => {
+                crate::events::RecordMalformed {
+                    source: "replay",
+                    input: &file.display,
+                    record: rec.index,
+                    line: Some(rec.line),
+                    event: None,
+                    problem: &problem,
+                }
+                .emit();
                 summary.malformed.push(MalformedRecord {
                     input: file.display.clone(),
                     index: rec.index,
@@ -238,23 +299,54 @@ fn replay_file(
                 });
             }
         }
-        // A batch closes on changes, not on records: a hub capture is mostly noise, and a
-        // commit per 2 000 records of it would cost more than the records. The record bound
-        // keeps the checkpoint moving through long stretches of noise. Findings do not
-        // depend on where batches are cut (tests/adversarial.rs). Until a JSON value was
-        // seen the input may be a binary: its garbage is not checkpointed.
-        read_in_batch += 1;
-        if batch.len() as u64 >= batch_size || read_in_batch >= batch_size * NOISE_PER_BATCH {
-            read_in_batch = 0;
-            let cp = last.filter(|_| records.saw_values());
-            flush(pipeline, &source, &mut batch, cp.as_ref(), &mut file_stats)?;
-            unflushed = false;
+        batcher.input_done(Some(Position::File {
+            offset: rec.after.offset,
+            fingerprint: rec.after.fingerprint(),
+        }));
+        if batcher.is_full() {
+            // Until a JSON value was seen the input may be a binary: its garbage is not
+            // checkpointed.
+            if !records.saw_values() || relist {
+                batcher.forget_position();
+            }
+            commit(&mut writer, &mut batcher, &mut file_stats)?;
         }
     }
     let content = records.content();
-    if unflushed {
-        let cp = last.filter(|_| content == Content::Values);
-        flush(pipeline, &source, &mut batch, cp.as_ref(), &mut file_stats)?;
+    if content != Content::Values {
+        batcher.forget_position();
+    }
+    let malformed_here = summary.malformed.len() - malformed_before;
+    let resets = if listed.is_empty() {
+        Vec::new()
+    } else if malformed_here > 0 || records.skipped_before_checkpoint() > 0 {
+        // A malformed item has no key, and a file read from a checkpoint is read in part:
+        // either way the List seen is not the whole List, and must not delete anything.
+        let reason = if malformed_here > 0 {
+            format!("{malformed_here} malformed record(s)")
+        } else {
+            "it was read from a checkpoint, not whole".to_string()
+        };
+        warn(summary, file, FileIssue::RelistNotApplied { reason });
+        Vec::new()
+    } else {
+        let at = EventTime::now();
+        listed
+            .into_iter()
+            .map(|(kind, seen)| {
+                Reset::Relist(RelistScope {
+                    kind,
+                    key_prefix: format!("{cluster}/"),
+                    owner_input: None,
+                    input: file.display.clone(),
+                    seen,
+                    at,
+                })
+            })
+            .collect()
+    };
+    if let Some(batch) = batcher.take(resets) {
+        file_stats.merge(&writer.commit(batch)?);
     }
     if let Some(e) = records.take_error() {
         // What was read is committed with its checkpoint; a rerun continues from there.

@@ -5,26 +5,33 @@
 use super::{Pipeline, Stats};
 use crate::config::Config;
 use crate::domain::{ChangeOp, FactRef, Location, Observation, Provenance};
-use crate::ingest::{RelistScope, Reset, WriterBatch, WriterError};
+use crate::ingest::{Batch, Position, RelistScope, Reset, WriterBatch, WriterError};
 use crate::store::{Checkpoint, Store};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 use tokio::sync::mpsc;
 
-/// Runs the writer until every [`WriterHandle`] is dropped: what was sent before is committed.
-/// `on_commit` is called after each commit that queued alerts (it wakes the notifier).
-pub fn run(
-    mut store: Store,
-    config: &Config,
-    sinks: Vec<String>,
-    mut rx: mpsc::Receiver<WriterBatch>,
-    backlog: &AtomicUsize,
-    on_commit: impl Fn(),
-) {
-    let mut pipeline = Pipeline::new(&mut store, config, sinks.clone());
-    let metrics = crate::metrics::global();
-    while let Some(batch) = rx.blocking_recv() {
-        let source = batch.source.clone();
+/// Commits batches: the one path from a decoded batch to the store, used by the daemon's
+/// writer thread and by `replay` alike, with the same `apply` span and the same metrics.
+pub struct Writer<'p, 'a> {
+    pipeline: &'p mut Pipeline<'a>,
+}
+
+impl<'p, 'a> Writer<'p, 'a> {
+    /// A writer over `pipeline` (the read-write connection is its alone while it lives).
+    pub fn new(pipeline: &'p mut Pipeline<'a>) -> Self {
+        Writer { pipeline }
+    }
+
+    /// The pipeline (replay reads its store between files).
+    pub fn pipeline(&mut self) -> &mut Pipeline<'a> {
+        self.pipeline
+    }
+
+    /// Applies and commits one batch with its reset and position, under an `apply` span that
+    /// is a child of the batch's `ingest` span. A failure rolls everything back.
+    pub fn commit(&mut self, batch: Batch) -> Result<Stats, WriterError> {
+        let source = batch.source;
         let apply_span = tracing::info_span!(
             parent: &batch.span,
             "apply",
@@ -38,37 +45,67 @@ pub fn run(
         );
         let started = Instant::now();
         // Entered on this thread only (no await inside): the pipeline's spans nest under it.
+        let position = batch.position.as_ref().map(Position::to_checkpoint);
         let result = apply_span.in_scope(|| {
             apply(
-                &mut pipeline,
+                self.pipeline,
                 batch.observations,
-                batch.position,
-                batch.reset,
+                position,
+                batch.resets,
                 &source,
             )
         });
-        backlog.fetch_sub(1, Ordering::Relaxed);
         match &result {
             Ok(stats) => {
-                record_commit(metrics, &source, stats, started.elapsed());
+                record_commit(&source, stats);
+                crate::events::BatchCommitted {
+                    source: &source,
+                    took: started.elapsed(),
+                    applied: stats.applied,
+                    transitions: transitions(stats),
+                }
+                .emit();
                 apply_span.record("accessdrift.facts.applied", stats.applied);
                 apply_span.record("accessdrift.findings.transitions", transitions(stats));
                 apply_span.record("accessdrift.alerts.queued", stats.notifications);
-                if stats.notifications > 0 {
-                    on_commit();
-                }
             }
             Err(e) => {
-                metrics.batch_failed(&source);
                 for s in [&apply_span, &batch.span] {
                     s.record("error.type", e.kind());
                     s.record("otel.status_code", "error");
                 }
-                tracing::error!(source = %source, error = %e, "batch not committed")
+                crate::events::BatchFailed {
+                    source: &source,
+                    error: e,
+                }
+                .emit();
             }
         }
+        result
+    }
+}
+
+/// Runs the writer until every [`crate::ingest::WriterHandle`] is dropped: what was sent
+/// before is committed. `on_commit` is called after each commit that queued alerts (it wakes
+/// the notifier).
+pub fn run(
+    mut store: Store,
+    config: &Config,
+    sinks: Vec<String>,
+    mut rx: mpsc::Receiver<WriterBatch>,
+    backlog: &AtomicUsize,
+    on_commit: impl Fn(),
+) {
+    let mut pipeline = Pipeline::new(&mut store, config, sinks);
+    let mut writer = Writer::new(&mut pipeline);
+    while let Some(WriterBatch { batch, ack }) = rx.blocking_recv() {
+        let result = writer.commit(batch);
+        backlog.fetch_sub(1, Ordering::Relaxed);
+        if result.as_ref().is_ok_and(|s| s.notifications > 0) {
+            on_commit();
+        }
         // The source may have stopped waiting (shutdown): its batch is committed regardless.
-        let _ = batch.ack.send(result);
+        let _ = ack.send(result);
     }
     tracing::debug!("store writer stopped: every source has finished");
 }
@@ -77,8 +114,9 @@ fn transitions(s: &Stats) -> u64 {
     s.opened + s.reopened + s.resolved + s.severity_changed
 }
 
-fn record_commit(m: &crate::metrics::Metrics, source: &str, s: &Stats, took: std::time::Duration) {
-    m.batch_committed(source, took);
+/// The store's skips, transitions and queued alerts of a committed batch, as counters.
+fn record_commit(source: &str, s: &Stats) {
+    let m = crate::metrics::global();
     for (reason, n) in &s.skipped {
         m.record_skipped(source, reason.as_str(), *n);
     }
@@ -95,11 +133,13 @@ fn apply(
     pipeline: &mut Pipeline<'_>,
     mut observations: Vec<Observation>,
     position: Option<Checkpoint>,
-    reset: Option<Reset>,
+    resets: Vec<Reset>,
     source: &str,
 ) -> Result<Stats, WriterError> {
-    if let Some(Reset::Relist(scope)) = reset {
-        relist_deletes(pipeline, &scope, source, &mut observations)?;
+    for reset in resets {
+        match reset {
+            Reset::Relist(scope) => relist_deletes(pipeline, &scope, source, &mut observations)?,
+        }
     }
     pipeline
         .apply_batch(observations, position.as_ref().map(|p| (source, p)))
@@ -117,48 +157,48 @@ fn relist_deletes(
     observations: &mut Vec<Observation>,
 ) -> Result<(), WriterError> {
     // Reading the scope and applying the deletes happen in this one thread, so no other
-        // write to these facts can come in between (the CLI changes the baseline, not facts).
-        let stored = pipeline
-            .store()
-            .read()
-            .and_then(|tx| {
-                tx.live_keys_in_scope(scope.kind, &scope.key_prefix, scope.owner_input.as_deref())
-            })
-            .map_err(|error| WriterError::Scope {
-                source_name: source.to_string(),
-                error,
-            })?;
-        let missing: Vec<String> = stored
-            .into_iter()
-            .filter(|k| !scope.seen.contains(k))
-            .collect();
-        if !missing.is_empty() {
-            tracing::info!(
-                source,
-                kind = scope.kind.as_str(),
-                deleted = missing.len(),
-                "relist: deleting facts the cluster no longer has"
-            );
-        }
-        let operation = format!("k8s:relist-missing:{}", scope.kind.as_str());
-        observations.extend(missing.into_iter().map(|key| {
-            Observation::immediate(
-                ChangeOp::Delete {
-                    kind: scope.kind,
-                    target: FactRef::Key(key),
+    // write to these facts can come in between (the CLI changes the baseline, not facts).
+    let stored = pipeline
+        .store()
+        .read()
+        .and_then(|tx| {
+            tx.live_keys_in_scope(scope.kind, &scope.key_prefix, scope.owner_input.as_deref())
+        })
+        .map_err(|error| WriterError::Scope {
+            source_name: source.to_string(),
+            error,
+        })?;
+    let missing: Vec<String> = stored
+        .into_iter()
+        .filter(|k| !scope.seen.contains(k))
+        .collect();
+    if !missing.is_empty() {
+        tracing::info!(
+            source,
+            kind = scope.kind.as_str(),
+            deleted = missing.len(),
+            "relist: deleting facts the cluster no longer has"
+        );
+    }
+    let operation = format!("k8s:relist-missing:{}", scope.kind.as_str());
+    observations.extend(missing.into_iter().map(|key| {
+        Observation::immediate(
+            ChangeOp::Delete {
+                kind: scope.kind,
+                target: FactRef::Key(key),
+            },
+            Provenance {
+                source: crate::sources::kubernetes::SOURCE.to_string(),
+                event_time: scope.at,
+                correlation_id: None,
+                operation: operation.clone(),
+                actor: Default::default(),
+                location: Location {
+                    input: scope.input.clone(),
+                    index: 0,
                 },
-                Provenance {
-                    source: crate::sources::kubernetes::SOURCE.to_string(),
-                    event_time: scope.at,
-                    correlation_id: None,
-                    operation: operation.clone(),
-                    actor: Default::default(),
-                    location: Location {
-                        input: scope.input.clone(),
-                        index: 0,
-                    },
-                },
-            )
-        }));
+            },
+        )
+    }));
     Ok(())
 }

@@ -13,11 +13,11 @@ mod query;
 mod schema;
 mod scope;
 
+pub use crate::metrics::{OutboxGauge, StoreGauges};
 pub use baseline::{BaselineEntry, BaselineVersion};
 pub use checkpoint::Checkpoint;
 pub use eventhubs::{EventHubsPartition, EventHubsPosition, OwnershipRow};
 pub use facts::{FactApply, FactRow};
-pub use crate::metrics::{OutboxGauge, StoreGauges};
 pub use outbox::{OutboxRow, OutboxState};
 pub use pending::{PendingKind, PendingRow};
 

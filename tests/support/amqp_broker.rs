@@ -1,8 +1,8 @@
 //! An in-test Event Hubs broker on fe2o3-amqp's acceptor: SASL ANONYMOUS, the `$cbs`
 //! put-token, the `$management` READ of the hub and its partitions, and partition receive
 //! links honouring the selector filter and link credit, answered with the exact AMQP types the
-//! Rust SDK 0.16 expects (DESIGN §6). It can drop every connection, reject tokens (401) and
-//! resend from an older position. Events live in memory; tests append to them.
+//! Rust SDK (azure_messaging_eventhubs 0.16) expects. It can drop every connection, reject
+//! tokens (401) and resend from an older position. Events live in memory; tests append to them.
 
 #![allow(dead_code)]
 

@@ -20,7 +20,8 @@ const BUILTIN_ROLES: &str =
 const K8S_RBAC: &str = "https://kubernetes.io/docs/reference/access-authn-authz/rbac/";
 const K8S_RBAC_GOOD: &str = "https://kubernetes.io/docs/concepts/security/rbac-good-practices/";
 
-/// Every rule, grouped as in DESIGN §4.
+/// Every rule, grouped by [`Group`] in catalogue order: cluster settings, activities, Azure
+/// grants, identities, Kubernetes, cross-plane.
 pub const CATALOGUE: &[Rule] = &[
     // --- cluster settings -------------------------------------------------------------
     Rule {

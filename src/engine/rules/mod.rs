@@ -1,4 +1,4 @@
-//! The rules catalogue (DESIGN §4): what is dangerous whether or not it was approved.
+//! The rules catalogue: what is dangerous whether or not it was approved.
 //!
 //! Pure: a rule reads the subject fact and, for joins, other facts through [`FactView`]; the
 //! pipeline supplies a store-backed view inside the batch transaction, tests an in-memory one.

@@ -309,8 +309,8 @@ mod tests {
 
     #[test]
     fn cluster_projection_ignores_unrelated_fields() {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/arm-bodies/azure-cli__test_aks_create_enable_azure_rbac.yaml.excerpt-final-GET-managedCluster.decoded.json"));
-        let text = text.expect("../shared/fixtures is beside the checkout");
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/arm-bodies/azure-cli__test_aks_create_enable_azure_rbac.yaml.excerpt-final-GET-managedCluster.decoded.json"));
+        let text = text.expect("tests/fixtures/arm-bodies/ holds the managedCluster GET body");
         let mut body: Value = serde_json::from_str(&text).unwrap();
         let a = cluster_settings(&body).unwrap();
         assert_eq!(a["disable_local_accounts"], json!(false));
@@ -329,8 +329,8 @@ mod tests {
 
     #[test]
     fn rest_api_spec_response_body_maps_to_the_same_key_as_its_request() {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/arm-bodies/azure-rest-api-specs__RoleAssignments_CreateForResourceGroup.json"))
-            .expect("../shared/fixtures is beside the checkout");
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/arm-bodies/azure-rest-api-specs__RoleAssignments_CreateForResourceGroup.json"))
+            .expect("tests/fixtures/arm-bodies/ holds the RoleAssignments REST spec example");
         let spec: Value = serde_json::from_str(&text).unwrap();
         let body = &spec["responses"]["201"]["body"];
         let id = body["id"].as_str().unwrap();

@@ -2,7 +2,7 @@
 
 use memchr::memmem::Finder;
 
-/// The Azure operations that change or reveal access (DESIGN §1).
+/// The Azure operations that change or reveal access (docs/architecture.md, access model).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AzureOp {
     /// `Microsoft.Authorization/roleAssignments/write`.

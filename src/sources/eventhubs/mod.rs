@@ -12,9 +12,9 @@ pub mod partition;
 pub mod stats;
 
 use crate::config::{EventHubsAuth, EventHubsConfig, EventHubsStart, SecretError};
-use crate::ingest::SourceState;
-use crate::ingest::SourceContext;
 use crate::domain::error_chain;
+use crate::ingest::SourceContext;
+use crate::ingest::SourceState;
 use crate::store::{EventHubsPartition, StoreError};
 use azure_messaging_eventhubs::models::StartPositions;
 use azure_messaging_eventhubs::{ConsumerClient, EventProcessor, StartLocation, StartPosition};

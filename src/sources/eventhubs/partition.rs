@@ -2,9 +2,9 @@
 //! in batches together with the partition's checkpoint.
 
 use super::stats::EventHubsStats;
-use crate::ingest::{ingest_span, normalise_span};
+use crate::domain::Location;
 use crate::ingest::SourceContext;
-use crate::domain::{Location, Observation};
+use crate::ingest::{ingest_span, normalise_span, Batcher, Limits, Position, Took};
 use crate::sources::activity_log::{self, Prefilter};
 use crate::sources::frame::{Frames, Item, Shape};
 use crate::sources::Decoded;
@@ -51,14 +51,13 @@ pub struct PartitionRun {
     pub received: u64,
 }
 
+/// The batch being gathered: the batcher, plus what the partition's figures need.
 struct Batch {
-    /// The batch's `ingest` span (its trace), opened by its first decoded event.
-    span: Option<tracing::Span>,
-    observations: Vec<Observation>,
+    batcher: Batcher,
+    /// The last event taken: its position and enqueue time.
     last: Option<(EventHubsPosition, Option<SystemTime>)>,
     events: u64,
     records: u64,
-    deadline: Option<Instant>,
 }
 
 impl PartitionRun {
@@ -70,15 +69,23 @@ impl PartitionRun {
         let mut events = events;
         let prefilter = Prefilter::default();
         let mut batch = Batch {
-            span: None,
-            observations: Vec::new(),
+            batcher: Batcher::new(
+                self.partition.source_name(),
+                METRICS_SOURCE,
+                Limits {
+                    max_inputs: self.max_batch,
+                    max_observations: usize::MAX,
+                    max_wait: Some(self.max_wait),
+                    // Foreign categories move the checkpoint too: a restart does not reread them.
+                    commit_position_alone: true,
+                },
+            ),
             last: None,
             events: 0,
             records: 0,
-            deadline: None,
         };
         let end = loop {
-            let deadline = batch.deadline;
+            let deadline = batch.batcher.deadline();
             let next = tokio::select! {
                 _ = ctx.cancel.cancelled() => break PartitionEnd::Cancelled,
                 _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if deadline.is_some() => None,
@@ -104,12 +111,10 @@ impl PartitionRun {
                 }
                 Some(Some(Ok(ev))) => {
                     self.take(&prefilter, &ev, &mut batch);
-                    if batch.events as usize >= self.max_batch {
+                    if batch.batcher.is_full() {
                         if let Err(e) = self.flush(ctx, &mut batch).await {
                             break e;
                         }
-                    } else if batch.deadline.is_none() && batch.last.is_some() {
-                        batch.deadline = Some(Instant::now() + self.max_wait);
                     }
                 }
             }
@@ -147,8 +152,25 @@ impl PartitionRun {
         self.received += 1;
         let Some(seq) = ev.sequence_number() else {
             self.stats.update(self.id(), |p| p.malformed += 1);
-            crate::metrics::global().record_malformed(METRICS_SOURCE);
-            tracing::warn!(partition = %self.id(), offset = ?ev.offset(), "event without a sequence number skipped");
+            let problem = "event without a sequence number".to_string();
+            batch
+                .batcher
+                .push(Decoded::Malformed(problem.clone()), |_| {});
+            crate::events::RecordMalformed {
+                source: METRICS_SOURCE,
+                input: &format!(
+                    "eventhubs:{}/{} partition {} offset {:?}",
+                    self.partition.namespace,
+                    self.partition.eventhub,
+                    self.partition.partition_id,
+                    ev.offset()
+                ),
+                record: 0,
+                line: None,
+                event: None,
+                problem: &problem,
+            }
+            .emit();
             return;
         };
         let offset = ev.offset().clone().unwrap_or_else(|| seq.to_string());
@@ -168,7 +190,7 @@ impl PartitionRun {
             "eventhubs:{}/{} partition {} sequence {seq}",
             self.partition.namespace, self.partition.eventhub, self.partition.partition_id
         );
-        let ingest = batch.span.get_or_insert_with(|| self.ingest_span()).clone();
+        let ingest = batch.batcher.span(|| self.ingest_span());
         let normalise = normalise_span(&ingest);
         let _entered = normalise.enter(); // synchronous from here to the end: no await
         let body = ev.event_data().body().unwrap_or_default();
@@ -182,71 +204,58 @@ impl PartitionRun {
                 .filter(|d| matches!(d, Decoded::Observation(_)))
                 .count(),
         );
-        let metrics = crate::metrics::global();
         for (index, d) in decoded.into_iter().enumerate() {
             batch.records += 1;
-            metrics.record_read(METRICS_SOURCE);
-            match d {
-                Decoded::Observation(mut o) => {
-                    o.prov.location = Location {
-                        input: input.clone(),
-                        index: index as u64,
-                    };
-                    batch.observations.push(o);
+            let took = batch.batcher.push(d, |o| {
+                o.prov.location = Location {
+                    input: input.clone(),
+                    index: index as u64,
                 }
-                Decoded::Skipped(reason) => {
-                    metrics.record_skipped(METRICS_SOURCE, reason.as_str(), 1);
-                    self.stats.update(self.id(), |p| {
-                        *p.skipped.entry(reason.as_str().to_string()).or_default() += 1
-                    })
-                }
-                Decoded::Malformed(problem) => {
-                    metrics.record_malformed(METRICS_SOURCE);
-                    let total = self.stats.update(self.id(), |p| {
-                        p.malformed += 1;
-                        p.malformed
-                    });
-                    tracing::warn!(
-                        partition = %self.id(),
-                        sequence = seq,
-                        offset = %offset,
-                        record = index,
-                        malformed_total = total,
-                        problem = %problem,
-                        "skipping malformed Activity Log record"
-                    );
+            });
+            match took {
+                Took::Observation => {}
+                Took::Skipped(reason) => self.stats.update(self.id(), |p| {
+                    *p.skipped.entry(reason.as_str().to_string()).or_default() += 1
+                }),
+                Took::Malformed(problem) => {
+                    self.stats.update(self.id(), |p| p.malformed += 1);
+                    crate::events::RecordMalformed {
+                        source: METRICS_SOURCE,
+                        input: &input,
+                        record: index as u64,
+                        line: None,
+                        event: Some((&self.partition.partition_id, seq, &offset)),
+                        problem: &problem,
+                    }
+                    .emit();
                 }
             }
         }
         batch.events += 1;
-        batch.last = Some((
-            EventHubsPosition {
-                offset,
-                sequence_number: seq,
-            },
-            ev.enqueued_time(),
-        ));
+        let position = EventHubsPosition {
+            offset,
+            sequence_number: seq,
+        };
+        batch
+            .batcher
+            .input_done(Some(Position::Partition(position.clone())));
+        batch.last = Some((position, ev.enqueued_time()));
     }
 
     /// Commits the batch with the partition's checkpoint and waits for the writer.
     async fn flush(&mut self, ctx: &SourceContext, batch: &mut Batch) -> Result<(), PartitionEnd> {
-        batch.deadline = None;
-        let Some((pos, enqueued)) = batch.last.take() else {
-            return Ok(());
-        };
-        let observations = std::mem::take(&mut batch.observations);
+        let last = batch.last.take();
         let (events, records) = (
             std::mem::take(&mut batch.events),
             std::mem::take(&mut batch.records),
         );
-        let source = self.partition.source_name();
-        let span = batch.span.take().unwrap_or_else(|| self.ingest_span());
-        span.record("messaging.batch.message_count", events);
-        match ctx
-            .writer
-            .submit(span, &source, observations, Some(pos.to_checkpoint()), None)
-            .await
-        {
+        let Some(work) = batch.batcher.take(Vec::new()) else {
+            return Ok(());
+        };
+        let Some((pos, enqueued)) = last else {
+            return Ok(());
+        };
+        match ctx.writer.submit(work).await {
             Ok(stats) => {
                 self.committed = Some(pos.sequence_number);
                 self.stats
@@ -269,7 +278,6 @@ impl PartitionRun {
         }
     }
 }
-
 /// Cuts an event body into records: `{"records":[…]}`, one record, or an array of them.
 /// Anything that is not an Activity Log record is reported, never fatal.
 pub fn decode_body(prefilter: &Prefilter, body: &[u8], out: &mut Vec<Decoded>) {

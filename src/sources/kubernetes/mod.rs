@@ -17,8 +17,10 @@ pub const SOURCE: &str = "kubernetes";
 /// What happened to an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventType {
-    /// Created, or present in a list.
+    /// Created (a watch event).
     Added,
+    /// An item of a `kind: List` dump: present when the list was taken.
+    Listed,
     /// Changed.
     Modified,
     /// Removed; the object is its last known state.
@@ -29,6 +31,7 @@ impl EventType {
     fn as_str(self) -> &'static str {
         match self {
             EventType::Added => "added",
+            EventType::Listed => "listed",
             EventType::Modified => "modified",
             EventType::Deleted => "deleted",
         }
@@ -62,6 +65,7 @@ pub fn decode_watch_event(v: &Value, cluster: &str) -> Vec<Decoded> {
 }
 
 /// Decodes an object, or each item of a `kind: List` (items may omit `kind` in typed lists).
+/// List items carry the operation `k8s:listed:KIND`, so `replay --relist` knows what a List held.
 pub fn decode_listing(v: &Value, cluster: &str) -> Vec<Decoded> {
     let kind = v.get("kind").and_then(Value::as_str).unwrap_or("");
     if let Some(item_kind) = kind.strip_suffix("List") {
@@ -72,17 +76,20 @@ pub fn decode_listing(v: &Value, cluster: &str) -> Vec<Decoded> {
             .iter()
             .map(|item| {
                 if item.get("kind").is_some() || item_kind.is_empty() {
-                    decode_object(item, EventType::Added, cluster)
+                    decode_object(item, EventType::Listed, cluster)
                 } else {
                     let mut item = item.clone();
                     item["kind"] = Value::String(item_kind.to_string());
-                    decode_object(&item, EventType::Added, cluster)
+                    decode_object(&item, EventType::Listed, cluster)
                 }
             })
             .collect();
     }
     vec![decode_object(v, EventType::Added, cluster)]
 }
+
+/// The operation prefix of observations decoded from a `kind: List` item.
+pub const LISTED_OPERATION: &str = "k8s:listed:";
 
 /// One object to an observation: upsert of its projection, or delete of its key.
 pub fn decode_object(obj: &Value, ty: EventType, cluster: &str) -> Decoded {

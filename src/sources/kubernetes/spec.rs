@@ -17,7 +17,7 @@ pub struct WatchedKind {
     pub namespaced: bool,
 }
 
-/// The five kinds the access model is made of (DESIGN §1).
+/// The five kinds the access model is made of (docs/architecture.md, access model).
 pub const KINDS: [WatchedKind; 5] = [
     WatchedKind {
         kind: "ClusterRoleBinding",

@@ -8,12 +8,14 @@ use super::client::classify;
 use super::spec::{WatchSpec, WatchedKind};
 use super::{decode_object, project, EventType, SOURCE};
 use crate::config::KubernetesConfig;
-use crate::ingest::SourceState;
-use crate::ingest::{ingest_span, normalise_span, RelistScope, Reset};
+use crate::domain::{EventTime, FactKind, Location};
+use crate::events::RestartReason;
 use crate::ingest::SourceContext;
-use crate::domain::{EventTime, FactKind, Location, Observation};
+use crate::ingest::SourceState;
+use crate::ingest::{
+    ingest_span, normalise_span, Batcher, Limits, Position, RelistScope, Reset, Took,
+};
 use crate::sources::Decoded;
-use crate::store::Checkpoint;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject};
@@ -30,12 +32,10 @@ struct Watch {
     cluster: String,
     spec: WatchSpec,
     label_selector: Option<String>,
-    max_events: usize,
-    max_wait: Duration,
-    buf: Vec<Observation>,
-    deadline: Option<Instant>,
-    /// The `ingest` span of the batch being gathered (its trace), opened by its first object.
-    span: Option<tracing::Span>,
+    /// The batch being gathered (its `ingest` span is opened by its first object).
+    batcher: Batcher,
+    /// Objects received on this watch: the index of each in evidence locations.
+    received: u64,
     /// Keys seen since the last Init, while a relist is in progress.
     relist: Option<HashSet<String>>,
     synced_once: bool,
@@ -51,11 +51,17 @@ pub async fn run(ctx: SourceContext, client: Client, cfg: KubernetesConfig, spec
     let mut w = Watch {
         cluster: cfg.cluster.clone(),
         label_selector: cfg.label_selector.clone(),
-        max_events: cfg.batch_max_events,
-        max_wait: cfg.batch_max_wait,
-        buf: Vec::new(),
-        deadline: None,
-        span: None,
+        batcher: Batcher::new(
+            ctx.readiness.name(),
+            ctx.readiness.name(),
+            Limits {
+                max_inputs: cfg.batch_max_events,
+                max_observations: cfg.batch_max_events,
+                max_wait: Some(cfg.batch_max_wait),
+                commit_position_alone: false,
+            },
+        ),
+        received: 0,
         relist: None,
         synced_once: false,
         resource_version: String::new(),
@@ -67,7 +73,7 @@ pub async fn run(ctx: SourceContext, client: Client, cfg: KubernetesConfig, spec
     w.ctx.readiness.set(SourceState::Connecting);
     let mut stream = w.stream(client.clone());
     loop {
-        let deadline = w.deadline;
+        let deadline = w.batcher.deadline();
         let ok = tokio::select! {
             biased;
             _ = w.ctx.cancel.cancelled() => break,
@@ -106,8 +112,7 @@ impl Watch {
         &mut self,
         client: Client,
     ) -> BoxStream<'static, Result<Event<DynamicObject>, watcher::Error>> {
-        self.buf.clear();
-        self.deadline = None;
+        self.batcher.clear();
         self.relist = None;
         let ar = self.spec.kind.api_resource();
         let api: Api<DynamicObject> = match &self.spec.namespace {
@@ -139,18 +144,28 @@ impl Watch {
         if let watcher::Error::WatchError(s) = e {
             if s.code == 410 {
                 // Routine (etcd compaction, long disconnect): the watcher relists next.
-                tracing::info!(source = self.name(), "watch expired (410 Gone): relisting");
-                crate::metrics::global().watch_restarted(self.spec.kind.kind, "expired");
+                crate::events::WatchRestarted {
+                    source: self.name(),
+                    kind: self.spec.kind.kind,
+                    reason: RestartReason::Expired,
+                    message: &s.message,
+                }
+                .emit();
                 return;
             }
         }
         let f = classify(e, &self.spec.kind);
-        let reason = if f.unauthorized {
-            "unauthorized"
-        } else {
-            "error"
-        };
-        crate::metrics::global().watch_restarted(self.spec.kind.kind, reason);
+        crate::events::WatchRestarted {
+            source: self.name(),
+            kind: self.spec.kind.kind,
+            reason: if f.unauthorized {
+                RestartReason::Unauthorized
+            } else {
+                RestartReason::Error
+            },
+            message: &f.message,
+        }
+        .emit();
         self.ctx.readiness.set(if f.unauthorized {
             SourceState::Unauthorized(f.message)
         } else {
@@ -167,7 +182,11 @@ impl Watch {
                 }
                 self.relist = Some(HashSet::new());
                 if self.synced_once {
-                    crate::metrics::global().relisted(self.spec.kind.kind);
+                    crate::events::Relisted {
+                        source: self.name(),
+                        kind: self.spec.kind.kind,
+                    }
+                    .emit();
                 }
                 self.ctx.readiness.set(if self.synced_once {
                     SourceState::Relisting
@@ -208,25 +227,24 @@ impl Watch {
     async fn push(&mut self, obj: DynamicObject, ty: EventType) -> bool {
         // The batch's trace starts with its first object; each object is normalised in a
         // child span, entered only for this synchronous part.
-        if self.span.is_none() {
-            self.span = Some(ingest_span(self.name()));
-        }
-        let normalise = normalise_span(self.span.as_ref().expect("opened above"));
-        let before = self.buf.len();
+        let name = self.name().to_string();
+        let ingest = self.batcher.span(|| ingest_span(&name));
+        let normalise = normalise_span(&ingest);
+        let before = self.batcher.len();
         normalise.in_scope(|| self.normalise(obj, ty));
         normalise.record("accessdrift.records", 1);
-        normalise.record("accessdrift.observations", self.buf.len() - before);
+        normalise.record("accessdrift.observations", self.batcher.len() - before);
         drop(normalise);
-        if self.buf.is_empty() && self.relist.is_none() {
+        self.batcher.input_done(Some(Position::Watch {
+            resource_version: self.resource_version.clone(),
+        }));
+        if self.batcher.is_empty() && self.relist.is_none() {
             // Nothing to commit: the trace of a skipped object ends with its normalisation.
-            self.span = None;
+            self.batcher.end_empty_trace();
             return true;
         }
-        if self.buf.len() >= self.max_events {
+        if self.batcher.is_full() {
             return self.flush(None).await;
-        }
-        if self.deadline.is_none() && !self.buf.is_empty() {
-            self.deadline = Some(Instant::now() + self.max_wait);
         }
         true
     }
@@ -237,11 +255,12 @@ impl Watch {
             self.resource_version.clone_from(rv);
         }
         let name = obj.metadata.name.clone().unwrap_or_default();
-        crate::metrics::global().record_read(self.name());
+        self.received += 1;
         let mut v = match serde_json::to_value(&obj) {
             Ok(v) => v,
             Err(e) => {
-                self.malformed(&name, &e.to_string());
+                let took = self.batcher.push(Decoded::Malformed(e.to_string()), |_| {});
+                self.malformed(&name, took);
                 return;
             }
         };
@@ -253,59 +272,50 @@ impl Watch {
             // Seen even if its projection fails below: a bad object must not delete a fact.
             seen.insert(key);
         }
-        match decode_object(&v, ty, &self.cluster) {
-            Decoded::Observation(mut o) => {
+        let location = Location {
+            input: self.input(),
+            index: self.received,
+        };
+        let took = self
+            .batcher
+            .push(decode_object(&v, ty, &self.cluster), |o| {
                 // Object timestamps are often months old: a live change happened when received.
                 o.prov.event_time = EventTime::now();
                 o.prov.source = SOURCE.to_string();
-                o.prov.location = Location {
-                    input: self.input(),
-                    index: self.resource_version.parse().unwrap_or(0),
-                };
-                self.buf.push(o);
-            }
-            Decoded::Malformed(m) => self.malformed(&name, &m),
-            Decoded::Skipped(r) => {
-                crate::metrics::global().record_skipped(self.name(), r.as_str(), 1)
-            }
-        }
+                o.prov.location = location;
+            });
+        self.malformed(&name, took);
     }
 
-    fn malformed(&mut self, name: &str, problem: &str) {
+    /// Logs a malformed object (the batcher counted it); other outcomes need nothing more.
+    fn malformed(&mut self, name: &str, took: Took) {
+        let Took::Malformed(problem) = took else {
+            return;
+        };
         self.malformed += 1;
-        crate::metrics::global().record_malformed(self.name());
-        tracing::warn!(
-            source = self.name(),
-            object = name,
-            malformed_total = self.malformed,
-            problem,
-            "skipping malformed Kubernetes object"
-        );
+        crate::events::RecordMalformed {
+            source: self.name(),
+            input: &format!("{} object {name:?}", self.input()),
+            record: self.received,
+            line: None,
+            event: None,
+            problem: &problem,
+        }
+        .emit();
     }
 
     /// Commits the buffer (and the relist's deletes) and waits for the writer; false when the
     /// writer rolled it back, so the caller relists to converge.
     async fn flush(&mut self, relist: Option<RelistScope>) -> bool {
-        self.deadline = None;
         // Objects that changed nothing end their trace here (ingest and normalise only).
-        let span = self.span.take();
-        if self.buf.is_empty() && relist.is_none() {
+        let Some(batch) = self
+            .batcher
+            .take(relist.map(Reset::Relist).into_iter().collect())
+        else {
             return true;
-        }
-        let obs = std::mem::take(&mut self.buf);
-        let position = Checkpoint {
-            position: self.resource_version.parse().unwrap_or(0),
-            fingerprint: format!("resourceVersion={}", self.resource_version),
         };
-        let source = self.name().to_string();
-        let span = span.unwrap_or_else(|| ingest_span(&source));
-        span.record("messaging.batch.message_count", obs.len());
-        match self
-            .ctx
-            .writer
-            .submit(span, &source, obs, Some(position), relist.map(Reset::Relist))
-            .await
-        {
+        let source = batch.source.clone();
+        match self.ctx.writer.submit(batch).await {
             Ok(stats) => {
                 tracing::debug!(source = %source, applied = stats.applied, unchanged = stats.unchanged, opened = stats.opened, resolved = stats.resolved, "batch committed");
                 true
