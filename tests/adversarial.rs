@@ -132,7 +132,7 @@ fn grant_revoked_within_one_batch_is_opened_then_resolved_with_its_actor() {
         ["opened", "resolved"]
     );
     let opened = &alert_payloads(&env)[0];
-    assert_eq!(opened.severity, "critical");
+    assert_eq!(opened.severity.as_str(), "critical");
     assert_eq!(opened.actor.object_id.as_deref(), Some(MALLORY_OID));
 }
 
@@ -527,7 +527,7 @@ fn a_finding_opened_by_a_baseline_change_names_who_made_the_change() {
     tx.commit().unwrap();
     drop(store);
     let last = alert_payloads(&env).pop().unwrap();
-    assert_eq!(last.transition, "resolved");
+    assert_eq!(last.transition.as_str(), "resolved");
     assert_eq!(last.approved_by.as_deref(), Some("carol"));
     assert!(
         last.one_line().contains("approved by carol"),

@@ -1,8 +1,52 @@
 //! The alert a sink receives: one finding transition, self-contained.
 
-use crate::domain::{Actor, EventTime};
-use crate::engine::{DiffEntry, Transition};
+use crate::domain::{Actor, EventTime, FactKind, Severity};
+use crate::engine::{DiffEntry, DriftChange, FindingKind, Status, Transition, TransitionKind};
 use serde::{Deserialize, Serialize};
+
+/// The transition an alert announces. Serialised (snake_case) only where a sink writes its
+/// payload; routing and rendering match on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertTransition {
+    /// The finding opened.
+    Opened,
+    /// The finding opened again after it had resolved.
+    Reopened,
+    /// The finding's severity changed while it stayed open.
+    SeverityChanged,
+    /// The finding resolved (state returned, approved, or acknowledged).
+    Resolved,
+}
+
+impl AlertTransition {
+    /// The name in payloads (`io.accessdrift.finding.<name>`), logs and span attributes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertTransition::Opened => "opened",
+            AlertTransition::Reopened => "reopened",
+            AlertTransition::SeverityChanged => "severity_changed",
+            AlertTransition::Resolved => "resolved",
+        }
+    }
+
+    /// The alert transition of an engine transition; `None` for one that does not notify.
+    pub fn of(k: &TransitionKind) -> Option<AlertTransition> {
+        match k {
+            TransitionKind::Opened => Some(AlertTransition::Opened),
+            TransitionKind::Reopened => Some(AlertTransition::Reopened),
+            TransitionKind::SeverityChanged { .. } => Some(AlertTransition::SeverityChanged),
+            TransitionKind::Resolved => Some(AlertTransition::Resolved),
+            TransitionKind::Updated => None,
+        }
+    }
+}
+
+impl std::fmt::Display for AlertTransition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// What is sent for one notifying transition. Sinks render it; the JSON is the webhook body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -18,26 +62,26 @@ pub struct Alert {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub clusters: Vec<String>,
     /// `opened`, `reopened`, `severity_changed`, `resolved`.
-    pub transition: String,
+    pub transition: AlertTransition,
     /// Finding id.
     pub finding_id: String,
     /// `drift`, `policy`, `activity`.
-    pub kind: String,
+    pub kind: FindingKind,
     /// Rule id.
     pub rule: String,
     /// Severity after the transition.
-    pub severity: String,
+    pub severity: Severity,
     /// Status after the transition.
-    pub status: String,
+    pub status: Status,
     /// One line for people.
     pub title: String,
     /// Fact kind.
-    pub fact_kind: String,
+    pub fact_kind: FactKind,
     /// Fact key.
     pub fact_key: String,
     /// Drift direction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub change: Option<String>,
+    pub change: Option<DriftChange>,
     /// Field differences.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub diff: Vec<DiffEntry>,
@@ -66,23 +110,23 @@ pub struct Alert {
 }
 
 impl Alert {
-    /// The alert for a notifying transition.
-    pub fn from_transition(t: &Transition) -> Alert {
+    /// The alert for a notifying transition; `None` for one that does not notify.
+    pub fn from_transition(t: &Transition) -> Option<Alert> {
         let f = &t.finding;
-        Alert {
+        Some(Alert {
             idempotency_key: f.idempotency_key(),
             thread: None,
             clusters: Vec::new(),
-            transition: t.kind.as_str().to_string(),
+            transition: AlertTransition::of(&t.kind)?,
             finding_id: f.id.clone(),
-            kind: f.kind.as_str().to_string(),
+            kind: f.kind,
             rule: f.rule.clone(),
-            severity: f.severity.as_str().to_string(),
-            status: f.status.as_str().to_string(),
+            severity: f.severity,
+            status: f.status,
             title: f.title.clone(),
-            fact_kind: f.fact_kind.as_str().to_string(),
+            fact_kind: f.fact_kind,
             fact_key: f.fact_key.clone(),
-            change: f.change.map(|c| c.as_str().to_string()),
+            change: f.change,
             diff: f.diff.clone(),
             actor: f.actor.clone(),
             correlation_id: f.correlation_id.clone(),
@@ -92,7 +136,7 @@ impl Alert {
             approved_by: f.approved_by.clone(),
             trace_id: f.trace_id.clone(),
             trace_span_id: f.trace_span_id.clone(),
-        }
+        })
     }
 
     /// The W3C `traceparent` header for this alert (webhooks send it), linking the alert to
@@ -110,8 +154,8 @@ impl Alert {
         };
         format!(
             "[{}] {} {}: {}{} (finding {}, key {})",
-            self.severity.to_uppercase(),
-            self.kind,
+            self.severity.as_str().to_uppercase(),
+            self.kind.as_str(),
             self.transition,
             self.title,
             who,
@@ -139,14 +183,14 @@ impl Alert {
             idempotency_key: format!("test:{sink}:{}", now.0),
             thread: None,
             clusters: Vec::new(),
-            transition: "opened".to_string(),
+            transition: AlertTransition::Opened,
             finding_id: "test".to_string(),
-            kind: "activity".to_string(),
+            kind: FindingKind::Activity,
             rule: "accessdrift.test".to_string(),
-            severity: "info".to_string(),
-            status: "open".to_string(),
+            severity: Severity::Info,
+            status: Status::Open,
             title: format!("Test alert from accessdrift to sink {sink} (no action needed)"),
-            fact_kind: "cluster_settings".to_string(),
+            fact_kind: FactKind::ClusterSettings,
             fact_key: "test".to_string(),
             change: None,
             diff: Vec::new(),

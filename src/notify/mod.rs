@@ -15,7 +15,7 @@ mod stdout;
 mod webhook;
 mod worker;
 
-pub use alert::Alert;
+pub use alert::{Alert, AlertTransition};
 pub use build::build_sink;
 pub use smtp::SmtpSink;
 pub use stdout::StdoutSink;
@@ -141,6 +141,52 @@ pub enum Peer {
         /// `server.port`.
         port: u16,
     },
+}
+
+/// Queues the alert of a notifying transition, in the caller's transaction, for every sink
+/// whose routing (`[[sinks]]`) takes it; returns those sinks. Keys carry the installation id;
+/// mail threads follow the alert that opened the finding's current episode.
+pub fn queue(
+    tx: &crate::store::Tx<'_>,
+    config: &Config,
+    t: &crate::engine::Transition,
+    sinks: &[String],
+) -> Result<Vec<String>, StoreError> {
+    use crate::engine::TransitionKind;
+    let Some(mut alert) = Alert::from_transition(t) else {
+        return Ok(Vec::new());
+    };
+    alert.idempotency_key = format!("{}:{}", tx.installation_id()?, alert.idempotency_key);
+    alert.clusters = route::clusters_of(config, alert.fact_kind, &alert.fact_key);
+    alert.thread = match t.kind {
+        TransitionKind::Opened | TransitionKind::Reopened => {
+            tx.set_thread(&alert.finding_id, Some(&alert.idempotency_key))?;
+            Some(alert.idempotency_key.clone())
+        }
+        TransitionKind::Resolved => {
+            let thread = tx.thread(&alert.finding_id)?;
+            tx.set_thread(&alert.finding_id, None)?;
+            thread
+        }
+        _ => tx.thread(&alert.finding_id)?,
+    };
+    let payload = serde_json::to_string(&alert).unwrap_or_default();
+    let at = t.finding.resolved_at.unwrap_or(t.finding.last_seen);
+    let mut queued = Vec::new();
+    for sink in sinks.iter().filter(|s| route::wants(config, s, &alert)) {
+        if tx.enqueue(
+            &alert.idempotency_key,
+            sink,
+            &alert.finding_id,
+            alert.transition.as_str(),
+            alert.severity.as_str(),
+            &payload,
+            at,
+        )? {
+            queued.push(sink.clone());
+        }
+    }
+    Ok(queued)
 }
 
 /// Failures of the notifier itself (not of a delivery: those stay in the outbox).

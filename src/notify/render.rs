@@ -2,16 +2,17 @@
 //! correlation id) and the exact command that approves or acknowledges it. Mail, Slack and
 //! Teams all render from [`facts`], so they say the same thing.
 
-use super::{Alert, Digest, DigestReason};
+use super::{Alert, AlertTransition, Digest, DigestReason};
+use crate::engine::FindingKind;
 
 /// Subject / headline: `[HIGH] title (prod)`; a resolve notice says so.
 pub fn headline(a: &Alert) -> String {
-    let mut s = format!("[{}] ", a.severity.to_uppercase());
-    match a.transition.as_str() {
-        "resolved" => s.push_str("Resolved: "),
-        "reopened" => s.push_str("Reopened: "),
-        "severity_changed" => s.push_str("Severity changed: "),
-        _ => {}
+    let mut s = format!("[{}] ", a.severity.as_str().to_uppercase());
+    match a.transition {
+        AlertTransition::Resolved => s.push_str("Resolved: "),
+        AlertTransition::Reopened => s.push_str("Reopened: "),
+        AlertTransition::SeverityChanged => s.push_str("Severity changed: "),
+        AlertTransition::Opened => {}
     }
     s.push_str(&a.title);
     let wh = a.where_();
@@ -26,9 +27,9 @@ pub fn digest_headline(d: &Digest) -> String {
     let worst = d
         .alerts
         .iter()
-        .map(|a| severity_rank(&a.severity))
+        .map(|a| a.severity)
         .max()
-        .map_or("INFO", |r| SEVERITIES[r]);
+        .map_or("info", |s| s.as_str());
     match &d.reason {
         DigestReason::Burst(c) => format!(
             "[{}] {} alerts from one operation (correlation id {c})",
@@ -43,12 +44,6 @@ pub fn digest_headline(d: &Digest) -> String {
     }
 }
 
-const SEVERITIES: [&str; 5] = ["info", "low", "medium", "high", "critical"];
-
-fn severity_rank(s: &str) -> usize {
-    SEVERITIES.iter().position(|x| *x == s).unwrap_or(0)
-}
-
 /// Labelled lines, in reading order.
 pub fn facts(a: &Alert) -> Vec<(&'static str, String)> {
     let mut v = vec![
@@ -56,12 +51,12 @@ pub fn facts(a: &Alert) -> Vec<(&'static str, String)> {
             "What",
             format!(
                 "{} {} — {}",
-                a.kind,
-                a.transition.replace('_', " "),
+                a.kind.as_str(),
+                a.transition.as_str().replace('_', " "),
                 a.title
             ),
         ),
-        ("Severity", a.severity.clone()),
+        ("Severity", a.severity.as_str().to_string()),
         (
             "Who",
             if a.actor.is_empty() {
@@ -70,7 +65,7 @@ pub fn facts(a: &Alert) -> Vec<(&'static str, String)> {
                 a.actor.describe()
             },
         ),
-        ("Where", format!("{} {}", a.fact_kind, a.fact_key)),
+        ("Where", format!("{} {}", a.fact_kind.as_str(), a.fact_key)),
     ];
     if !a.clusters.is_empty() {
         v.push(("Cluster", a.clusters.join(", ")));
@@ -79,8 +74,8 @@ pub fn facts(a: &Alert) -> Vec<(&'static str, String)> {
         "When",
         format!("first seen {}, last seen {}", a.first_seen, a.last_seen),
     ));
-    if let Some(c) = &a.change {
-        v.push(("Change", c.clone()));
+    if let Some(c) = a.change {
+        v.push(("Change", c.as_str().to_string()));
     }
     for d in &a.diff {
         v.push(("Expected → actual", d.to_string()));
@@ -104,15 +99,17 @@ pub fn facts(a: &Alert) -> Vec<(&'static str, String)> {
 
 /// The exact command that closes the finding, when one does.
 pub fn action(a: &Alert) -> Option<String> {
-    if a.transition == "resolved" || a.finding_id == "test" {
+    if a.transition == AlertTransition::Resolved || a.finding_id == "test" {
         return None;
     }
-    Some(match a.kind.as_str() {
-        "drift" => format!(
+    Some(match a.kind {
+        FindingKind::Drift => format!(
             "approve with `accessdrift baseline approve {}`, or revert the change",
             a.finding_id
         ),
-        _ => format!("acknowledge with `accessdrift ack {}`", a.finding_id),
+        FindingKind::Policy | FindingKind::Activity => {
+            format!("acknowledge with `accessdrift ack {}`", a.finding_id)
+        }
     })
 }
 

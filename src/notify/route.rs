@@ -1,8 +1,8 @@
 //! Routing: which configured sinks get an alert, decided when the transition is queued.
 
-use super::Alert;
+use super::{Alert, AlertTransition};
 use crate::config::{Config, SinkConfig};
-use crate::domain::{canonical_id, FactKind, Severity};
+use crate::domain::{canonical_id, FactKind};
 
 /// The sink name used when no `[[sinks]]` are configured: `accessdrift notify` prints.
 pub const STDOUT: &str = "stdout";
@@ -29,17 +29,16 @@ pub fn wants(config: &Config, sink: &str, alert: &Alert) -> bool {
 
 /// The routing keys of one sink against one alert.
 pub fn matches(sink: &SinkConfig, alert: &Alert) -> bool {
-    if alert.transition == "resolved" && !sink.resolved {
+    if alert.transition == AlertTransition::Resolved && !sink.resolved {
         return false;
     }
     if let Some(min) = sink.min_severity {
-        let sev = parse_severity(&alert.severity);
         // A resolve notice is about a finding that mattered: it passes when the finding did.
-        if sev < min {
+        if alert.severity < min {
             return false;
         }
     }
-    if !sink.kinds.is_empty() && !sink.kinds.contains(&alert.kind) {
+    if !sink.kinds.is_empty() && !sink.kinds.iter().any(|k| k == alert.kind.as_str()) {
         return false;
     }
     if !sink.rules.is_empty() && !sink.rules.iter().any(|r| rule_matches(r, &alert.rule)) {
@@ -62,30 +61,17 @@ fn rule_matches(pattern: &str, rule: &str) -> bool {
     }
 }
 
-fn parse_severity(s: &str) -> Severity {
-    match s {
-        "critical" => Severity::Critical,
-        "high" => Severity::High,
-        "medium" => Severity::Medium,
-        "low" => Severity::Low,
-        _ => Severity::Info,
-    }
-}
-
 /// The `[[clusters]]` an alert concerns. Kubernetes facts name their cluster first in the key;
 /// an Azure fact concerns every watched cluster at or below its scope (a grant on the
 /// resource group reaches the cluster in it) and the cluster whose scope holds it.
-pub fn clusters_of(config: &Config, fact_kind: &str, fact_key: &str) -> Vec<String> {
-    let kind: Option<FactKind> = fact_kind.parse().ok();
+pub fn clusters_of(config: &Config, fact_kind: FactKind, fact_key: &str) -> Vec<String> {
     let k8s = matches!(
-        kind,
-        Some(
-            FactKind::ClusterRoleBinding
-                | FactKind::RoleBinding
-                | FactKind::ClusterRole
-                | FactKind::Role
-                | FactKind::ServiceAccount
-        )
+        fact_kind,
+        FactKind::ClusterRoleBinding
+            | FactKind::RoleBinding
+            | FactKind::ClusterRole
+            | FactKind::Role
+            | FactKind::ServiceAccount
     );
     if k8s {
         let name = fact_key.split('/').next().unwrap_or_default();
@@ -179,7 +165,11 @@ mod tests {
             ("role_assignment", "/subscriptions/s/resourcegroups/rg/providers/microsoft.containerservice/managedclusters/aks1/namespaces/team|p|r", &["prod"]),
         ];
         for (kind, key, want) in cases {
-            assert_eq!(clusters_of(&cfg, kind, key), want, "{kind} {key}");
+            assert_eq!(
+                clusters_of(&cfg, kind.parse().unwrap(), key),
+                want,
+                "{kind} {key}"
+            );
         }
     }
 }

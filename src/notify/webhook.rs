@@ -127,7 +127,7 @@ impl WebhookSink {
             "specversion": "1.0",
             "id": a.idempotency_key,
             "source": self.source,
-            "type": format!("{TYPE_PREFIX}{}", a.transition),
+            "type": format!("{TYPE_PREFIX}{}", a.transition.as_str()),
             "subject": a.finding_id,
             "time": a.last_seen.to_string(),
             "datacontenttype": "application/json",

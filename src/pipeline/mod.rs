@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::domain::{Activity, ChangeOp, EventTime, FactKind, Observation, Provenance};
 use crate::engine::drift::{self, Cause, DriftInput, Observed};
 use crate::engine::{activity, Evidence, Transition, TransitionKind};
-use crate::notify::{route, Alert};
+
 use crate::store::{Checkpoint, FactApply, FactRow, Store, StoreError, Tx};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -425,38 +425,9 @@ fn persist(
     tx.put_finding(&t.finding)?;
     stats.count(&t.kind);
     tracing::debug!(finding.id = %t.finding.id, transition = t.kind.as_str(), severity = t.finding.severity.as_str(), "finding transition");
-    if t.kind.notifies() {
-        let mut alert = Alert::from_transition(t);
-        alert.idempotency_key = format!("{}:{}", tx.installation_id()?, alert.idempotency_key);
-        alert.clusters = route::clusters_of(config, &alert.fact_kind, &alert.fact_key);
-        alert.thread = match t.kind {
-            TransitionKind::Opened | TransitionKind::Reopened => {
-                tx.set_thread(&alert.finding_id, Some(&alert.idempotency_key))?;
-                Some(alert.idempotency_key.clone())
-            }
-            TransitionKind::Resolved => {
-                let thread = tx.thread(&alert.finding_id)?;
-                tx.set_thread(&alert.finding_id, None)?;
-                thread
-            }
-            _ => tx.thread(&alert.finding_id)?,
-        };
-        let payload = serde_json::to_string(&alert).unwrap_or_default();
-        let at = t.finding.resolved_at.unwrap_or(t.finding.last_seen);
-        for sink in sinks.iter().filter(|s| route::wants(config, s, &alert)) {
-            if tx.enqueue(
-                &alert.idempotency_key,
-                sink,
-                &alert.finding_id,
-                &alert.transition,
-                &alert.severity,
-                &payload,
-                at,
-            )? {
-                stats.notifications += 1;
-                *stats.queued.entry(sink.clone()).or_default() += 1;
-            }
-        }
+    for sink in crate::notify::queue(tx, config, t, sinks)? {
+        stats.notifications += 1;
+        *stats.queued.entry(sink).or_default() += 1;
     }
     Ok(())
 }
