@@ -13,7 +13,7 @@ pub use file::{ExportEntry, ExportFile, ImportPlan, Replacement, EXPORT_FORMAT};
 use crate::config::Config;
 use crate::domain::{EventTime, FactKind};
 use crate::engine::{Finding, FindingKind, Status};
-use crate::pipeline::{evaluate_fact, reevaluate_all, Stats};
+use crate::pipeline::{evaluate_fact, reevaluate_all, BatchCtx, Stats};
 use crate::store::{BaselineEntry, BaselineVersion, Store, Tx};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -219,7 +219,7 @@ impl<'a> BaselineService<'a> {
             .collect::<Vec<_>>()
             .join(" ");
         let version = tx.new_baseline_version(by, "approve", &note, now)?;
-        let mut stats = Stats::default();
+        let mut cx = BatchCtx::new(&tx, self.config, self.sinks, now);
         let mut changed = 0;
         for f in &todo {
             let did = match &f.actual {
@@ -238,16 +238,9 @@ impl<'a> BaselineService<'a> {
                 None => tx.unapprove(version, f.fact_kind, &f.fact_key)?,
             };
             changed += usize::from(did);
-            evaluate_fact(
-                &tx,
-                self.config,
-                f.fact_kind,
-                &f.fact_key,
-                Some((by, now)),
-                self.sinks,
-                &mut stats,
-            )?;
+            evaluate_fact(&mut cx, f.fact_kind, &f.fact_key, Some((by, now)))?;
         }
+        let stats = cx.stats;
         let mut approved = Vec::with_capacity(todo.len());
         for f in todo {
             approved.push(tx.finding(&f.id)?.unwrap_or(f));

@@ -85,7 +85,6 @@ impl<'a> Pipeline<'a> {
         let pcfg = &config.pipeline;
         let latest_allowed = now.add_nanos(nanos(pcfg.max_clock_skew));
         let tx = self.store.tx()?;
-        let mut stats = Stats::default();
         // Expiry counts wall-clock time since ingest, never event time: a far-future record
         // cannot expire its neighbours, and a replay of old files keeps its phases. It runs
         // before the batch is read, so a phase past its TTL cannot join.
@@ -94,10 +93,10 @@ impl<'a> Pipeline<'a> {
             now.add_nanos(-nanos(pcfg.marker_ttl)),
         )?;
         tx.expire_tombstones(now.add_nanos(-nanos(pcfg.marker_ttl)))?;
-        policy::sweep(&tx, config, now, &sinks, &mut stats)?;
+        let mut cx = BatchCtx::new(&tx, config, &sinks, now);
+        policy::sweep(&mut cx)?;
         let has_baseline = tx.baseline_version()?.is_some();
         let mut watermarks: BTreeMap<String, EventTime> = BTreeMap::new();
-
         for mut obs in batch {
             if obs.prov.event_time > latest_allowed {
                 tracing::warn!(
@@ -107,88 +106,15 @@ impl<'a> Pipeline<'a> {
                     "event time is later than the wall clock plus max_clock_skew: clamped"
                 );
                 obs.prov.event_time = latest_allowed;
-                stats.clamped += 1;
+                cx.stats.clamped += 1;
             }
             let wm = watermarks
                 .entry(obs.prov.source.clone())
                 .or_insert(EventTime::UNKNOWN);
             *wm = (*wm).max(obs.prov.event_time);
-            let (op, prov) = match resolve::resolve(&tx, obs, now)? {
-                Resolution::Skip(r) => {
-                    stats.skip(r);
-                    continue;
-                }
-                Resolution::Apply(op, prov) => (op, prov),
-            };
-            let (applied, stale_value) = match &op {
-                ChangeOp::Upsert(f) => (tx.upsert_fact(f, &prov)?, Some(&f.value)),
-                ChangeOp::Delete { kind, target } => {
-                    (tx.delete_fact(*kind, target, &prov, now)?, None)
-                }
-                ChangeOp::Activity(a) => {
-                    if apply_activity(&tx, config, a, &prov, now, &sinks, &mut stats)? {
-                        stats.applied += 1;
-                    } else {
-                        stats.skip(SkipReason::Duplicate);
-                    }
-                    continue;
-                }
-            };
-            // Drift is evaluated after every change, not once per batch on the final state:
-            // a grant revoked 40 s later in the same batch is still a finding, and where the
-            // batches are cut changes nothing.
-            match applied {
-                FactApply::Changed {
-                    kind,
-                    key,
-                    previous,
-                } => {
-                    stats.applied += 1;
-                    policy::on_fact_changed(
-                        &tx,
-                        config,
-                        (kind, &key, previous.as_ref()),
-                        &prov,
-                        now,
-                        &sinks,
-                        &mut stats,
-                    )?;
-                    if has_baseline {
-                        evaluate_fact(&tx, config, kind, &key, None, &sinks, &mut stats)?;
-                    } else {
-                        stats.awaiting_baseline += 1;
-                    }
-                }
-                FactApply::Unchanged => stats.unchanged += 1,
-                FactApply::Stale { kind, key } => {
-                    stats.skip(SkipReason::Stale);
-                    policy::on_superseded(
-                        &tx,
-                        config,
-                        kind,
-                        &key,
-                        stale_value,
-                        &prov,
-                        now,
-                        &sinks,
-                        &mut stats,
-                    )?;
-                    if has_baseline {
-                        evaluate_superseded(
-                            &tx,
-                            config,
-                            kind,
-                            &key,
-                            stale_value,
-                            &prov,
-                            &sinks,
-                            &mut stats,
-                        )?;
-                    }
-                }
-                FactApply::Tombstoned => stats.tombstoned += 1,
-            }
+            apply_observation(&mut cx, obs, has_baseline)?;
         }
+        let stats = std::mem::take(&mut cx.stats);
         maybe_crash("facts");
         maybe_crash("findings");
 
@@ -210,20 +136,100 @@ impl<'a> Pipeline<'a> {
     }
 }
 
+/// What every evaluation step of one transaction shares: the transaction, the configuration,
+/// the sinks alerts are routed to, the batch's wall-clock time, and the counts so far.
+pub struct BatchCtx<'t, 'c> {
+    /// The transaction everything happens in.
+    pub tx: &'t Tx<'c>,
+    /// The configuration (rules, severities, routing).
+    pub config: &'t Config,
+    /// The sinks alerts are queued for.
+    pub sinks: &'t [String],
+    /// Wall-clock time of the batch (expiries, exceptions, activity windows).
+    pub now: EventTime,
+    /// What the transaction did so far.
+    pub stats: Stats,
+}
+
+impl<'t, 'c> BatchCtx<'t, 'c> {
+    /// A context with no counts yet.
+    pub fn new(tx: &'t Tx<'c>, config: &'t Config, sinks: &'t [String], now: EventTime) -> Self {
+        BatchCtx {
+            tx,
+            config,
+            sinks,
+            now,
+            stats: Stats::default(),
+        }
+    }
+}
+
+/// Applies one observation and judges what it changed. Drift is evaluated after every change,
+/// not once per batch on the final state: a grant revoked 40 s later in the same batch is
+/// still a finding, and where the batches are cut changes nothing.
+fn apply_observation(
+    cx: &mut BatchCtx<'_, '_>,
+    obs: Observation,
+    has_baseline: bool,
+) -> Result<(), StoreError> {
+    let (tx, now) = (cx.tx, cx.now);
+    let (op, prov) = match resolve::resolve(tx, obs, now)? {
+        Resolution::Skip(r) => {
+            cx.stats.skip(r);
+            return Ok(());
+        }
+        Resolution::Apply(op, prov) => (op, prov),
+    };
+    let (applied, stale_value) = match &op {
+        ChangeOp::Upsert(f) => (tx.upsert_fact(f, &prov)?, Some(&f.value)),
+        ChangeOp::Delete { kind, target } => (tx.delete_fact(*kind, target, &prov, now)?, None),
+        ChangeOp::Activity(a) => {
+            if apply_activity(cx, a, &prov)? {
+                cx.stats.applied += 1;
+            } else {
+                cx.stats.skip(SkipReason::Duplicate);
+            }
+            return Ok(());
+        }
+    };
+    match applied {
+        FactApply::Changed {
+            kind,
+            key,
+            previous,
+        } => {
+            cx.stats.applied += 1;
+            policy::on_fact_changed(cx, (kind, &key, previous.as_ref()), &prov)?;
+            if has_baseline {
+                evaluate_fact(cx, kind, &key, None)?;
+            } else {
+                cx.stats.awaiting_baseline += 1;
+            }
+        }
+        FactApply::Unchanged => cx.stats.unchanged += 1,
+        FactApply::Stale { kind, key } => {
+            cx.stats.skip(SkipReason::Stale);
+            policy::on_superseded(cx, kind, &key, stale_value, &prov)?;
+            if has_baseline {
+                evaluate_superseded(cx, kind, &key, stale_value, &prov)?;
+            }
+        }
+        FactApply::Tombstoned => cx.stats.tombstoned += 1,
+    }
+    Ok(())
+}
+
 fn nanos(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
 /// Evaluates one activity and persists its transition; false when it was already recorded.
 fn apply_activity(
-    tx: &Tx<'_>,
-    config: &Config,
+    cx: &mut BatchCtx<'_, '_>,
     a: &Activity,
     prov: &Provenance,
-    now: EventTime,
-    sinks: &[String],
-    stats: &mut Stats,
 ) -> Result<bool, StoreError> {
+    let (tx, config, now) = (cx.tx, cx.config, cx.now);
     let baseline_cluster = tx.baseline_value(FactKind::ClusterSettings, &a.subject)?;
     let observed_cluster = tx
         .fact(FactKind::ClusterSettings, &a.subject)?
@@ -250,7 +256,7 @@ fn apply_activity(
         existing.as_ref(),
     ) {
         Some(t) => {
-            persist(tx, config, &t, sinks, stats)?;
+            persist(cx, &t)?;
             Ok(true)
         }
         None => Ok(false),
@@ -260,14 +266,12 @@ fn apply_activity(
 /// Evaluates drift of one fact against the baseline and persists its transition.
 /// `baseline_cause` is set when a baseline change (not an observation) triggered this.
 pub fn evaluate_fact(
-    tx: &Tx<'_>,
-    config: &Config,
+    cx: &mut BatchCtx<'_, '_>,
     kind: FactKind,
     key: &str,
     baseline_cause: Option<(&str, EventTime)>,
-    sinks: &[String],
-    stats: &mut Stats,
 ) -> Result<(), StoreError> {
+    let (tx, config) = (cx.tx, cx.config);
     let row = tx.fact(kind, key)?;
     let cause = match (baseline_cause, &row) {
         (Some((by, at)), _) => Cause::Baseline { by, at },
@@ -286,7 +290,7 @@ pub fn evaluate_fact(
         fact_prov: row.as_ref().map(|r| &r.prov),
     };
     if let Some(t) = drift::evaluate(&input, config) {
-        persist(tx, config, &t, sinks, stats)?;
+        persist(cx, &t)?;
     }
     Ok(())
 }
@@ -305,17 +309,14 @@ fn observed(row: Option<&FactRow>) -> Observed<'_> {
 /// the two. When that value was drift, the finding must exist as if the records had come in
 /// order: opened by this write, resolved by the newer one; or, while a finding is already
 /// open, this write joins its evidence. Delivery order then changes nothing.
-#[allow(clippy::too_many_arguments)]
 fn evaluate_superseded(
-    tx: &Tx<'_>,
-    config: &Config,
+    cx: &mut BatchCtx<'_, '_>,
     kind: FactKind,
     key: &str,
     value: Option<&Value>,
     prov: &Provenance,
-    sinks: &[String],
-    stats: &mut Stats,
 ) -> Result<(), StoreError> {
+    let (tx, config) = (cx.tx, cx.config);
     let baseline = tx.baseline_value(kind, key)?;
     let drifted = match (value, &baseline) {
         (Some(v), Some(b)) => v != b,
@@ -345,7 +346,7 @@ fn evaluate_superseded(
                 kind: TransitionKind::Updated,
                 finding: f,
             };
-            return persist(tx, config, &t, sinks, stats);
+            return persist(cx, &t);
         }
     }
     let past = match value {
@@ -367,7 +368,7 @@ fn evaluate_superseded(
     let Some(opened) = opened else {
         return Ok(());
     };
-    persist(tx, config, &opened, sinks, stats)?;
+    persist(cx, &opened)?;
     let now = drift::evaluate(
         &DriftInput {
             kind,
@@ -381,7 +382,7 @@ fn evaluate_superseded(
         config,
     );
     if let Some(t) = now {
-        persist(tx, config, &t, sinks, stats)?;
+        persist(cx, &t)?;
     }
     Ok(())
 }
@@ -413,21 +414,15 @@ fn stamp_trace(t: &Transition) -> Option<Transition> {
 /// Stores the finding and, for a notifying transition, queues one alert per sink whose
 /// routing (`[[sinks]]`) takes it. Keys carry the installation id; mail threads follow the
 /// alert that opened the finding's current episode.
-fn persist(
-    tx: &Tx<'_>,
-    config: &Config,
-    t: &Transition,
-    sinks: &[String],
-    stats: &mut Stats,
-) -> Result<(), StoreError> {
+fn persist(cx: &mut BatchCtx<'_, '_>, t: &Transition) -> Result<(), StoreError> {
     let traced = stamp_trace(t);
     let t = traced.as_ref().unwrap_or(t);
-    tx.put_finding(&t.finding)?;
-    stats.count(&t.kind);
+    cx.tx.put_finding(&t.finding)?;
+    cx.stats.count(&t.kind);
     tracing::debug!(finding.id = %t.finding.id, transition = t.kind.as_str(), severity = t.finding.severity.as_str(), "finding transition");
-    for sink in crate::notify::queue(tx, config, t, sinks)? {
-        stats.notifications += 1;
-        *stats.queued.entry(sink).or_default() += 1;
+    for sink in crate::notify::queue(cx.tx, cx.config, t, cx.sinks)? {
+        cx.stats.notifications += 1;
+        *cx.stats.queued.entry(sink).or_default() += 1;
     }
     Ok(())
 }
@@ -445,10 +440,10 @@ pub fn reevaluate_all(
     keys.extend(tx.baseline()?.into_iter().map(|b| (b.kind, b.key)));
     keys.sort();
     keys.dedup();
-    let mut stats = Stats::default();
+    let mut cx = BatchCtx::new(tx, config, sinks, at);
     for (kind, key) in keys {
-        evaluate_fact(tx, config, kind, &key, Some((by, at)), sinks, &mut stats)?;
+        evaluate_fact(&mut cx, kind, &key, Some((by, at)))?;
     }
-    policy::sweep(tx, config, at, sinks, &mut stats)?;
-    Ok(stats)
+    policy::sweep(&mut cx)?;
+    Ok(cx.stats)
 }

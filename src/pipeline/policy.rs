@@ -3,7 +3,7 @@
 //! exceptions), and the sweep that re-judges everything when the rules configuration or the
 //! set of live exceptions changes.
 
-use super::{persist, Stats};
+use super::{persist, BatchCtx};
 use crate::config::Config;
 use crate::domain::{id, EventTime, FactKind, Provenance};
 use crate::engine::rules::{self, Cause, Context, FactView, Field, Gate, Rule};
@@ -96,17 +96,13 @@ enum Why<'a> {
 }
 
 /// Judges every rule about one subject and persists the transitions.
-#[allow(clippy::too_many_arguments)]
 fn judge_subject(
-    tx: &Tx<'_>,
-    config: &Config,
-    now: EventTime,
+    cx: &mut BatchCtx<'_, '_>,
     kind: FactKind,
     key: &str,
     why: &Why<'_>,
-    sinks: &[String],
-    stats: &mut Stats,
 ) -> Result<(), StoreError> {
+    let (tx, config, now) = (cx.tx, cx.config, cx.now);
     let mut candidates = rules::subject_rules(kind).peekable();
     if candidates.peek().is_none() {
         return Ok(());
@@ -144,7 +140,7 @@ fn judge_subject(
         };
         let g = gate(config, rule, key, now);
         if let Some(t) = rules::judge(rule, kind, key, hit, &g, existing.as_ref(), &cause) {
-            persist(tx, config, &t, sinks, stats)?;
+            persist(cx, &t)?;
         }
     }
     Ok(())
@@ -156,14 +152,11 @@ fn judge_subject(
 /// goes or changes). Joins are indexed lookups on the two values, never a scan of every open
 /// finding: a busy subscription stays linear.
 pub fn on_fact_changed(
-    tx: &Tx<'_>,
-    config: &Config,
+    cx: &mut BatchCtx<'_, '_>,
     (kind, key, previous): (FactKind, &str, Option<&Value>),
     prov: &Provenance,
-    now: EventTime,
-    sinks: &[String],
-    stats: &mut Stats,
 ) -> Result<(), StoreError> {
+    let tx = cx.tx;
     let mut subjects: BTreeSet<(FactKind, String)> = BTreeSet::new();
     subjects.insert((kind, key.to_string()));
     let value = tx.fact_value(kind, key)?;
@@ -176,16 +169,7 @@ pub fn on_fact_changed(
         }
     }
     for (k, s) in subjects {
-        judge_subject(
-            tx,
-            config,
-            now,
-            k,
-            &s,
-            &Why::Observation(prov),
-            sinks,
-            stats,
-        )?;
+        judge_subject(cx, k, &s, &Why::Observation(prov))?;
     }
     Ok(())
 }
@@ -193,18 +177,14 @@ pub fn on_fact_changed(
 /// A write that lost to a newer one still tells what the fact held in between: when a rule
 /// held on that value, its finding must exist as if the records had come in order (opened by
 /// this write, then judged on the current value). Joined facts are taken as they are now.
-#[allow(clippy::too_many_arguments)]
 pub fn on_superseded(
-    tx: &Tx<'_>,
-    config: &Config,
+    cx: &mut BatchCtx<'_, '_>,
     kind: FactKind,
     key: &str,
     value: Option<&Value>,
     prov: &Provenance,
-    now: EventTime,
-    sinks: &[String],
-    stats: &mut Stats,
 ) -> Result<(), StoreError> {
+    let (tx, config, now) = (cx.tx, cx.config, cx.now);
     // A late delete: the fact was absent for a while, which opens nothing by itself.
     let Some(value) = value else {
         return Ok(());
@@ -242,21 +222,12 @@ pub fn on_superseded(
             existing.as_ref(),
             &Cause::Observation(prov),
         ) {
-            persist(tx, config, &t, sinks, stats)?;
+            persist(cx, &t)?;
             opened = true;
         }
     }
     if opened {
-        judge_subject(
-            tx,
-            config,
-            now,
-            kind,
-            key,
-            &Why::Observation(&current.prov),
-            sinks,
-            stats,
-        )?;
+        judge_subject(cx, kind, key, &Why::Observation(&current.prov))?;
     }
     Ok(())
 }
@@ -501,13 +472,8 @@ fn fingerprint(config: &Config, now: EventTime) -> String {
 
 /// Re-judges every policy subject when the rules configuration or the set of live exceptions
 /// changed since the last batch; cheap (one meta read) otherwise.
-pub fn sweep(
-    tx: &Tx<'_>,
-    config: &Config,
-    now: EventTime,
-    sinks: &[String],
-    stats: &mut Stats,
-) -> Result<(), StoreError> {
+pub fn sweep(cx: &mut BatchCtx<'_, '_>) -> Result<(), StoreError> {
+    let (tx, config, now) = (cx.tx, cx.config, cx.now);
     let fp = fingerprint(config, now);
     let previous = tx.meta(FINGERPRINT)?;
     if previous.as_deref() == Some(fp.as_str()) {
@@ -528,7 +494,7 @@ pub fn sweep(
         }
     }
     for (kind, key) in subjects {
-        judge_subject(tx, config, now, kind, &key, &Why::Sweep(why), sinks, stats)?;
+        judge_subject(cx, kind, &key, &Why::Sweep(why))?;
     }
     tx.set_meta(FINGERPRINT, &fp)
 }
