@@ -62,6 +62,9 @@ pub enum EventHubsSourceError {
         what: &'static str,
         /// What the SDK said (never a secret: the SDK does not put tokens in errors).
         error: String,
+        /// Whether the service refused the credentials or the permission, read from the
+        /// error's types when it was built.
+        refused: bool,
     },
     /// The checkpoint store could not be opened.
     #[error("Event Hubs checkpoint store: {0}")]
@@ -72,17 +75,43 @@ impl EventHubsSourceError {
     /// The service refused the credentials or the permission.
     pub fn is_unauthorized(&self) -> bool {
         match self {
-            EventHubsSourceError::Hub { error, .. } => {
-                let e = error.to_ascii_lowercase();
-                e.contains("401")
-                    || e.contains("403")
-                    || e.contains("unauthorized")
-                    || e.contains("unauthorizedaccess")
-            }
+            EventHubsSourceError::Hub { refused, .. } => *refused,
             EventHubsSourceError::Credential { .. } | EventHubsSourceError::Secret(_) => true,
             EventHubsSourceError::Store(_) => false,
         }
     }
+}
+
+/// Whether an SDK error says the credentials or the permission were refused, from the error
+/// types along its source chain (a 401/403 HTTP or CBS status, a credential failure, AMQP
+/// `unauthorized-access`), never from its message text.
+pub(crate) fn refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    use azure_core::error::ErrorKind;
+    use azure_core_amqp::error::{AmqpErrorCondition, AmqpErrorKind};
+    let denied = |s: azure_core::http::StatusCode| matches!(u16::from(s), 401 | 403);
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(a) = err.downcast_ref::<azure_core::Error>() {
+            match a.kind() {
+                ErrorKind::Credential => return true,
+                ErrorKind::HttpResponse { status, .. } if denied(*status) => return true,
+                _ => {}
+            }
+        }
+        if let Some(a) = err.downcast_ref::<azure_core_amqp::AmqpError>() {
+            match a.kind() {
+                AmqpErrorKind::ManagementStatusCode(s, _) if denied(*s) => return true,
+                AmqpErrorKind::AmqpDescribedError(d)
+                    if d.condition == AmqpErrorCondition::UnauthorizedAccess =>
+                {
+                    return true
+                }
+                _ => {}
+            }
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// The Event Hubs source as the daemon runs it.
@@ -174,6 +203,7 @@ pub async fn open_client(cfg: &EventHubsConfig) -> Result<ConsumerClient, EventH
         auth: cfg.auth.as_str(),
         what,
         error: error_chain(e),
+        refused: refused(e),
     };
     let cred_err = |e: azure_core::Error| EventHubsSourceError::Credential {
         auth: cfg.auth.as_str(),
@@ -262,6 +292,7 @@ async fn session(
         auth: cfg.auth.as_str(),
         what,
         error: error_chain(e),
+        refused: refused(e),
     };
     let store = Arc::new(SqliteCheckpointStore::open(
         db,
