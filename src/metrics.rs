@@ -335,6 +335,20 @@ impl Metrics {
             .inc_by(n);
     }
 
+    /// `n` records read by `source`.
+    pub fn records_read(&self, source: &str, n: u64) {
+        self.records_read
+            .get_or_create(&l1("source", source))
+            .inc_by(n);
+    }
+
+    /// `n` malformed records of `source` (each also logged with its location).
+    pub fn records_malformed(&self, source: &str, n: u64) {
+        self.records_malformed
+            .get_or_create(&l1("source", source))
+            .inc_by(n);
+    }
+
     /// One malformed record of `source` (also logged with its location).
     pub fn record_malformed(&self, source: &str) {
         self.records_malformed

@@ -143,7 +143,7 @@ fn initial_sync_then_add_modify_delete_and_metadata_only_updates_open_nothing() 
     ] {
         let f = fact(&db, kind, key).unwrap_or_else(|| panic!("no fact {kind:?} {key}"));
         assert!(f.value.is_some(), "{key}");
-        assert_eq!(f.prov.source, "kubernetes");
+        assert_eq!(f.prov.source, "k8s");
     }
     // Object timestamps are months old; a live change happened when it was received.
     let t0 = accessdrift::domain::EventTime::now().unix_seconds() - 300;

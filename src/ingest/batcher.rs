@@ -68,7 +68,16 @@ pub struct Batcher {
     inputs: u64,
     span: Option<tracing::Span>,
     deadline: Option<Instant>,
+    /// Records read, skipped (by reason) and malformed since the counters were last moved:
+    /// counted here and added to the metrics once per batch, not once per record (a label
+    /// lookup per record costs more than decoding a skipped one).
+    read: u64,
+    skipped: [u64; SKIP_REASONS],
+    malformed: u64,
 }
+
+/// How many [`SkipReason`]s there are (the counters are indexed by discriminant).
+const SKIP_REASONS: usize = SkipReason::Stale as usize + 1;
 
 impl Batcher {
     /// A batcher for `source` (checkpoint name) whose records are counted under
@@ -87,6 +96,9 @@ impl Batcher {
             inputs: 0,
             span: None,
             deadline: None,
+            read: 0,
+            skipped: [0; SKIP_REASONS],
+            malformed: 0,
         }
     }
 
@@ -96,13 +108,15 @@ impl Batcher {
     }
 
     /// The `ingest` span of the batch being gathered, opened by `open` with its first input.
-    pub fn span(&mut self, open: impl FnOnce() -> tracing::Span) -> tracing::Span {
-        self.span.get_or_insert_with(open).clone()
+    pub fn span(&mut self, open: impl FnOnce() -> tracing::Span) -> &tracing::Span {
+        self.span.get_or_insert_with(open)
     }
 
     /// Ends the trace of a batch that holds nothing to commit (a skipped object's trace is
     /// its normalisation alone).
     pub fn end_empty_trace(&mut self) {
+        // Nothing may come to commit for a while: the counters move now.
+        self.count();
         if self.observations.is_empty() {
             self.span = None;
         }
@@ -110,8 +124,7 @@ impl Batcher {
 
     /// Takes one decoded record; `fix` adjusts an observation (its location, its time).
     pub fn push(&mut self, d: Decoded, fix: impl FnOnce(&mut Observation)) -> Took {
-        let metrics = crate::metrics::global();
-        metrics.record_read(&self.metrics_source);
+        self.read += 1;
         match d {
             Decoded::Observation(mut o) => {
                 fix(&mut o);
@@ -119,13 +132,31 @@ impl Batcher {
                 Took::Observation
             }
             Decoded::Skipped(r) => {
-                metrics.record_skipped(&self.metrics_source, r.as_str(), 1);
+                self.skipped[r as usize] += 1;
                 Took::Skipped(r)
             }
             Decoded::Malformed(problem) => {
-                metrics.record_malformed(&self.metrics_source);
+                self.malformed += 1;
                 Took::Malformed(problem)
             }
+        }
+    }
+
+    /// Adds what was read, skipped and malformed since the last call to the metrics.
+    fn count(&mut self) {
+        if self.read == 0 {
+            return;
+        }
+        let m = crate::metrics::global();
+        let source = &self.metrics_source;
+        m.records_read(source, std::mem::take(&mut self.read));
+        for (i, n) in self.skipped.iter_mut().enumerate() {
+            if *n > 0 {
+                m.record_skipped(source, SkipReason::ALL[i].as_str(), std::mem::take(n));
+            }
+        }
+        if self.malformed > 0 {
+            m.records_malformed(source, std::mem::take(&mut self.malformed));
         }
     }
 
@@ -140,10 +171,11 @@ impl Batcher {
         }
     }
 
-    /// Forgets the position gathered so far (input not yet known to be records, e.g. a file
-    /// that may be a binary: its garbage is not checkpointed).
-    pub fn forget_position(&mut self) {
-        self.position = None;
+    /// Sets (or, with `None`, forgets) the position the next batch commits: for a source that
+    /// makes its position only when it commits (a file's hash), or that must not checkpoint
+    /// what it read yet (a file that may be a binary).
+    pub fn set_position(&mut self, position: Option<Position>) {
+        self.position = position;
     }
 
     /// Observations held.
@@ -176,6 +208,7 @@ impl Batcher {
     /// The batch to submit, or `None` when it holds nothing worth a commit; the batcher starts
     /// afresh either way.
     pub fn take(&mut self, resets: Vec<Reset>) -> Option<Batch> {
+        self.count();
         self.deadline = None;
         let worth = self.worth_a_commit(!resets.is_empty());
         let span = self.span.take();
@@ -198,6 +231,7 @@ impl Batcher {
 
     /// Drops everything held (a stream being rebuilt reads it again).
     pub fn clear(&mut self) {
+        self.count();
         self.observations.clear();
         self.position = None;
         self.inputs = 0;

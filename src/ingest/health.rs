@@ -42,7 +42,7 @@ impl SourceState {
 }
 
 #[derive(Debug)]
-struct Source {
+struct SourceEntry {
     state: SourceState,
     synced_once: bool,
     /// Set by the source while it is up but not keeping up (an Event Hubs partition stalled).
@@ -53,7 +53,7 @@ struct Source {
 
 #[derive(Debug, Default)]
 struct Inner {
-    sources: BTreeMap<String, Source>,
+    sources: BTreeMap<String, SourceEntry>,
     dead_tasks: Vec<String>,
 }
 
@@ -93,7 +93,7 @@ impl Health {
         crate::metrics::global().declare_source(name);
         self.lock().sources.insert(
             name.to_string(),
-            Source {
+            SourceEntry {
                 state: SourceState::Connecting,
                 synced_once: false,
                 degraded: None,

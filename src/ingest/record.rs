@@ -36,6 +36,21 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
+    /// Every reason, in discriminant order.
+    pub const ALL: [SkipReason; 11] = [
+        SkipReason::IrrelevantOperation,
+        SkipReason::NoOperation,
+        SkipReason::UnknownResult,
+        SkipReason::BeforeCheckpoint,
+        SkipReason::IrrelevantKind,
+        SkipReason::WatchControl,
+        SkipReason::Pending,
+        SkipReason::Failed,
+        SkipReason::NoBody,
+        SkipReason::Duplicate,
+        SkipReason::Stale,
+    ];
+
     /// Stable name for summaries and metrics labels.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -205,6 +205,14 @@ fn warn(summary: &mut ReplaySummary, file: &ReplayFile, issue: FileIssue) {
 /// Records read per batch, in units of `batch_size`, when few of them change anything.
 const NOISE_PER_BATCH: usize = 32;
 
+/// A file position as the writer commits it.
+fn file_position(p: &file_source::Position) -> Position {
+    Position::File {
+        offset: p.offset,
+        fingerprint: p.fingerprint(),
+    }
+}
+
 /// Commits what the batcher holds through the writer (the daemon's path).
 fn commit(
     writer: &mut Writer<'_, '_>,
@@ -267,10 +275,12 @@ fn replay_file(
     // list everything again, so no position is committed before the file's end).
     let mut listed: BTreeMap<FactKind, HashSet<String>> = BTreeMap::new();
     let relist = mode == Mode::Relist;
+    let mut last: Option<file_source::Position> = None;
+    let mut unflushed = false;
     let mut records = file.records_from(cluster, &prefilter, from);
     while let Some(rec) = records.next() {
         summary.records += 1;
-        let _ = batcher.span(|| ingest_span(&source));
+        batcher.span(|| ingest_span(&source));
         let took = batcher.push(rec.decoded, |o| {
             if relist && o.prov.operation.starts_with(LISTED_OPERATION) {
                 if let Some(ChangeOp::Upsert(f)) = &o.candidate {
@@ -299,22 +309,25 @@ fn replay_file(
                 });
             }
         }
-        batcher.input_done(Some(Position::File {
-            offset: rec.after.offset,
-            fingerprint: rec.after.fingerprint(),
-        }));
+        // The position is made (a hash's hex) only when a batch commits, not per record.
+        last = Some(rec.after);
+        unflushed = true;
+        batcher.input_done(None);
         if batcher.is_full() {
             // Until a JSON value was seen the input may be a binary: its garbage is not
-            // checkpointed.
-            if !records.saw_values() || relist {
-                batcher.forget_position();
+            // checkpointed. With --relist, only the file's end is (a rerun lists it whole).
+            if records.saw_values() && !relist {
+                batcher.set_position(last.as_ref().map(file_position));
             }
             commit(&mut writer, &mut batcher, &mut file_stats)?;
+            unflushed = false;
         }
     }
     let content = records.content();
-    if content != Content::Values {
-        batcher.forget_position();
+    // Only what was read since the last commit needs one (a batch that ended exactly on the
+    // last record was committed with its position already).
+    if content == Content::Values && (unflushed || relist) {
+        batcher.set_position(last.as_ref().map(file_position));
     }
     let malformed_here = summary.malformed.len() - malformed_before;
     let resets = if listed.is_empty() {

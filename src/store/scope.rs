@@ -38,7 +38,7 @@ mod tests {
         let mut store = Store::open(&dir.path().join("s.db")).unwrap();
         let tx = store.tx().unwrap();
         let prov = |input: &str| Provenance {
-            source: "kubernetes".into(),
+            source: "k8s".into(),
             event_time: EventTime(1),
             location: Location {
                 input: input.into(),

@@ -190,8 +190,7 @@ impl PartitionRun {
             "eventhubs:{}/{} partition {} sequence {seq}",
             self.partition.namespace, self.partition.eventhub, self.partition.partition_id
         );
-        let ingest = batch.batcher.span(|| self.ingest_span());
-        let normalise = normalise_span(&ingest);
+        let normalise = normalise_span(batch.batcher.span(|| self.ingest_span()));
         let _entered = normalise.enter(); // synchronous from here to the end: no await
         let body = ev.event_data().body().unwrap_or_default();
         let mut decoded = Vec::new();

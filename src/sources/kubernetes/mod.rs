@@ -11,8 +11,9 @@ use crate::domain::{ChangeOp, Fact, FactRef, Location, Observation, Provenance};
 use crate::sources::{Decoded, SkipReason};
 use serde_json::Value;
 
-/// Source name recorded in provenance.
-pub const SOURCE: &str = "kubernetes";
+/// Source name recorded in provenance: `k8s`, as watch names (`k8s:CLUSTER:KIND`) and
+/// operations (`k8s:added:rolebinding`) spell it.
+pub const SOURCE: &str = "k8s";
 
 /// What happened to an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -228,8 +228,7 @@ impl Watch {
         // The batch's trace starts with its first object; each object is normalised in a
         // child span, entered only for this synchronous part.
         let name = self.name().to_string();
-        let ingest = self.batcher.span(|| ingest_span(&name));
-        let normalise = normalise_span(&ingest);
+        let normalise = normalise_span(self.batcher.span(|| ingest_span(&name)));
         let before = self.batcher.len();
         normalise.in_scope(|| self.normalise(obj, ty));
         normalise.record("accessdrift.records", 1);
