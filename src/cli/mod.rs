@@ -3,7 +3,7 @@
 #[macro_use]
 mod out;
 mod baseline;
-pub mod bench;
+mod bench;
 mod demo;
 mod eventhubs;
 mod findings;

@@ -6,7 +6,7 @@
 //! the pipeline's writer consumes [`WriterBatch`]es, the daemon wires them together.
 
 mod batcher;
-pub mod health;
+mod health;
 mod position;
 mod record;
 mod writer;

@@ -4,7 +4,7 @@ mod crash;
 mod policy;
 pub mod replay;
 mod resolve;
-pub mod writer;
+pub(crate) mod writer;
 
 pub use crate::ingest::{SkipReason, Stats};
 use crash::CrashPoint;

@@ -23,11 +23,6 @@ impl<'p, 'a> Writer<'p, 'a> {
         Writer { pipeline }
     }
 
-    /// The pipeline (replay reads its store between files).
-    pub fn pipeline(&mut self) -> &mut Pipeline<'a> {
-        self.pipeline
-    }
-
     /// Applies and commits one batch with its reset and position, under an `apply` span that
     /// is a child of the batch's `ingest` span. A failure rolls everything back.
     pub fn commit(&mut self, batch: Batch) -> Result<Stats, WriterError> {

@@ -3,7 +3,7 @@
 pub mod activity_log;
 pub mod canonical;
 pub mod eventhubs;
-pub mod frame;
+pub(crate) mod frame;
 pub mod kubernetes;
 pub mod replay;
 

@@ -1,9 +1,9 @@
 //! Azure Activity Log source: prefilter, decode and map records to observations.
 
-pub mod fields;
+pub(crate) mod fields;
 pub mod map;
-pub mod prefilter;
-pub mod record;
+pub(crate) mod prefilter;
+pub(crate) mod record;
 
 pub use prefilter::{AzureOp, Prefilter, Verdict};
 

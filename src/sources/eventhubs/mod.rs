@@ -7,9 +7,9 @@
 //! where a partition resumes, exclusive of the committed event), and events at or before the
 //! committed sequence number that the service sends again are dropped as redeliveries.
 
-pub mod checkpoint_store;
-pub mod partition;
-pub mod stats;
+mod checkpoint_store;
+mod partition;
+mod stats;
 
 use crate::config::{EventHubsAuth, EventHubsConfig, EventHubsStart, SecretError};
 use crate::domain::error_chain;

@@ -2,10 +2,10 @@
 //! live watch (`watch`, with what it watches in `spec` and its API client in `client`), which
 //! feeds kube-runtime events through the same `decode_*` functions.
 
-pub mod client;
+pub(crate) mod client;
 pub mod project;
-pub mod spec;
-pub mod watch;
+pub(crate) mod spec;
+pub(crate) mod watch;
 
 use crate::domain::{ChangeOp, Fact, FactRef, Location, Observation, Provenance};
 use crate::sources::{Decoded, SkipReason};
