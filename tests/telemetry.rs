@@ -47,6 +47,25 @@ fn seed(api: &KubeApi) {
     );
 }
 
+/// Watch-event files of a baseline day (an ops binding) and a change day (a backdoor
+/// cluster-admin binding), for tests that replay.
+fn two_days(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let event = |name: &str, user: &str, rv: u32| {
+        let mut obj = crb(
+            name,
+            "cluster-admin",
+            json!({"kind": "User", "apiGroup": RBAC, "name": user}),
+        );
+        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        json!({"type": "ADDED", "object": obj}).to_string() + "\n"
+    };
+    let day1 = dir.join("day1.jsonl");
+    std::fs::write(&day1, event("ops", "ops@contoso.com", 1)).unwrap();
+    let day2 = dir.join("day2.jsonl");
+    std::fs::write(&day2, event("backdoor", "mallory@contoso.com", 2)).unwrap();
+    (day1, day2)
+}
+
 fn backdoor() -> Value {
     crb(
         "backdoor",
@@ -347,19 +366,7 @@ fn delivery_spans_are_http_and_smtp_client_spans_without_secrets() {
     )
     .unwrap();
     let db = dir.path().join("ad.db");
-    let event = |name: &str, user: &str, rv: u32| {
-        let mut obj = crb(
-            name,
-            "cluster-admin",
-            json!({"kind": "User", "apiGroup": RBAC, "name": user}),
-        );
-        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
-        json!({"type": "ADDED", "object": obj}).to_string() + "\n"
-    };
-    let day1 = dir.path().join("day1.jsonl");
-    std::fs::write(&day1, event("ops", "ops@contoso.com", 1)).unwrap();
-    let day2 = dir.path().join("day2.jsonl");
-    std::fs::write(&day2, event("backdoor", "mallory@contoso.com", 2)).unwrap();
+    let (day1, day2) = two_days(dir.path());
     let endpoint = format!("http://127.0.0.1:{}", rx.port);
     let ad = |args: &[&str]| {
         let out = std::process::Command::new(daemon::BIN)
@@ -719,19 +726,7 @@ fn grpc_export_reaches_a_real_receiver_and_the_replayed_finding_names_its_trace(
     let (port, spans) = GrpcReceiver::start(&rt);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ad.db").display().to_string();
-    let event = |name: &str, user: &str, rv: u32| {
-        let mut obj = crb(
-            name,
-            "cluster-admin",
-            json!({"kind": "User", "apiGroup": RBAC, "name": user}),
-        );
-        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
-        json!({"type": "ADDED", "object": obj}).to_string() + "\n"
-    };
-    let day1 = dir.path().join("day1.jsonl");
-    std::fs::write(&day1, event("ops", "ops@contoso.com", 1)).unwrap();
-    let day2 = dir.path().join("day2.jsonl");
-    std::fs::write(&day2, event("backdoor", "mallory@contoso.com", 2)).unwrap();
+    let (day1, day2) = two_days(dir.path());
     let endpoint = format!("http://127.0.0.1:{port}");
     let replay = |file: &std::path::Path| {
         let out = std::process::Command::new(daemon::BIN)
