@@ -7,6 +7,7 @@ mod bench;
 mod demo;
 mod eventhubs;
 mod findings;
+mod inventory;
 mod outbox;
 mod render;
 mod replay;
@@ -154,6 +155,19 @@ pub enum Command {
     /// RBAC, `[eventhubs]` (namespace, eventhub) reads the Activity Log; `enabled = false` keeps
     /// a table but turns it off. With no source enabled `run` exits 2 at once, saying so.
     Run(run::RunArgs),
+    /// Read the Azure state once from Azure Resource Manager (role assignments, custom roles,
+    /// the [[clusters]]' access settings, managed identities and their federated credentials)
+    /// into the store, as of now; needs an `[azure]` table. Run it before `baseline capture`
+    /// so the baseline holds what existed before accessdrift was installed.
+    ///
+    /// Each part (a kind in a subscription, or a cluster) that lists completely also removes
+    /// what it no longer lists; a part that fails removes nothing. Exit 0 when every part
+    /// completed, 1 when any failed (the completed ones are applied).
+    ///
+    ///   accessdrift inventory --config accessdrift.toml --db ad.db
+    ///   accessdrift baseline capture --config accessdrift.toml --db ad.db
+    #[command(verbatim_doc_comment)]
+    Inventory(inventory::InventoryArgs),
     /// Event Hubs: `check` connects and prints checkpoint, last enqueued and lag per partition.
     #[command(subcommand)]
     Eventhubs(eventhubs::EventhubsCommand),
@@ -208,6 +222,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(a) => run::run(cfg, cli.config.as_deref(), a),
         Command::Rules(a) => rules::run(&cfg, a),
         Command::Eventhubs(c) => eventhubs::run(&cfg, c),
+        Command::Inventory(a) => inventory::run(&cfg, a),
         Command::CheckConfig => {
             let toml = cfg.to_toml()?;
             outln!("# effective configuration: defaults filled in, secrets shown as references")?;

@@ -135,13 +135,19 @@ fn clip(s: &str, n: usize) -> String {
 const TITLE_VALUE_MAX: usize = 80;
 
 /// What the WHO column says when no one is known.
-fn who(f: &Finding) -> &str {
+fn who(f: &Finding) -> std::borrow::Cow<'_, str> {
+    if let Some(t) = f.seen_by_inventory() {
+        // Minutes are enough to find the snapshot; the whole time is in --json.
+        let t = t.to_string();
+        let t = t.get(..16).unwrap_or(&t).replace('T', " ");
+        return format!("(seen by inventory, {t})").into();
+    }
     match f.actor.principal() {
-        Some(p) => p,
+        Some(p) => p.into(),
         // The Kubernetes watch says what changed, not who: that needs the audit log, which
         // is not read yet. Say so rather than suggest nobody did it.
-        None if f.fact_kind.plane() == Plane::Kubernetes => "(no audit attribution yet)",
-        None => "-",
+        None if f.fact_kind.plane() == Plane::Kubernetes => "(no audit attribution yet)".into(),
+        None => "-".into(),
     }
 }
 
@@ -221,7 +227,11 @@ pub fn findings_table(findings: &[Finding]) -> String {
             f.status.as_str(),
             f.kind.as_str(),
             last.get(..19).unwrap_or(&last).replace('T', " "),
-            clip(who(f), 30),
+            // An inventory sighting is shown whole: its time is what tells it apart.
+            match who(f) {
+                w if f.seen_by_inventory().is_some() => w.into_owned(),
+                w => clip(&w, 30),
+            },
             table_title(&f.title)
         );
     }

@@ -214,6 +214,15 @@ impl super::Config {
                 e.auth.as_str()
             ));
         }
+        let a = &self.azure;
+        if a.enabled {
+            out.push(format!(
+                "azure: inventory of subscriptions {} every {} (auth {})",
+                self.azure_subscriptions().join(", "),
+                humantime_serde::re::humantime::format_duration(a.snapshot_interval),
+                a.auth.as_str()
+            ));
+        }
         out
     }
 }

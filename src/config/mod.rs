@@ -1,11 +1,13 @@
 //! Configuration: one TOML file, every field documented, defaults in one place.
 
+mod azure;
 mod daemon;
 pub mod roles;
 pub mod rules;
 mod secret;
 mod sinks;
 
+pub use azure::{AzureAuth, AzureConfig, PUBLIC_ARM};
 pub use daemon::{EventHubsAuth, EventHubsConfig, EventHubsStart, KubernetesConfig, ServerConfig};
 pub use secret::{Secret, SecretError};
 pub use sinks::{SinkConfig, SinkType, TlsMode, UrlValue, WebhookFormat};
@@ -74,6 +76,9 @@ pub struct Config {
     /// Live Azure Activity Log from an Event Hub (`accessdrift run`): on when the table is present.
     #[serde(skip_serializing_if = "EventHubsConfig::is_default")]
     pub eventhubs: EventHubsConfig,
+    /// Azure Resource Manager inventory (`accessdrift inventory`, and `run`): on when the table is present.
+    #[serde(skip_serializing_if = "AzureConfig::is_default")]
+    pub azure: AzureConfig,
     /// Health (and later metrics) HTTP server of `accessdrift run`.
     pub server: ServerConfig,
     /// `[rules.ID]`: enable/disable and severity per rule of the catalogue.
@@ -124,7 +129,8 @@ pub struct ClusterConfig {
     pub name: String,
     /// ARM resource id of the managed cluster.
     pub resource_id: String,
-    /// The cluster's OIDC issuer URL, when the Activity Log does not carry it.
+    /// The cluster's OIDC issuer URL; unset: the one the inventory (`[azure]`) or the
+    /// Activity Log reports.
     #[serde(default)]
     pub oidc_issuer: Option<String>,
 }
@@ -267,6 +273,7 @@ impl Config {
             }
         }
         daemon::validate(self, path)?;
+        azure::validate(self, path)?;
         rules::validate(&self.rules, &self.exceptions).map_err(|(k, p)| invalid(&k, &p))?;
         let cluster_names: Vec<String> = self.clusters.iter().map(|c| c.name.clone()).collect();
         for (i, sink) in self.sinks.iter().enumerate() {

@@ -25,6 +25,8 @@ use tokio_util::sync::CancellationToken;
 const WRITER_QUEUE: usize = 64;
 /// How often the store gauges of `/metrics` are read.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(2);
+/// Resources named without a body that may wait for their ARM read.
+const HINT_QUEUE: usize = 1024;
 /// How long shutdown waits for sources to hand over what they hold.
 const SOURCE_STOP_GRACE: Duration = Duration::from_secs(8);
 
@@ -51,8 +53,11 @@ pub enum DaemonError {
     /// The Kubernetes client could not be built.
     #[error(transparent)]
     Kubernetes(#[from] KubeSourceError),
+    /// The Azure inventory could not be set up (credential, endpoint).
+    #[error(transparent)]
+    Arm(#[from] crate::sources::arm::ArmError),
     /// No source is enabled: the daemon would never be ready.
-    #[error("no source is enabled: add a [kubernetes] or an [eventhubs] table to the config")]
+    #[error("no source is enabled: add a [kubernetes], an [eventhubs] or an [azure] table to the config")]
     NoSource,
     /// A signal handler could not be installed.
     #[error("installing the {0} handler: {1}")]
@@ -188,6 +193,26 @@ async fn run_async(
         )));
     }
 
+    // Activity Log records without a body become targeted ARM reads; without the inventory
+    // they stay skipped (counted as `no_body`).
+    let mut hint_tx = None;
+    if config.azure.enabled {
+        let a = &config.azure;
+        let (tx, rx) = tokio::sync::mpsc::channel(HINT_QUEUE);
+        if config.eventhubs.enabled {
+            hint_tx = Some(tx);
+        }
+        let limits = crate::sources::arm::hints::HintLimits {
+            concurrency: a.hint_concurrency,
+            debounce: a.hint_debounce,
+        };
+        sources.push(Box::new(crate::sources::arm::ArmSource::new(
+            crate::sources::arm::inventory(&config)?,
+            a.snapshot_interval,
+            Some((rx, limits)),
+        )));
+    }
+
     let sinks = route::queue_sinks(&config);
     for s in &sinks {
         crate::metrics::global().declare_sink(s);
@@ -216,8 +241,18 @@ async fn run_async(
             .name("accessdrift-writer".into())
             .spawn(move || {
                 let _alive = DeathNotice(health, "store writer");
-                crate::pipeline::writer::run(store, &config, sinks, rx, &backlog, || {
-                    wake.notify_one()
+                crate::pipeline::writer::run(store, &config, sinks, rx, &backlog, |stats| {
+                    if stats.notifications > 0 {
+                        wake.notify_one();
+                    }
+                    if let Some(tx) = &hint_tx {
+                        for h in &stats.hints {
+                            // Full: the snapshot reads it later; never block the writer.
+                            if tx.try_send(h.clone()).is_err() {
+                                crate::metrics::global().arm_request("hint", "dropped");
+                            }
+                        }
+                    }
                 });
             })
             .map_err(DaemonError::Runtime)?

@@ -146,6 +146,12 @@ pub struct Change {
     pub prov: Provenance,
 }
 
+/// Provenance source of what the Azure inventory (ARM) listed.
+pub const INVENTORY_SOURCE: &str = "inventory";
+/// Operation prefix of inventory observations (`inventory:role_assignment`): a finding whose
+/// latest evidence has it was seen by the inventory, not reported by an audit record.
+pub const INVENTORY_OPERATION_PREFIX: &str = "inventory:";
+
 /// Stands for the correlation id in the operation id of records that have none.
 pub const NO_CORRELATION: &str = "-";
 

@@ -256,6 +256,18 @@ impl Finding {
         format!("{}:{}", self.id, self.transitions)
     }
 
+    /// When the inventory saw the change, if that is all that is known of it: no actor, and
+    /// the latest evidence is an inventory observation (`inventory:…`).
+    pub fn seen_by_inventory(&self) -> Option<EventTime> {
+        if !self.actor.is_empty() {
+            return None;
+        }
+        let e = self.evidence.last()?;
+        e.operation
+            .starts_with(crate::domain::INVENTORY_OPERATION_PREFIX)
+            .then_some(e.time)
+    }
+
     /// Appends evidence unless the same event is already there; returns whether it was new.
     pub fn add_evidence(&mut self, e: Evidence) -> bool {
         if self.evidence.iter().any(|x| x.same_event(&e)) {
@@ -286,6 +298,8 @@ pub enum TransitionKind {
     Resolved,
     /// Content changed, nothing to tell anyone.
     Updated,
+    /// A change the inventory saw now has its author: a late audit record named who made it.
+    Attributed,
 }
 
 impl TransitionKind {
@@ -297,10 +311,12 @@ impl TransitionKind {
             TransitionKind::SeverityChanged { .. } => "severity_changed",
             TransitionKind::Resolved => "resolved",
             TransitionKind::Updated => "updated",
+            TransitionKind::Attributed => "attributed",
         }
     }
 
-    /// Whether this transition sends a notification: opening, reopening, resolving and a severity change do; an update does not.
+    /// Whether this transition sends a notification: opening, reopening, resolving, a severity
+    /// change and an attribution do; an update does not.
     pub fn notifies(&self) -> bool {
         !matches!(self, TransitionKind::Updated)
     }

@@ -49,6 +49,8 @@ struct SourceEntry {
     degraded: Option<String>,
     /// Source-specific figures shown in `/readyz` (Event Hubs lag per partition).
     details: Option<Value>,
+    /// What the initial sync is waiting for (the inventory part being listed).
+    waiting: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -98,6 +100,7 @@ impl Health {
                 synced_once: false,
                 degraded: None,
                 details: None,
+                waiting: None,
             },
         );
         Readiness {
@@ -138,9 +141,10 @@ impl Health {
             }
             let reason = match &s.state {
                 SourceState::Unauthorized(m) => Some(format!("unauthorized: {m}")),
-                _ if !s.synced_once => Some(match &s.state {
-                    SourceState::Error(m) => format!("initial sync not finished: {m}"),
-                    st => format!("initial sync not finished ({})", st.label()),
+                _ if !s.synced_once => Some(match (&s.state, &s.waiting) {
+                    (SourceState::Error(m), _) => format!("initial sync not finished: {m}"),
+                    (_, Some(w)) => format!("initial sync not finished: {w}"),
+                    (st, None) => format!("initial sync not finished ({})", st.label()),
                 }),
                 _ => s.degraded.clone(),
             };
@@ -220,6 +224,13 @@ impl Readiness {
             None => tracing::info!(source = %self.name, "source no longer degraded"),
         }
         s.degraded = reason;
+    }
+
+    /// Says what the initial sync waits for (`/readyz` names it); not logged, it changes often.
+    pub fn set_waiting(&self, what: Option<String>) {
+        if let Some(s) = self.health.lock().sources.get_mut(&self.name) {
+            s.waiting = what;
+        }
     }
 
     /// Replaces the figures `/readyz` shows for this source.

@@ -14,9 +14,9 @@ mod writer;
 pub use batcher::{Batch, Batcher, Limits, Took};
 pub use health::{Health, Readiness, SourceState};
 pub use position::Position;
-pub use record::{Decoded, SkipReason, Stats};
+pub use record::{Decoded, Hint, SkipReason, Stats};
 pub use writer::{
-    channel, ingest_span, normalise_span, RelistScope, Reset, WriterBatch, WriterError,
+    channel, ingest_span, normalise_span, RelistScope, Reset, SnapshotArea, SnapshotScope, WriterBatch, WriterError,
     WriterHandle,
 };
 

@@ -2,7 +2,7 @@
 //! ([`SkipReason`], one list whether the source or the store decided), and what a committed
 //! batch did ([`Stats`], the writer's acknowledgement).
 
-use crate::domain::Observation;
+use crate::domain::{FactKind, Observation, Provenance};
 use crate::engine::TransitionKind;
 use std::collections::BTreeMap;
 
@@ -111,6 +111,28 @@ pub struct Stats {
     pub notifications: u64,
     /// Outbox rows queued, per sink (routing sends an alert to some sinks only).
     pub queued: BTreeMap<String, u64>,
+    /// Facts that did not exist (or were deleted) before.
+    pub added: u64,
+    /// Facts whose value changed.
+    pub changed: u64,
+    /// Facts deleted.
+    pub removed: u64,
+    /// Findings that learnt who made the change a snapshot had seen (a late audit record).
+    pub attributed: u64,
+    /// Changes the Activity Log reported without saying what they are (no body): the
+    /// inventory reads the resource from ARM.
+    pub hints: Vec<Hint>,
+}
+
+/// A resource an Activity Log record says changed, without the body that says how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hint {
+    /// Kind of the fact.
+    pub kind: FactKind,
+    /// The resource id to read (lower-case).
+    pub resource_id: String,
+    /// The record: who and when, kept on the observation the read makes.
+    pub prov: Provenance,
 }
 
 impl Stats {
@@ -138,6 +160,11 @@ impl Stats {
         for (k, v) in &o.queued {
             *self.queued.entry(k.clone()).or_default() += v;
         }
+        self.added += o.added;
+        self.changed += o.changed;
+        self.removed += o.removed;
+        self.attributed += o.attributed;
+        self.hints.extend(o.hints.iter().cloned());
     }
 
     pub(crate) fn count(&mut self, k: &TransitionKind) {
@@ -147,6 +174,7 @@ impl Stats {
             TransitionKind::Resolved => self.resolved += 1,
             TransitionKind::SeverityChanged { .. } => self.severity_changed += 1,
             TransitionKind::Updated => self.updated += 1,
+            TransitionKind::Attributed => self.attributed += 1,
         }
     }
 }

@@ -45,6 +45,49 @@ pub enum Reset {
     /// A completed Kubernetes relist (Init … InitDone), or a `kind: List` replayed with
     /// `--relist`: one cluster, kind and scope.
     Relist(RelistScope),
+    /// A completed inventory listing of one kind in one subscription (or above them all).
+    Snapshot(SnapshotScope),
+}
+
+/// Which facts of a kind an inventory listing covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotArea {
+    /// Facts in this subscription (keys or scopes under `/subscriptions/ID`).
+    Subscription(String),
+    /// Facts above every subscription (management groups, the root): listed with each
+    /// subscription's inheritance, so covered only once every subscription's listing completed.
+    AboveSubscriptions,
+}
+
+/// A completed inventory listing: facts of `kind` in `area` that it did not list and that
+/// were last written before `at` are gone as of `at`.
+#[derive(Debug, Clone)]
+pub struct SnapshotScope {
+    /// The kind listed.
+    pub kind: FactKind,
+    /// The facts it covers.
+    pub area: SnapshotArea,
+    /// Keys the listing returned.
+    pub seen: HashSet<String>,
+    /// When the listing started: the event time of the deletes it implies.
+    pub at: EventTime,
+    /// Provenance input of the deletes (`arm:/subscriptions/ID`).
+    pub input: String,
+}
+
+impl SnapshotScope {
+    /// Whether the fact `key` of this scope's kind lies in its area.
+    pub fn covers(&self, key: &str) -> bool {
+        // Role assignments are keyed by `scope|principal|role`; the rest by resource id.
+        let scope = key.split('|').next().unwrap_or(key);
+        match &self.area {
+            SnapshotArea::Subscription(sub) => scope
+                .strip_prefix("/subscriptions/")
+                .and_then(|r| r.strip_prefix(sub.as_str()))
+                .is_some_and(|r| r.is_empty() || r.starts_with('/')),
+            SnapshotArea::AboveSubscriptions => !scope.starts_with("/subscriptions/"),
+        }
+    }
 }
 
 /// A completed relist (Kubernetes Init … InitDone): one cluster, kind and scope.

@@ -51,6 +51,9 @@ pub struct Metrics {
     eventhubs_age: Family<L1, GaugeF>,
     watch_restarts: Family<L2, Counter>,
     relists: Family<L1, Counter>,
+    arm_requests: Family<L2, Counter>,
+    arm_retries: Family<L1, Counter>,
+    inventory_parts: Family<L2, Counter>,
     spans_exported: Counter,
     spans_dropped: Family<L1, Counter>,
     errors: Family<L1, Counter>,
@@ -104,6 +107,9 @@ impl Metrics {
             eventhubs_age: Family::default(),
             watch_restarts: Family::default(),
             relists: Family::default(),
+            arm_requests: Family::default(),
+            arm_retries: Family::default(),
+            inventory_parts: Family::default(),
             spans_exported: Counter::default(),
             spans_dropped: Family::default(),
             errors: Family::default(),
@@ -226,6 +232,21 @@ impl Metrics {
             "accessdrift_kubernetes_watch_restarts",
             "Kubernetes watch restarts, per kind and reason (expired, error, unauthorized)",
             m.watch_restarts.clone(),
+        );
+        r.register(
+            "accessdrift_arm_requests",
+            "ARM requests of the inventory, per listed part and outcome (ok, retried, throttled, unauthorized, forbidden, not_found, failed)",
+            m.arm_requests.clone(),
+        );
+        r.register(
+            "accessdrift_arm_retries",
+            "ARM requests sent again after a 429, a 5xx or a connection failure, per reason",
+            m.arm_retries.clone(),
+        );
+        r.register(
+            "accessdrift_inventory_parts",
+            "Inventory listings finished, per part and outcome (completed, failed)",
+            m.inventory_parts.clone(),
         );
         r.register(
             "accessdrift_kubernetes_relists",
@@ -408,6 +429,25 @@ impl Metrics {
     /// A Kubernetes watch of `kind` started a relist after its first.
     pub fn relisted(&self, kind: &str) {
         self.relists.get_or_create(&l1("kind", kind)).inc();
+    }
+
+    /// One ARM request of `part` ended with `outcome`.
+    pub fn arm_request(&self, part: &str, outcome: &str) {
+        self.arm_requests
+            .get_or_create(&l2("part", part, "outcome", outcome))
+            .inc();
+    }
+
+    /// An ARM request is sent again because of `reason` (`throttled`, `server_error`, `transport`).
+    pub fn arm_retry(&self, reason: &str) {
+        self.arm_retries.get_or_create(&l1("reason", reason)).inc();
+    }
+
+    /// The listing of an inventory `part` finished with `outcome` (`completed`, `failed`).
+    pub fn inventory_part(&self, part: &str, outcome: &str) {
+        self.inventory_parts
+            .get_or_create(&l2("part", part, "outcome", outcome))
+            .inc();
     }
 
     /// `n` spans exported to the collector.

@@ -17,6 +17,8 @@ pub enum AlertTransition {
     SeverityChanged,
     /// The finding resolved (state returned, approved, or acknowledged).
     Resolved,
+    /// The change behind the finding, first seen by the inventory, now has its author.
+    Attributed,
 }
 
 impl AlertTransition {
@@ -27,6 +29,7 @@ impl AlertTransition {
             AlertTransition::Reopened => "reopened",
             AlertTransition::SeverityChanged => "severity_changed",
             AlertTransition::Resolved => "resolved",
+            AlertTransition::Attributed => "attributed",
         }
     }
 
@@ -37,6 +40,7 @@ impl AlertTransition {
             TransitionKind::Reopened => Some(AlertTransition::Reopened),
             TransitionKind::SeverityChanged { .. } => Some(AlertTransition::SeverityChanged),
             TransitionKind::Resolved => Some(AlertTransition::Resolved),
+            TransitionKind::Attributed => Some(AlertTransition::Attributed),
             TransitionKind::Updated => None,
         }
     }
@@ -101,6 +105,9 @@ pub struct Alert {
     /// Who approved it, on a resolved-as-approved alert (then `actor` is who made the change).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_by: Option<String>,
+    /// When the inventory saw the change, while no audit record has said who made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen_by_inventory: Option<EventTime>,
     /// Trace id of the batch that opened the finding (see [`Alert::traceparent`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
@@ -134,6 +141,7 @@ impl Alert {
             last_seen: f.last_seen,
             resolution: f.resolution.clone(),
             approved_by: f.approved_by.clone(),
+            seen_by_inventory: f.seen_by_inventory(),
             trace_id: f.trace_id.clone(),
             trace_span_id: f.trace_span_id.clone(),
         })
@@ -149,7 +157,10 @@ impl Alert {
     pub fn one_line(&self) -> String {
         let who = match (&self.approved_by, self.actor.is_empty()) {
             (Some(by), _) => format!(" — approved by {by}"),
-            (None, true) => String::new(),
+            (None, true) => match self.seen_by_inventory {
+                Some(t) => format!(" (seen by inventory, {t})"),
+                None => String::new(),
+            },
             (None, false) => format!(" — by {}", self.actor.describe()),
         };
         format!(
@@ -200,6 +211,7 @@ impl Alert {
             last_seen: now,
             resolution: None,
             approved_by: None,
+            seen_by_inventory: None,
             trace_id: None,
             trace_span_id: None,
         }

@@ -12,6 +12,7 @@ pub fn headline(a: &Alert) -> String {
         AlertTransition::Resolved => s.push_str("Resolved: "),
         AlertTransition::Reopened => s.push_str("Reopened: "),
         AlertTransition::SeverityChanged => s.push_str("Severity changed: "),
+        AlertTransition::Attributed => s.push_str("Who did it: "),
         AlertTransition::Opened => {}
     }
     s.push_str(&a.title);
@@ -60,7 +61,10 @@ pub fn facts(a: &Alert) -> Vec<(&'static str, String)> {
         (
             "Who",
             if a.actor.is_empty() {
-                "unknown (the record did not say)".to_string()
+                match a.seen_by_inventory {
+                    Some(t) => format!("not known yet (seen by inventory, {t})"),
+                    None => "unknown (the record did not say)".to_string(),
+                }
             } else {
                 a.actor.describe()
             },

@@ -173,8 +173,12 @@ fn apply_observation(
     has_baseline: bool,
 ) -> Result<(), StoreError> {
     let (tx, now) = (cx.tx, cx.now);
+    let hint = hint_of(&obs);
     let (op, prov) = match resolve::resolve(tx, obs, now)? {
         Resolution::Skip(r) => {
+            if let (Some(h), SkipReason::Pending | SkipReason::NoBody) = (hint, r) {
+                cx.stats.hints.push(h);
+            }
             cx.stats.skip(r);
             return Ok(());
         }
@@ -199,6 +203,11 @@ fn apply_observation(
             previous,
         } => {
             cx.stats.applied += 1;
+            match (&op, &previous) {
+                (ChangeOp::Upsert(_), None) => cx.stats.added += 1,
+                (ChangeOp::Upsert(_), Some(_)) => cx.stats.changed += 1,
+                _ => cx.stats.removed += 1,
+            }
             policy::on_fact_changed(cx, (kind, &key, previous.as_ref()), &prov)?;
             if has_baseline {
                 evaluate_fact(cx, kind, &key, None)?;
@@ -206,7 +215,20 @@ fn apply_observation(
                 cx.stats.awaiting_baseline += 1;
             }
         }
-        FactApply::Unchanged => cx.stats.unchanged += 1,
+        FactApply::Unchanged => {
+            cx.stats.unchanged += 1;
+            if has_baseline {
+                let (kind, key) = match &op {
+                    ChangeOp::Upsert(f) => (f.kind, f.key.clone()),
+                    ChangeOp::Delete {
+                        kind,
+                        target: crate::domain::FactRef::Key(k),
+                    } => (*kind, k.clone()),
+                    _ => return Ok(()),
+                };
+                attribute(cx, kind, &key, &prov)?;
+            }
+        }
         FactApply::Stale { kind, key } => {
             cx.stats.skip(SkipReason::Stale);
             policy::on_superseded(cx, kind, &key, stale_value, &prov)?;
@@ -217,6 +239,58 @@ fn apply_observation(
         FactApply::Tombstoned => cx.stats.tombstoned += 1,
     }
     Ok(())
+}
+
+/// The resource an Activity Log Success without a body names, for the inventory to read.
+fn hint_of(obs: &Observation) -> Option<crate::ingest::Hint> {
+    use crate::sources::activity_log::AzureOp;
+    if obs.phase != crate::domain::Phase::Success || obs.candidate.is_some() {
+        return None;
+    }
+    let op = AzureOp::from_name(&obs.prov.operation)?;
+    if !op.needs_body() {
+        return None;
+    }
+    let resource_id = obs.operation_id.as_deref()?.split_once('|')?.1;
+    Some(crate::ingest::Hint {
+        kind: op.fact_kind()?,
+        resource_id: crate::domain::canonical_id(resource_id),
+        prov: obs.prov.clone(),
+    })
+}
+
+/// A record that reports, late, a change the inventory already applied: its author and
+/// correlation id go onto the finding that change opened or resolved, and the alert says
+/// who (`attributed`). Records newer than the sighting, or findings someone already
+/// attributed, are left alone.
+fn attribute(
+    cx: &mut BatchCtx<'_, '_>,
+    kind: FactKind,
+    key: &str,
+    prov: &Provenance,
+) -> Result<(), StoreError> {
+    if prov.source == crate::domain::INVENTORY_SOURCE || prov.actor.is_empty() {
+        return Ok(());
+    }
+    let Some(f) = cx.tx.finding(&drift::finding_id(kind, key))? else {
+        return Ok(());
+    };
+    match f.seen_by_inventory() {
+        Some(seen) if prov.event_time <= seen => {}
+        _ => return Ok(()),
+    }
+    let mut f = f;
+    f.actor = prov.actor.clone();
+    f.correlation_id = prov.correlation_id.clone();
+    f.add_evidence(Evidence::from(prov));
+    f.transitions += 1;
+    persist(
+        cx,
+        &Transition {
+            kind: TransitionKind::Attributed,
+            finding: f,
+        },
+    )
 }
 
 fn nanos(d: std::time::Duration) -> i64 {
@@ -327,6 +401,10 @@ fn evaluate_superseded(
     let Some(current) = tx.fact(kind, key)? else {
         return Ok(());
     };
+    if current.value.as_ref() == value {
+        // The state this record made is the state stored (a snapshot saw it first).
+        return attribute(cx, kind, key, prov);
+    }
     if !drifted || current.event_time <= prov.event_time {
         return Ok(());
     }

@@ -5,7 +5,7 @@
 use super::{Pipeline, Stats};
 use crate::config::Config;
 use crate::domain::{ChangeOp, FactRef, Location, Observation, Provenance};
-use crate::ingest::{Batch, Position, RelistScope, Reset, WriterBatch, WriterError};
+use crate::ingest::{Batch, Position, RelistScope, Reset, SnapshotScope, WriterBatch, WriterError};
 use crate::store::{Checkpoint, Store};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -81,23 +81,23 @@ impl<'p, 'a> Writer<'p, 'a> {
 }
 
 /// Runs the writer until every [`crate::ingest::WriterHandle`] is dropped: what was sent
-/// before is committed. `on_commit` is called after each commit that queued alerts (it wakes
-/// the notifier).
+/// before is committed. `on_commit` sees each commit's counts (the daemon wakes the notifier
+/// when alerts were queued and hands resources named without a body to the inventory).
 pub fn run(
     mut store: Store,
     config: &Config,
     sinks: Vec<String>,
     mut rx: mpsc::Receiver<WriterBatch>,
     backlog: &AtomicUsize,
-    on_commit: impl Fn(),
+    on_commit: impl Fn(&Stats),
 ) {
     let mut pipeline = Pipeline::new(&mut store, config, sinks);
     let mut writer = Writer::new(&mut pipeline);
     while let Some(WriterBatch { batch, ack }) = rx.blocking_recv() {
         let result = writer.commit(batch);
         backlog.fetch_sub(1, Ordering::Relaxed);
-        if result.as_ref().is_ok_and(|s| s.notifications > 0) {
-            on_commit();
+        if let Ok(stats) = &result {
+            on_commit(stats);
         }
         // The source may have stopped waiting (shutdown): its batch is committed regardless.
         let _ = ack.send(result);
@@ -134,6 +134,9 @@ fn apply(
     for reset in resets {
         match reset {
             Reset::Relist(scope) => relist_deletes(pipeline, &scope, source, &mut observations)?,
+            Reset::Snapshot(scope) => {
+                snapshot_deletes(pipeline, &scope, source, &mut observations)?
+            }
         }
     }
     pipeline
@@ -184,6 +187,63 @@ fn relist_deletes(
             },
             Provenance {
                 source: crate::sources::kubernetes::SOURCE.to_string(),
+                event_time: scope.at,
+                correlation_id: None,
+                operation: operation.clone(),
+                actor: Default::default(),
+                location: Location {
+                    input: scope.input.clone(),
+                    index: 0,
+                },
+            },
+        )
+    }));
+    Ok(())
+}
+
+/// The deletes a completed inventory listing implies: facts of its kind and area it did not
+/// list. Each delete is at the listing's start, so a fact written after it (an Activity Log
+/// event newer than the snapshot) wins over it in the store, as any later write does.
+fn snapshot_deletes(
+    pipeline: &mut Pipeline<'_>,
+    scope: &SnapshotScope,
+    source: &str,
+    observations: &mut Vec<Observation>,
+) -> Result<(), WriterError> {
+    let prefix = match &scope.area {
+        crate::ingest::SnapshotArea::Subscription(sub) => format!("/subscriptions/{sub}"),
+        crate::ingest::SnapshotArea::AboveSubscriptions => String::new(),
+    };
+    let stored = pipeline
+        .store()
+        .read()
+        .and_then(|tx| tx.live_keys_in_scope(scope.kind, &prefix, None))
+        .map_err(|error| WriterError::Scope {
+            source_name: source.to_string(),
+            error,
+        })?;
+    let missing: Vec<String> = stored
+        .into_iter()
+        .filter(|k| scope.covers(k) && !scope.seen.contains(k))
+        .collect();
+    if !missing.is_empty() {
+        tracing::info!(
+            source,
+            kind = scope.kind.as_str(),
+            area = ?scope.area,
+            deleted = missing.len(),
+            "inventory: deleting facts Azure no longer lists"
+        );
+    }
+    let operation = format!("{}{}:missing", crate::domain::INVENTORY_OPERATION_PREFIX, scope.kind.as_str());
+    observations.extend(missing.into_iter().map(|key| {
+        Observation::immediate(
+            ChangeOp::Delete {
+                kind: scope.kind,
+                target: FactRef::Key(key),
+            },
+            Provenance {
+                source: crate::domain::INVENTORY_SOURCE.to_string(),
                 event_time: scope.at,
                 correlation_id: None,
                 operation: operation.clone(),

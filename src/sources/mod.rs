@@ -1,6 +1,7 @@
 //! Sources turn raw input into observations at their edge; nothing past here sees raw formats.
 
 pub mod activity_log;
+pub mod arm;
 pub mod canonical;
 pub mod eventhubs;
 pub(crate) mod frame;

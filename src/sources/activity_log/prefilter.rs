@@ -96,6 +96,21 @@ impl AzureOp {
         OPS.iter().find(|(_, o)| *o == self).map_or("", |(n, _)| n)
     }
 
+    /// The fact kind a write or delete changes; `None` for actions (activities).
+    pub fn fact_kind(self) -> Option<crate::domain::FactKind> {
+        use crate::domain::FactKind;
+        Some(match self {
+            AzureOp::RoleAssignmentWrite | AzureOp::RoleAssignmentDelete => FactKind::RoleAssignment,
+            AzureOp::RoleDefinitionWrite | AzureOp::RoleDefinitionDelete => FactKind::RoleDefinition,
+            AzureOp::ClusterWrite | AzureOp::ClusterDelete => FactKind::ClusterSettings,
+            AzureOp::IdentityWrite | AzureOp::IdentityDelete => FactKind::ManagedIdentity,
+            AzureOp::FederatedCredentialWrite | AzureOp::FederatedCredentialDelete => {
+                FactKind::FederatedCredential
+            }
+            AzureOp::ListAdminCredential | AzureOp::RunCommand => return None,
+        })
+    }
+
     /// True for operations whose Success applies without any body.
     pub fn needs_body(self) -> bool {
         matches!(

@@ -1,0 +1,709 @@
+//! One inventory snapshot: every part (a kind in a subscription, or one cluster) listed from
+//! ARM, mapped with the Activity Log's projections, and committed through the writer in
+//! chunks; the chunk that completes a listing carries its [`Reset::Snapshot`].
+
+use super::{ArmClient, ArmError, OPERATION_PREFIX, SOURCE};
+use crate::domain::{
+    canonical_id, ChangeOp, EventTime, FactKind, FactRef, Location, Observation, Provenance,
+};
+use crate::ingest::{
+    ingest_span, Batch, Position, Reset, SnapshotArea, SnapshotScope, Stats, WriterError,
+    WriterHandle,
+};
+use crate::sources::activity_log::{map, AzureOp};
+use futures::StreamExt as _;
+use serde_json::Value;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// `Microsoft.Authorization` (role assignments and definitions).
+pub const AUTHORIZATION_API: &str = "2022-04-01";
+/// `Microsoft.ManagedIdentity` (identities and federated credentials).
+pub const IDENTITY_API: &str = "2023-01-31";
+/// `Microsoft.ContainerService/managedClusters`.
+pub const CLUSTER_API: &str = "2024-05-01";
+/// Observations per writer batch: bounded memory, short transactions.
+const CHUNK: usize = 5_000;
+/// Federated-credential lists read at once (one per identity).
+const FIC_CONCURRENCY: usize = 8;
+
+/// One thing a snapshot lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    /// Role assignments visible at a subscription (its own and inherited ones).
+    RoleAssignments(String),
+    /// Custom role definitions of a subscription.
+    RoleDefinitions(String),
+    /// User-assigned managed identities of a subscription.
+    ManagedIdentities(String),
+    /// Federated credentials of every identity of a subscription.
+    FederatedCredentials(String),
+    /// One watched cluster's access settings.
+    Cluster {
+        /// `[[clusters]] name`.
+        name: String,
+        /// Its resource id (lower-case).
+        resource_id: String,
+    },
+}
+
+impl Part {
+    /// The fact kind it lists.
+    pub fn kind(&self) -> FactKind {
+        match self {
+            Part::RoleAssignments(_) => FactKind::RoleAssignment,
+            Part::RoleDefinitions(_) => FactKind::RoleDefinition,
+            Part::ManagedIdentities(_) => FactKind::ManagedIdentity,
+            Part::FederatedCredentials(_) => FactKind::FederatedCredential,
+            Part::Cluster { .. } => FactKind::ClusterSettings,
+        }
+    }
+
+    /// Low-cardinality name for metrics (`role_assignments`, `cluster`, …).
+    pub fn metric(&self) -> &'static str {
+        match self {
+            Part::RoleAssignments(_) => "role_assignments",
+            Part::RoleDefinitions(_) => "role_definitions",
+            Part::ManagedIdentities(_) => "managed_identities",
+            Part::FederatedCredentials(_) => "federated_credentials",
+            Part::Cluster { .. } => "cluster",
+        }
+    }
+
+    /// The subscription it belongs to.
+    pub fn subscription(&self) -> &str {
+        match self {
+            Part::RoleAssignments(s)
+            | Part::RoleDefinitions(s)
+            | Part::ManagedIdentities(s)
+            | Part::FederatedCredentials(s) => s,
+            Part::Cluster { resource_id, .. } => resource_id
+                .strip_prefix("/subscriptions/")
+                .and_then(|r| r.split('/').next())
+                .unwrap_or(""),
+        }
+    }
+}
+
+impl std::fmt::Display for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Part::RoleAssignments(s) => write!(f, "role assignments of subscription {s}"),
+            Part::RoleDefinitions(s) => write!(f, "custom role definitions of subscription {s}"),
+            Part::ManagedIdentities(s) => write!(f, "managed identities of subscription {s}"),
+            Part::FederatedCredentials(s) => {
+                write!(f, "federated credentials of subscription {s}")
+            }
+            Part::Cluster { name, .. } => write!(f, "cluster {name}"),
+        }
+    }
+}
+
+/// How a part's listing ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartOutcome {
+    /// Every page read: what it did not list was deleted.
+    Completed,
+    /// A request failed after its retries: what was listed was applied, nothing deleted.
+    Failed {
+        /// What failed, for people.
+        error: String,
+        /// The credentials or a permission were refused (401/403).
+        refused: bool,
+    },
+}
+
+/// What one part did.
+#[derive(Debug, Clone)]
+pub struct PartReport {
+    /// The part.
+    pub part: Part,
+    /// Objects listed.
+    pub listed: usize,
+    /// How the listing ended.
+    pub outcome: PartOutcome,
+    /// What its commits did to facts and findings.
+    pub stats: Stats,
+}
+
+/// What one snapshot did.
+#[derive(Debug, Clone)]
+pub struct SnapshotReport {
+    /// When the listing started: every observation's time.
+    pub at: EventTime,
+    /// Each part, in listing order.
+    pub parts: Vec<PartReport>,
+    /// ARM requests sent (retries included).
+    pub requests: u64,
+    /// Wall-clock time.
+    pub took: Duration,
+}
+
+impl SnapshotReport {
+    /// True when every part completed.
+    pub fn complete(&self) -> bool {
+        self.parts
+            .iter()
+            .all(|p| p.outcome == PartOutcome::Completed)
+    }
+
+    /// The parts that failed, with why: `role assignments of subscription … (page 3: …)`.
+    pub fn failures(&self) -> Vec<String> {
+        self.parts
+            .iter()
+            .filter_map(|p| match &p.outcome {
+                PartOutcome::Failed { error, .. } => Some(format!("{}: {error}", p.part)),
+                PartOutcome::Completed => None,
+            })
+            .collect()
+    }
+}
+
+/// A watched cluster the snapshot reads.
+#[derive(Debug, Clone)]
+pub struct ClusterTarget {
+    /// `[[clusters]] name`.
+    pub name: String,
+    /// Resource id, lower-case.
+    pub resource_id: String,
+}
+
+/// Reads ARM state of subscriptions and clusters into the store.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    client: ArmClient,
+    subscriptions: Vec<String>,
+    clusters: Vec<ClusterTarget>,
+}
+
+/// Why a snapshot stopped before its end.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The writer refused a batch (it rolled back, or it stopped).
+    #[error(transparent)]
+    Writer(#[from] WriterError),
+    /// Shutdown: what was committed stays, the rest is read at the next start.
+    #[error("cancelled by shutdown")]
+    Cancelled,
+}
+
+/// Observations of one part, flushed to the writer in chunks.
+struct Sink<'a> {
+    writer: &'a WriterHandle,
+    at: EventTime,
+    input: String,
+    buf: Vec<Observation>,
+    stats: Stats,
+    index: u64,
+}
+
+impl<'a> Sink<'a> {
+    fn new(writer: &'a WriterHandle, at: EventTime, input: String) -> Self {
+        Sink {
+            writer,
+            at,
+            input,
+            buf: Vec::new(),
+            stats: Stats::default(),
+            index: 0,
+        }
+    }
+
+    fn prov(&mut self, kind: FactKind) -> Provenance {
+        self.index += 1;
+        Provenance {
+            source: SOURCE.to_string(),
+            event_time: self.at,
+            correlation_id: None,
+            operation: format!("{OPERATION_PREFIX}{}", kind.as_str()),
+            actor: Default::default(),
+            location: Location {
+                input: self.input.clone(),
+                index: self.index - 1,
+            },
+        }
+    }
+
+    async fn push(&mut self, op: ChangeOp, kind: FactKind) -> Result<(), SnapshotError> {
+        let prov = self.prov(kind);
+        self.buf.push(Observation::immediate(op, prov));
+        if self.buf.len() >= CHUNK {
+            self.flush(Vec::new()).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self, resets: Vec<Reset>) -> Result<(), SnapshotError> {
+        if self.buf.is_empty() && resets.is_empty() {
+            return Ok(());
+        }
+        let observations = std::mem::take(&mut self.buf);
+        let span = ingest_span(SOURCE);
+        span.record("messaging.batch.message_count", observations.len());
+        let batch = Batch {
+            source: SOURCE.to_string(),
+            inputs: observations.len() as u64,
+            observations,
+            position: Some(Position::Snapshot { at: self.at }),
+            resets,
+            span,
+        };
+        let stats = self.writer.submit(batch).await?;
+        self.stats.merge(&stats);
+        Ok(())
+    }
+}
+
+impl Inventory {
+    /// An inventory of `subscriptions` and `clusters` through `client`.
+    pub fn new(
+        client: ArmClient,
+        subscriptions: Vec<String>,
+        clusters: Vec<ClusterTarget>,
+    ) -> Inventory {
+        Inventory {
+            client,
+            subscriptions,
+            clusters,
+        }
+    }
+
+    /// The client (hints share it).
+    pub fn client(&self) -> &ArmClient {
+        &self.client
+    }
+
+    /// The parts of a snapshot, in listing order.
+    pub fn parts(&self) -> Vec<Part> {
+        let mut out = Vec::new();
+        for s in &self.subscriptions {
+            out.push(Part::RoleAssignments(s.clone()));
+            out.push(Part::RoleDefinitions(s.clone()));
+            out.push(Part::ManagedIdentities(s.clone()));
+            out.push(Part::FederatedCredentials(s.clone()));
+            for c in &self.clusters {
+                let part = Part::Cluster {
+                    name: c.name.clone(),
+                    resource_id: c.resource_id.clone(),
+                };
+                if part.subscription() == s {
+                    out.push(part);
+                }
+            }
+        }
+        out
+    }
+
+    /// Reads everything once, as of now, committing as it goes. `on_part` is told each part
+    /// as it starts (readiness names what it waits for).
+    pub async fn snapshot(
+        &self,
+        writer: &WriterHandle,
+        cancel: &CancellationToken,
+        mut on_part: impl FnMut(&Part),
+    ) -> Result<SnapshotReport, SnapshotError> {
+        let started = Instant::now();
+        let requests_before = self.client.requests();
+        let at = EventTime::now();
+        tracing::info!(at = %at, subscriptions = self.subscriptions.len(), clusters = self.clusters.len(), "inventory snapshot started");
+        let mut reports: Vec<PartReport> = Vec::new();
+        let mut above_seen: HashSet<String> = HashSet::new();
+        let mut above_complete = true;
+        let mut identities: Vec<String> = Vec::new();
+        let mut identities_complete = false;
+        for part in self.parts() {
+            on_part(&part);
+            let report = match &part {
+                Part::RoleAssignments(sub) => {
+                    let r = self.role_assignments(writer, cancel, at, sub, &mut above_seen).await?;
+                    above_complete &= r.outcome == PartOutcome::Completed;
+                    r
+                }
+                Part::RoleDefinitions(sub) => self.role_definitions(writer, cancel, at, sub).await?,
+                Part::ManagedIdentities(sub) => {
+                    let (r, ids) = self.identities(writer, cancel, at, sub).await?;
+                    identities_complete = r.outcome == PartOutcome::Completed;
+                    identities = ids;
+                    r
+                }
+                Part::FederatedCredentials(sub) => {
+                    self.federated(writer, cancel, at, sub, &identities, identities_complete)
+                        .await?
+                }
+                Part::Cluster { name, resource_id } => {
+                    self.cluster(writer, cancel, at, name, resource_id).await?
+                }
+            };
+            log_part(&report);
+            reports.push(report);
+        }
+        // Assignments above the subscriptions (management groups, root) are in every
+        // subscription's list: gone only when no complete list has them.
+        if above_complete && !self.subscriptions.is_empty() {
+            let mut sink = Sink::new(writer, at, "arm:above-subscriptions".into());
+            sink.flush(vec![Reset::Snapshot(SnapshotScope {
+                kind: FactKind::RoleAssignment,
+                area: SnapshotArea::AboveSubscriptions,
+                seen: above_seen,
+                at,
+                input: "arm:above-subscriptions".into(),
+            })])
+            .await?;
+            if let Some(r) = reports
+                .iter_mut()
+                .find(|r| matches!(r.part, Part::RoleAssignments(_)))
+            {
+                r.stats.merge(&sink.stats);
+            }
+        }
+        let report = SnapshotReport {
+            at,
+            parts: reports,
+            requests: self.client.requests() - requests_before,
+            took: started.elapsed(),
+        };
+        tracing::info!(
+            at = %at,
+            complete = report.complete(),
+            requests = report.requests,
+            took_ms = report.took.as_millis() as u64,
+            "inventory snapshot finished"
+        );
+        Ok(report)
+    }
+
+    /// Lists `url` page by page into `sink`, mapping each item with `map`; `Ok(n)` when
+    /// every page was read, the part's failure otherwise.
+    async fn list_into(
+        &self,
+        sink: &mut Sink<'_>,
+        cancel: &CancellationToken,
+        part: &Part,
+        url: String,
+        mut map: impl FnMut(&Value) -> Result<Option<(ChangeOp, String)>, String>,
+        seen: &mut HashSet<String>,
+    ) -> Result<Result<usize, PartOutcome>, SnapshotError> {
+        let mut next = Some(url);
+        let mut page_no = 0usize;
+        let mut listed = 0usize;
+        let mut visited = HashSet::new();
+        while let Some(u) = next.take() {
+            page_no += 1;
+            if !visited.insert(u.clone()) {
+                return Ok(Err(failed(format!("page {page_no}: nextLink {u} repeats an earlier page"), false)));
+            }
+            let page = match self.client.page(&u, part.metric(), cancel).await {
+                Ok(p) => p,
+                Err(ArmError::Cancelled) => return Err(SnapshotError::Cancelled),
+                Err(e) => {
+                    let refused = e.refused();
+                    let e = if page_no > 1 {
+                        ArmError::Page { page: page_no, source: Box::new(e) }
+                    } else {
+                        e
+                    };
+                    return Ok(Err(failed(crate::domain::error_chain(&e), refused)));
+                }
+            };
+            for (i, item) in page.items.iter().enumerate() {
+                match map(item) {
+                    Ok(Some((op, key))) => {
+                        seen.insert(key);
+                        listed += 1;
+                        sink.push(op, part.kind()).await?;
+                    }
+                    Ok(None) => {}
+                    Err(problem) => {
+                        // An item we cannot read may be one we hold: deleting by absence
+                        // would be wrong, so the listing counts as incomplete.
+                        return Ok(Err(failed(
+                            format!("page {page_no} item {i} of {u}: {problem}"),
+                            false,
+                        )));
+                    }
+                }
+            }
+            next = page.next;
+        }
+        Ok(Ok(listed))
+    }
+
+    async fn finish(
+        &self,
+        mut sink: Sink<'_>,
+        part: Part,
+        result: Result<usize, PartOutcome>,
+        area: SnapshotArea,
+        seen: HashSet<String>,
+    ) -> Result<PartReport, SnapshotError> {
+        let at = sink.at;
+        let input = sink.input.clone();
+        let (listed, outcome, resets) = match result {
+            Ok(n) => (
+                n,
+                PartOutcome::Completed,
+                vec![Reset::Snapshot(SnapshotScope {
+                    kind: part.kind(),
+                    area,
+                    seen,
+                    at,
+                    input,
+                })],
+            ),
+            Err(outcome) => (seen.len(), outcome, Vec::new()),
+        };
+        sink.flush(resets).await?;
+        Ok(PartReport {
+            part,
+            listed,
+            outcome,
+            stats: sink.stats,
+        })
+    }
+
+    async fn role_assignments(
+        &self,
+        writer: &WriterHandle,
+        cancel: &CancellationToken,
+        at: EventTime,
+        sub: &str,
+        above: &mut HashSet<String>,
+    ) -> Result<PartReport, SnapshotError> {
+        let part = Part::RoleAssignments(sub.to_string());
+        let url = self.client.url(&format!(
+            "/subscriptions/{sub}/providers/Microsoft.Authorization/roleAssignments?api-version={AUTHORIZATION_API}"
+        ));
+        let mut sink = Sink::new(writer, at, format!("arm:/subscriptions/{sub}/roleAssignments"));
+        let mut seen = HashSet::new();
+        let result = self
+            .list_into(&mut sink, cancel, &part, url, |item| {
+                let (op, key) = upsert_of(AzureOp::RoleAssignmentWrite, item)?;
+                Ok(Some((op, key)))
+            }, &mut seen)
+            .await?;
+        above.extend(seen.iter().filter(|k| !k.starts_with("/subscriptions/")).cloned());
+        self.finish(sink, part, result, SnapshotArea::Subscription(sub.to_string()), seen)
+            .await
+    }
+
+    async fn role_definitions(
+        &self,
+        writer: &WriterHandle,
+        cancel: &CancellationToken,
+        at: EventTime,
+        sub: &str,
+    ) -> Result<PartReport, SnapshotError> {
+        let part = Part::RoleDefinitions(sub.to_string());
+        let url = self.client.url(&format!(
+            "/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions?api-version={AUTHORIZATION_API}&$filter=type%20eq%20'CustomRole'"
+        ));
+        let mut sink = Sink::new(writer, at, format!("arm:/subscriptions/{sub}/roleDefinitions"));
+        let mut seen = HashSet::new();
+        let result = self
+            .list_into(&mut sink, cancel, &part, url, |item| {
+                // The filter asks for custom roles; a server that ignores it must not turn
+                // the built-ins into "unapproved custom roles".
+                let ty = item.pointer("/properties/type").and_then(Value::as_str).unwrap_or("CustomRole");
+                if !ty.eq_ignore_ascii_case("CustomRole") {
+                    return Ok(None);
+                }
+                upsert_of(AzureOp::RoleDefinitionWrite, item).map(Some)
+            }, &mut seen)
+            .await?;
+        self.finish(sink, part, result, SnapshotArea::Subscription(sub.to_string()), seen)
+            .await
+    }
+
+    async fn identities(
+        &self,
+        writer: &WriterHandle,
+        cancel: &CancellationToken,
+        at: EventTime,
+        sub: &str,
+    ) -> Result<(PartReport, Vec<String>), SnapshotError> {
+        let part = Part::ManagedIdentities(sub.to_string());
+        let url = self.client.url(&format!(
+            "/subscriptions/{sub}/providers/Microsoft.ManagedIdentity/userAssignedIdentities?api-version={IDENTITY_API}"
+        ));
+        let mut sink = Sink::new(writer, at, format!("arm:/subscriptions/{sub}/userAssignedIdentities"));
+        let mut seen = HashSet::new();
+        let mut ids = Vec::new();
+        let result = self
+            .list_into(&mut sink, cancel, &part, url, |item| {
+                let r = upsert_of(AzureOp::IdentityWrite, item)?;
+                if let Some(id) = item.get("id").and_then(Value::as_str) {
+                    ids.push(id.to_string());
+                }
+                Ok(Some(r))
+            }, &mut seen)
+            .await?;
+        let report = self
+            .finish(sink, part, result, SnapshotArea::Subscription(sub.to_string()), seen)
+            .await?;
+        Ok((report, ids))
+    }
+
+    async fn federated(
+        &self,
+        writer: &WriterHandle,
+        cancel: &CancellationToken,
+        at: EventTime,
+        sub: &str,
+        identities: &[String],
+        identities_complete: bool,
+    ) -> Result<PartReport, SnapshotError> {
+        let part = Part::FederatedCredentials(sub.to_string());
+        let mut sink = Sink::new(writer, at, format!("arm:/subscriptions/{sub}/federatedIdentityCredentials"));
+        let mut seen = HashSet::new();
+        let mut failure: Option<PartOutcome> = (!identities_complete).then(|| {
+            failed("the identities were not all listed, so their credentials cannot be".into(), false)
+        });
+        let mut listed = 0usize;
+        // Each identity's list is read whole (they are short: at most 20 per identity), a
+        // few at once, then mapped in order.
+        let mut lists = futures::stream::iter(identities.iter().cloned())
+            .map(|id| async move {
+                let url = format!(
+                    "{}{}/federatedIdentityCredentials?api-version={IDENTITY_API}",
+                    self.client.endpoint().trim_end_matches('/'),
+                    id
+                );
+                let mut items = Vec::new();
+                let r = self
+                    .client
+                    .list(&url, "federated_credentials", cancel, |page| items.extend(page))
+                    .await;
+                (id, r.map(|_| items))
+            })
+            .buffered(FIC_CONCURRENCY);
+        while let Some((id, r)) = lists.next().await {
+            match r {
+                Ok(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        match upsert_of(AzureOp::FederatedCredentialWrite, item) {
+                            Ok((op, key)) => {
+                                seen.insert(key);
+                                listed += 1;
+                                sink.push(op, part.kind()).await?;
+                            }
+                            Err(p) => {
+                                failure.get_or_insert(failed(format!("{id} item {i}: {p}"), false));
+                            }
+                        }
+                    }
+                }
+                Err(ArmError::Cancelled) => return Err(SnapshotError::Cancelled),
+                // The identity was deleted between the two lists: it has no credentials.
+                Err(e) if e.is_not_found() => {}
+                Err(e) => {
+                    let refused = e.refused();
+                    failure.get_or_insert(failed(
+                        format!("{id}: {}", crate::domain::error_chain(&e)),
+                        refused,
+                    ));
+                }
+            }
+        }
+        drop(lists);
+        let result = match failure {
+            Some(f) => Err(f),
+            None => Ok(listed),
+        };
+        self.finish(sink, part, result, SnapshotArea::Subscription(sub.to_string()), seen)
+            .await
+    }
+
+    async fn cluster(
+        &self,
+        writer: &WriterHandle,
+        cancel: &CancellationToken,
+        at: EventTime,
+        name: &str,
+        resource_id: &str,
+    ) -> Result<PartReport, SnapshotError> {
+        let part = Part::Cluster {
+            name: name.to_string(),
+            resource_id: resource_id.to_string(),
+        };
+        let mut sink = Sink::new(writer, at, format!("arm:{resource_id}"));
+        let url = self.client.url(&format!("{resource_id}?api-version={CLUSTER_API}"));
+        let (listed, outcome) = match self.client.get(&url, part.metric(), cancel).await {
+            Ok(body) => match map::candidate(AzureOp::ClusterWrite, resource_id, Some(&body)) {
+                Some(op) => {
+                    sink.push(op, FactKind::ClusterSettings).await?;
+                    (1, PartOutcome::Completed)
+                }
+                None => (0, failed(format!("{url}: the response has no `properties`"), false)),
+            },
+            Err(e) if e.is_not_found() => {
+                let op = ChangeOp::Delete {
+                    kind: FactKind::ClusterSettings,
+                    target: FactRef::Key(map::cluster_id(resource_id)),
+                };
+                sink.push(op, FactKind::ClusterSettings).await?;
+                (0, PartOutcome::Completed)
+            }
+            Err(ArmError::Cancelled) => return Err(SnapshotError::Cancelled),
+            Err(e) => {
+                let refused = e.refused();
+                (0, failed(crate::domain::error_chain(&e), refused))
+            }
+        };
+        sink.flush(Vec::new()).await?;
+        Ok(PartReport {
+            part,
+            listed,
+            outcome,
+            stats: sink.stats,
+        })
+    }
+}
+
+fn failed(error: String, refused: bool) -> PartOutcome {
+    PartOutcome::Failed { error, refused }
+}
+
+/// The upsert an ARM object implies, with its fact key; an error names what is missing.
+pub fn upsert_of(op: AzureOp, item: &Value) -> Result<(ChangeOp, String), String> {
+    let id = item
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or("no `id`")?;
+    match map::candidate(op, id, Some(item)) {
+        Some(ChangeOp::Upsert(f)) => {
+            let key = f.key.clone();
+            Ok((ChangeOp::Upsert(f), key))
+        }
+        _ => Err(format!(
+            "{} has no usable `properties` for {}",
+            canonical_id(id),
+            op.as_str()
+        )),
+    }
+}
+
+fn log_part(r: &PartReport) {
+    let outcome = match &r.outcome {
+        PartOutcome::Completed => "completed",
+        PartOutcome::Failed { .. } => "failed",
+    };
+    crate::metrics::global().inventory_part(r.part.metric(), outcome);
+    match &r.outcome {
+        PartOutcome::Completed => tracing::info!(
+            part = %r.part,
+            listed = r.listed,
+            added = r.stats.added,
+            changed = r.stats.changed,
+            removed = r.stats.removed,
+            "inventory part listed"
+        ),
+        PartOutcome::Failed { error, refused } => tracing::error!(
+            part = %r.part,
+            listed = r.listed,
+            refused,
+            error = %error,
+            "inventory part incomplete: what it listed was applied, nothing was deleted"
+        ),
+    }
+}
