@@ -118,6 +118,7 @@ pub fn finding_json(f: &Finding) -> Value {
         // The trace of the batch that opened it (null when traces were not exported).
         "trace_id": f.trace_id,
         "trace_span_id": f.trace_span_id,
+        "seen_by_inventory": f.seen_by_inventory().map(|t| t.to_string()),
     })
 }
 
