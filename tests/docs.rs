@@ -156,6 +156,7 @@ fn every_configuration_key_has_an_entry_in_configuration_md() {
         "role_names",
         "kubernetes",
         "eventhubs",
+        "azure",
         "server",
         "rules",
         "exceptions",
