@@ -16,6 +16,7 @@ use std::time::Duration;
 
 const SUB: &str = "00000000-0000-0000-0000-000000000001";
 const MALLORY: &str = "eeeeeeee-0000-0000-0000-00000000000e";
+const CAROL: &str = "cccccccc-0000-0000-0000-00000000000c";
 
 fn cluster_id() -> String {
     format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks-prod")
@@ -160,10 +161,17 @@ fn day_one_inventory_then_baseline_then_drift_seen_by_the_inventory() {
     assert!(env.findings().iter().all(|f| f["status"] != "open"), "{:?}", env.findings());
 
     // Someone grants Owner while accessdrift runs; the next snapshot sees it.
-    env.arm.edit_assignments(SUB, |v| v.push(assignment(SUB, "ra-owner", "", MALLORY, OWNER)));
+    env.arm.edit_assignments(SUB, |v| {
+        v.push(assignment(SUB, "ra-owner", "", MALLORY, OWNER));
+        v.push(assignment(SUB, "ra-custom", "", CAROL, "11111111-2222-3333-4444-555555555555"));
+    });
     let (code, r, err) = env.inventory();
     assert_eq!(code, 0, "{err}");
-    assert_eq!(part(&r, "role_assignment")["added"], 1, "{r}");
+    assert_eq!(part(&r, "role_assignment")["added"], 2, "{r}");
+    // The custom role's name came from its definition in ARM, not from [role_names].
+    let findings = env.findings();
+    let custom = open_drift(&findings, CAROL).unwrap_or_else(|| panic!("{findings:?}"));
+    assert!(custom["title"].as_str().unwrap().contains("AKS Credential Reader"), "{custom}");
     let findings = env.findings();
     let f = open_drift(&findings, MALLORY).unwrap_or_else(|| panic!("{findings:?}"));
     assert_eq!(f["severity"], "critical", "{f}");

@@ -30,7 +30,9 @@ pub enum PipelineError {
 /// Runs batches against a store with a configuration.
 pub struct Pipeline<'a> {
     store: &'a mut Store,
-    config: &'a Config,
+    /// The configuration, plus the names of custom roles the store has seen (from the
+    /// inventory or the Activity Log), so titles name them without `[role_names]`.
+    config: std::borrow::Cow<'a, Config>,
     sinks: Vec<String>,
     batches: u64,
     crash: Option<CrashPoint>,
@@ -40,6 +42,13 @@ pub struct Pipeline<'a> {
 impl<'a> Pipeline<'a> {
     /// A pipeline that queues alerts for the named sinks.
     pub fn new(store: &'a mut Store, config: &'a Config, sinks: Vec<String>) -> Self {
+        let mut config = std::borrow::Cow::Borrowed(config);
+        // A store that cannot be read here fails again, with its error, on the first batch.
+        if let Ok(defs) = store.read().and_then(|tx| tx.facts_of_kind(FactKind::RoleDefinition)) {
+            for (key, value) in defs {
+                learn_role_name(&mut config, &key, &value);
+            }
+        }
         Pipeline {
             store,
             config,
@@ -68,6 +77,13 @@ impl<'a> Pipeline<'a> {
         checkpoint: Option<(&str, &Checkpoint)>,
     ) -> Result<Stats, PipelineError> {
         self.batches += 1;
+        for obs in &batch {
+            if let Some(ChangeOp::Upsert(f)) = &obs.candidate {
+                if f.kind == FactKind::RoleDefinition {
+                    learn_role_name(&mut self.config, &f.key, &f.value);
+                }
+            }
+        }
         // `evaluate`: the changes applied to the state and judged (drift, rules), inside the
         // caller's transaction span (`apply` in the daemon, `replay_file` in a replay).
         let span = tracing::info_span!(
@@ -76,7 +92,7 @@ impl<'a> Pipeline<'a> {
             batch.number = self.batches
         );
         let _guard = span.enter();
-        let config = self.config;
+        let config: &Config = &self.config;
         let sinks = self.sinks.clone();
         let crash = self.crash.clone();
         let batch_no = self.batches;
@@ -134,6 +150,19 @@ impl<'a> Pipeline<'a> {
         maybe_crash("after_commit");
         Ok(stats)
     }
+}
+
+/// Adds the display name of a custom role definition fact (`role_name` of its value) unless
+/// `[role_names]` names that GUID already: the configuration wins.
+fn learn_role_name(config: &mut std::borrow::Cow<'_, Config>, key: &str, value: &Value) {
+    let Some(name) = value.get("role_name").and_then(Value::as_str) else {
+        return;
+    };
+    let guid = crate::config::roles::role_guid(key);
+    if name.is_empty() || config.role_names.keys().any(|g| g.eq_ignore_ascii_case(&guid)) {
+        return;
+    }
+    config.to_mut().role_names.insert(guid, name.to_string());
 }
 
 /// What every evaluation step of one transaction shares: the transaction, the configuration,

@@ -112,6 +112,22 @@ impl Tx<'_> {
         Ok(out)
     }
 
+    /// Live facts of one kind: (key, value).
+    pub fn facts_of_kind(&self, kind: FactKind) -> Result<Vec<(String, Value)>> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT key, value FROM facts WHERE kind = ?1 AND value IS NOT NULL",
+        )?;
+        let rows = stmt.query_map([kind.as_str()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (key, v) = r?;
+            out.push((key.clone(), json_col("facts", &key, &v)?));
+        }
+        Ok(out)
+    }
+
     /// Applies an upsert if it is the latest write for its key.
     pub fn upsert_fact(&self, fact: &Fact, prov: &Provenance) -> Result<FactApply> {
         let new_text = fact.value.to_string();
