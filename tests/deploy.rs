@@ -343,6 +343,7 @@ fn azure_bicep_streams_the_activity_log_and_grants_receive_only() {
         [
             "Microsoft.Resources/resourceGroups",
             "Microsoft.Insights/diagnosticSettings",
+            "Microsoft.Authorization/roleAssignments",
             "Microsoft.EventHub/namespaces",
             "Microsoft.EventHub/namespaces/eventhubs",
             "Microsoft.EventHub/namespaces/eventhubs/consumergroups",
@@ -352,9 +353,11 @@ fn azure_bicep_streams_the_activity_log_and_grants_receive_only() {
             "Microsoft.Authorization/roleAssignments",
         ]
     );
-    // One role assignment: Azure Event Hubs Data Receiver, scoped to the hub. No other role id.
+    // Two role assignments: Azure Event Hubs Data Receiver scoped to the hub, and Reader on
+    // the subscription (the inventory). No other role id: nothing that can write.
     assert!(hub.contains("var dataReceiverRoleId = 'a638d3c7-ab3a-418d-83e6-5f17a39d4fde'"));
     assert!(hub.contains("scope: hub\n"));
+    assert!(main.contains("var readerRoleId = 'acdd72a7-3385-48ef-bd42-f606fba81ae7'"));
     let guid_like = |t: &str| {
         t.split(|c: char| !(c.is_ascii_hexdigit() || c == '-'))
             .filter(|w| w.len() == 36 && w.matches('-').count() == 4)
@@ -365,8 +368,11 @@ fn azure_bicep_streams_the_activity_log_and_grants_receive_only() {
     ids.extend(guid_like(&hub));
     assert_eq!(
         ids,
-        ["a638d3c7-ab3a-418d-83e6-5f17a39d4fde"],
-        "only the receiver role"
+        [
+            "acdd72a7-3385-48ef-bd42-f606fba81ae7",
+            "a638d3c7-ab3a-418d-83e6-5f17a39d4fde"
+        ],
+        "only Reader and the receiver role"
     );
     // The Administrative category only, to the hub the daemon reads.
     assert!(main.contains("category: 'Administrative'"));

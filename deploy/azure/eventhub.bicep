@@ -84,4 +84,5 @@ resource receiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 
 output diagnosticsRuleId string = diagnosticsRule.id
 output clientId string = identity.properties.clientId
+output principalId string = identity.properties.principalId
 output namespaceHost string = '${ns.name}.servicebus.windows.net'

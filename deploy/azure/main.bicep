@@ -70,6 +70,20 @@ resource activityLog 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' 
   }
 }
 
+// Reader on the subscription, for the inventory (`[azure]`): it lists role assignments, custom
+// role definitions, user-assigned identities and their federated credentials, and reads the
+// managed cluster. Read-only; repeat it for every subscription listed in `[azure] subscriptions`.
+var readerRoleId = 'acdd72a7-3385-48ef-bd42-f606fba81ae7'
+
+resource inventoryReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(subscription().id, readerRoleId, 'accessdrift-inventory')
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', readerRoleId)
+    principalId: hub.outputs.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
 output clientId string = hub.outputs.clientId
 output tenantId string = tenant().tenantId
 output eventHubsNamespace string = hub.outputs.namespaceHost
