@@ -80,19 +80,38 @@ fn main() {
         (0..assignments)
             .map(|i| {
                 let scope = format!("/subscriptions/{SUB}/resourceGroups/rg-{}", i % 300);
-                assignment(SUB, &format!("ra-{i:06}"), &scope, &format!("{:08x}-0000-4000-8000-{:012x}", i, i % 7919), READER)
+                assignment(
+                    SUB,
+                    &format!("ra-{i:06}"),
+                    &scope,
+                    &format!("{:08x}-0000-4000-8000-{:012x}", i, i % 7919),
+                    READER,
+                )
             })
             .collect(),
     );
     let ids: Vec<Value> = (0..identities)
-        .map(|i| identity(SUB, &format!("id-{i:05}"), &format!("{:08x}-1111-4000-8000-000000000000", i)))
+        .map(|i| {
+            identity(
+                SUB,
+                &format!("id-{i:05}"),
+                &format!("{:08x}-1111-4000-8000-000000000000", i),
+            )
+        })
         .collect();
     for id in &ids {
         let iid = id["id"].as_str().unwrap();
         arm.set_fics(
             iid,
             (0..2)
-                .map(|j| fic(iid, &format!("fic-{j}"), "https://westeurope.oic.prod-aks.azure.com/tenant/issuer/", &format!("system:serviceaccount:ns-{j}:sa")))
+                .map(|j| {
+                    fic(
+                        iid,
+                        &format!("fic-{j}"),
+                        "https://westeurope.oic.prod-aks.azure.com/tenant/issuer/",
+                        &format!("system:serviceaccount:ns-{j}:sa"),
+                    )
+                })
                 .collect(),
         );
     }
@@ -110,7 +129,14 @@ fn main() {
     .unwrap();
     let env = arm.identity_env();
     let (cfg_s, db_s) = (cfg.display().to_string(), db.display().to_string());
-    let inventory = ["inventory", "--json", "--config", cfg_s.as_str(), "--db", db_s.as_str()];
+    let inventory = [
+        "inventory",
+        "--json",
+        "--config",
+        cfg_s.as_str(),
+        "--db",
+        db_s.as_str(),
+    ];
     println!(
         "inventory bench: {assignments} role assignments in {} pages, {identities} identities with {} federated credentials",
         assignments.div_ceil(100),
@@ -144,6 +170,10 @@ fn main() {
         (assignments + identities * 3) as f64 / t1.as_secs_f64(),
         (assignments + identities * 3) as f64 / t2.as_secs_f64()
     );
-    assert_eq!((changed, opened), (0, 0), "an unchanged snapshot changed something: {out2}");
+    assert_eq!(
+        (changed, opened),
+        (0, 0),
+        "an unchanged snapshot changed something: {out2}"
+    );
     let _ = Path::new(&db_s);
 }

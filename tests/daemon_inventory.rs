@@ -36,7 +36,20 @@ struct Env {
 impl Env {
     fn new() -> Env {
         let arm = ArmServer::start(50);
-        arm.set_assignments(SUB, (0..3).map(|i| assignment(SUB, &format!("ra-{i}"), "", &format!("{:08x}-0000-0000-0000-000000000000", i + 1), READER)).collect());
+        arm.set_assignments(
+            SUB,
+            (0..3)
+                .map(|i| {
+                    assignment(
+                        SUB,
+                        &format!("ra-{i}"),
+                        "",
+                        &format!("{:08x}-0000-0000-0000-000000000000", i + 1),
+                        READER,
+                    )
+                })
+                .collect(),
+        );
         arm.set_cluster(&cluster_id(), Some(cluster(&cluster_id(), true, &[])));
         Env {
             arm,
@@ -78,7 +91,11 @@ impl Env {
             c.env(k, v);
         }
         let o = c.env_remove("RUST_LOG").output().unwrap();
-        (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
     }
 }
 
@@ -94,15 +111,28 @@ fn readiness_waits_for_a_complete_snapshot_and_names_the_refused_part() {
         let why = body["not_ready"]["inventory"].as_str()?.to_string();
         (code == 503 && why.contains("roleDefinitions/read")).then_some(body)
     });
-    assert!(body["not_ready"]["inventory"].as_str().unwrap().contains("custom role definitions"), "{body}");
+    assert!(
+        body["not_ready"]["inventory"]
+            .as_str()
+            .unwrap()
+            .contains("custom role definitions"),
+        "{body}"
+    );
     // The other parts went on: the assignments are in the store.
     let mut store = accessdrift::store::Store::open_read_only(&env.db()).unwrap();
-    let n = store.read().unwrap().facts().unwrap().iter().filter(|f| f.kind.as_str() == "role_assignment").count();
+    let n = store
+        .read()
+        .unwrap()
+        .facts()
+        .unwrap()
+        .iter()
+        .filter(|f| f.kind.as_str() == "role_assignment")
+        .count();
     assert_eq!(n, 3);
     drop(store);
     // Granted: the next try completes and the daemon is ready.
     env.arm.clear_faults();
-    drop(d.terminate(Duration::from_secs(10)));
+    assert!(d.terminate(Duration::from_secs(10)).success());
     let mut d = env.start("");
     d.wait_ready(LIMIT);
     assert!(d.terminate(Duration::from_secs(10)).success());
@@ -116,11 +146,21 @@ fn sigterm_during_a_hung_arm_request_exits_cleanly_within_ten_seconds() {
     env.arm.fault(f);
     let mut d = env.start("");
     wait_for("the daemon to ask ARM for role assignments", LIMIT, || {
-        env.arm.seen().iter().any(|s| s.uri.to_ascii_lowercase().contains("roleassignments")).then_some(())
+        env.arm
+            .seen()
+            .iter()
+            .any(|s| s.uri.to_ascii_lowercase().contains("roleassignments"))
+            .then_some(())
     });
     let (code, body) = d.readyz().unwrap();
     assert_eq!(code, 503, "{body}");
-    assert!(body["not_ready"]["inventory"].as_str().unwrap_or("").contains("role assignments"), "{body}");
+    assert!(
+        body["not_ready"]["inventory"]
+            .as_str()
+            .unwrap_or("")
+            .contains("role assignments"),
+        "{body}"
+    );
     let started = Instant::now();
     let st = d.terminate(Duration::from_secs(10));
     assert!(st.success(), "{st:?}\n{}", d.stderr());
@@ -150,8 +190,11 @@ fn a_bodyless_cluster_write_makes_the_daemon_read_the_cluster_and_keeps_the_auth
     d.wait_ready(LIMIT);
 
     // Someone turns local accounts back on; the Activity Log says so without a body.
-    env.arm.set_cluster(&cluster_id(), Some(cluster(&cluster_id(), false, &[])));
-    let t = accessdrift::domain::EventTime::now().add_nanos(-30_000_000_000).to_string();
+    env.arm
+        .set_cluster(&cluster_id(), Some(cluster(&cluster_id(), false, &[])));
+    let t = accessdrift::domain::EventTime::now()
+        .add_nanos(-30_000_000_000)
+        .to_string();
     let op = "Microsoft.ContainerService/managedClusters/write";
     let start = Rec::new(op, &cluster_id(), "Start", "corr-local", &t);
     let success = Rec::new(op, &cluster_id(), "Success", "corr-local", &t);
@@ -160,13 +203,22 @@ fn a_bodyless_cluster_write_makes_the_daemon_read_the_cluster_and_keeps_the_auth
     let f = wait_for("a finding from the ARM read", LIMIT, || {
         let (_, out, _) = cli(&["findings", "--db", &db, "--json"]);
         let v: Vec<Value> = serde_json::from_str(&out).ok()?;
-        v.into_iter().find(|f| f["kind"] == "drift" && f["fact_kind"] == "cluster_settings")
+        v.into_iter()
+            .find(|f| f["kind"] == "drift" && f["fact_kind"] == "cluster_settings")
     });
     assert_eq!(f["actual"]["disable_local_accounts"], false, "{f}");
     assert_eq!(f["actor"]["upn"], "mallory@contoso.com", "{f}");
     assert_eq!(f["correlation_id"], "corr-local", "{f}");
     assert!(
-        env.arm.seen().iter().filter(|s| s.uri.to_ascii_lowercase().contains("managedclusters/aks-prod")).count() >= 3,
+        env.arm
+            .seen()
+            .iter()
+            .filter(|s| s
+                .uri
+                .to_ascii_lowercase()
+                .contains("managedclusters/aks-prod"))
+            .count()
+            >= 3,
         "inventory + daemon snapshot + hint GET"
     );
     assert!(d.terminate(Duration::from_secs(10)).success());

@@ -7,7 +7,9 @@
 mod arm_server;
 mod common;
 
-use arm_server::{assignment, cluster, custom_role, fic, identity, ArmServer, Fault, OWNER, READER};
+use arm_server::{
+    assignment, cluster, custom_role, fic, identity, ArmServer, Fault, OWNER, READER,
+};
 use common::{envelope, Rec};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -35,18 +37,46 @@ impl Env {
         arm.set_assignments(
             SUB,
             (0..n)
-                .map(|i| assignment(SUB, &format!("ra-{i:03}"), "", &format!("{:08x}-0000-0000-0000-000000000000", i + 1), READER))
+                .map(|i| {
+                    assignment(
+                        SUB,
+                        &format!("ra-{i:03}"),
+                        "",
+                        &format!("{:08x}-0000-0000-0000-000000000000", i + 1),
+                        READER,
+                    )
+                })
                 .collect(),
         );
         arm.set_role_definitions(
             SUB,
-            vec![custom_role(SUB, "11111111-2222-3333-4444-555555555555", "AKS Credential Reader", &["Microsoft.ContainerService/managedClusters/listClusterUserCredential/action"])],
+            vec![custom_role(
+                SUB,
+                "11111111-2222-3333-4444-555555555555",
+                "AKS Credential Reader",
+                &["Microsoft.ContainerService/managedClusters/listClusterUserCredential/action"],
+            )],
         );
         let id = identity(SUB, "payments-api", "25cc773c-7f05-40fc-a104-32d2300754ad");
         let id_id = id["id"].as_str().unwrap().to_string();
         arm.set_identities(SUB, vec![id]);
-        arm.set_fics(&id_id, vec![fic(&id_id, "payments", "https://westeurope.oic.prod-aks.azure.com/tenant/issuer/", "system:serviceaccount:payments:api")]);
-        arm.set_cluster(&cluster_id(), Some(cluster(&cluster_id(), true, &["99999999-0000-0000-0000-000000000001"])));
+        arm.set_fics(
+            &id_id,
+            vec![fic(
+                &id_id,
+                "payments",
+                "https://westeurope.oic.prod-aks.azure.com/tenant/issuer/",
+                "system:serviceaccount:payments:api",
+            )],
+        );
+        arm.set_cluster(
+            &cluster_id(),
+            Some(cluster(
+                &cluster_id(),
+                true,
+                &["99999999-0000-0000-0000-000000000001"],
+            )),
+        );
         Env {
             arm,
             dir: tempfile::tempdir().unwrap(),
@@ -150,7 +180,10 @@ fn day_one_inventory_then_baseline_then_drift_seen_by_the_inventory() {
     // Five assignments in pages of two: three pages, each asked for with the bearer token
     // the real ManagedIdentityCredential got from the token endpoint.
     let seen = env.arm.seen();
-    let ra_pages: Vec<_> = seen.iter().filter(|s| s.uri.to_ascii_lowercase().contains("roleassignments")).collect();
+    let ra_pages: Vec<_> = seen
+        .iter()
+        .filter(|s| s.uri.to_ascii_lowercase().contains("roleassignments"))
+        .collect();
     assert_eq!(ra_pages.len(), 3, "{seen:?}");
     assert!(seen.iter().all(|s| s.authorized), "{seen:?}");
     assert!(env.arm.tokens_issued() >= 1);
@@ -158,12 +191,22 @@ fn day_one_inventory_then_baseline_then_drift_seen_by_the_inventory() {
     env.capture();
     // The cluster's OIDC issuer came from ARM: the federated credential trusts a watched
     // cluster, so no "foreign issuer" finding.
-    assert!(env.findings().iter().all(|f| f["status"] != "open"), "{:?}", env.findings());
+    assert!(
+        env.findings().iter().all(|f| f["status"] != "open"),
+        "{:?}",
+        env.findings()
+    );
 
     // Someone grants Owner while accessdrift runs; the next snapshot sees it.
     env.arm.edit_assignments(SUB, |v| {
         v.push(assignment(SUB, "ra-owner", "", MALLORY, OWNER));
-        v.push(assignment(SUB, "ra-custom", "", CAROL, "11111111-2222-3333-4444-555555555555"));
+        v.push(assignment(
+            SUB,
+            "ra-custom",
+            "",
+            CAROL,
+            "11111111-2222-3333-4444-555555555555",
+        ));
     });
     let (code, r, err) = env.inventory();
     assert_eq!(code, 0, "{err}");
@@ -171,12 +214,26 @@ fn day_one_inventory_then_baseline_then_drift_seen_by_the_inventory() {
     // The custom role's name came from its definition in ARM, not from [role_names].
     let findings = env.findings();
     let custom = open_drift(&findings, CAROL).unwrap_or_else(|| panic!("{findings:?}"));
-    assert!(custom["title"].as_str().unwrap().contains("AKS Credential Reader"), "{custom}");
+    assert!(
+        custom["title"]
+            .as_str()
+            .unwrap()
+            .contains("AKS Credential Reader"),
+        "{custom}"
+    );
     let findings = env.findings();
     let f = open_drift(&findings, MALLORY).unwrap_or_else(|| panic!("{findings:?}"));
     assert_eq!(f["severity"], "critical", "{f}");
-    assert!(f["actor"]["upn"].is_null() && f["actor"]["object_id"].is_null(), "{f}");
-    assert!(f["seen_by_inventory"].as_str().is_some_and(|t| t.starts_with("20")), "{f}");
+    assert!(
+        f["actor"]["upn"].is_null() && f["actor"]["object_id"].is_null(),
+        "{f}"
+    );
+    assert!(
+        f["seen_by_inventory"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("20")),
+        "{f}"
+    );
     let table = env.run(&["findings"]);
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(table.contains("(seen by inventory, 20"), "{table}");
@@ -185,7 +242,16 @@ fn day_one_inventory_then_baseline_then_drift_seen_by_the_inventory() {
     let (code, r, _) = env.inventory();
     assert_eq!(code, 0);
     for p in r["parts"].as_array().unwrap() {
-        assert_eq!((p["added"].as_u64(), p["changed"].as_u64(), p["removed"].as_u64(), p["findings_opened"].as_u64()), (Some(0), Some(0), Some(0), Some(0)), "{p}");
+        assert_eq!(
+            (
+                p["added"].as_u64(),
+                p["changed"].as_u64(),
+                p["removed"].as_u64(),
+                p["findings_opened"].as_u64()
+            ),
+            (Some(0), Some(0), Some(0), Some(0)),
+            "{p}"
+        );
     }
 }
 
@@ -216,21 +282,36 @@ fn an_older_event_does_not_resurrect_and_a_newer_one_wins() {
     assert_eq!(env.inventory().0, 0);
     env.capture();
     // Removed in Azure: the snapshot deletes it as of its start.
-    env.arm.edit_assignments(SUB, |v| v.retain(|a| a["name"] != "ra-000"));
+    env.arm
+        .edit_assignments(SUB, |v| v.retain(|a| a["name"] != "ra-000"));
     assert_eq!(env.inventory().0, 0);
     assert!(!env.live_fact("role_assignment", "00000001-0000"));
     // The Activity Log's write of it, an hour old, arrives now: it does not bring it back.
     let old = (chrono_like_now(-3600), chrono_like_now(60));
-    let ra0 = format!("/subscriptions/{SUB}/providers/Microsoft.Authorization/roleAssignments/ra-000");
+    let ra0 =
+        format!("/subscriptions/{SUB}/providers/Microsoft.Authorization/roleAssignments/ra-000");
     let write = Rec::new("Microsoft.Authorization/roleAssignments/write", &ra0, "Success", "c-old", &old.0)
         .request(serde_json::json!({"properties": {"roleDefinitionId": format!("/providers/Microsoft.Authorization/roleDefinitions/{READER}"), "principalId": "00000001-0000-0000-0000-000000000000", "scope": format!("/subscriptions/{SUB}")}}));
     env.replay(&[envelope(&[&write])]);
-    assert!(!env.live_fact("role_assignment", "00000001-0000"), "an older write resurrected a fact the snapshot deleted");
+    assert!(
+        !env.live_fact("role_assignment", "00000001-0000"),
+        "an older write resurrected a fact the snapshot deleted"
+    );
     // A delete newer than the snapshot wins over what it listed.
-    let ra1 = format!("/subscriptions/{SUB}/providers/Microsoft.Authorization/roleAssignments/ra-001");
-    let del = Rec::new("Microsoft.Authorization/roleAssignments/delete", &ra1, "Success", "c-new", &old.1);
+    let ra1 =
+        format!("/subscriptions/{SUB}/providers/Microsoft.Authorization/roleAssignments/ra-001");
+    let del = Rec::new(
+        "Microsoft.Authorization/roleAssignments/delete",
+        &ra1,
+        "Success",
+        "c-new",
+        &old.1,
+    );
     env.replay(&[envelope(&[&del])]);
-    assert!(!env.live_fact("role_assignment", "00000002-0000"), "a newer delete lost to the snapshot");
+    assert!(
+        !env.live_fact("role_assignment", "00000002-0000"),
+        "a newer delete lost to the snapshot"
+    );
     assert!(env.live_fact("role_assignment", "00000003-0000"));
 }
 
@@ -239,18 +320,37 @@ fn a_late_activity_log_record_says_who_made_the_change_the_snapshot_saw() {
     let env = Env::new(10, 1);
     assert_eq!(env.inventory().0, 0);
     env.capture();
-    env.arm.edit_assignments(SUB, |v| v.push(assignment(SUB, "ra-owner", "", MALLORY, OWNER)));
+    env.arm.edit_assignments(SUB, |v| {
+        v.push(assignment(SUB, "ra-owner", "", MALLORY, OWNER))
+    });
     assert_eq!(env.inventory().0, 0);
     // The record of that grant, made five minutes before the snapshot, arrives after it.
-    let id = format!("/subscriptions/{SUB}/providers/Microsoft.Authorization/roleAssignments/ra-owner");
+    let id =
+        format!("/subscriptions/{SUB}/providers/Microsoft.Authorization/roleAssignments/ra-owner");
     let body = serde_json::json!({"properties": {"roleDefinitionId": format!("/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{OWNER}"), "principalId": MALLORY, "scope": format!("/subscriptions/{SUB}")}});
     let t = chrono_like_now(-300);
-    let start = Rec::new("Microsoft.Authorization/roleAssignments/write", &id, "Start", "corr-owner", &t).request(body);
-    let success = Rec::new("Microsoft.Authorization/roleAssignments/write", &id, "Success", "corr-owner", &t);
+    let start = Rec::new(
+        "Microsoft.Authorization/roleAssignments/write",
+        &id,
+        "Start",
+        "corr-owner",
+        &t,
+    )
+    .request(body);
+    let success = Rec::new(
+        "Microsoft.Authorization/roleAssignments/write",
+        &id,
+        "Success",
+        "corr-owner",
+        &t,
+    );
     env.replay(&[envelope(&[&start, &success])]);
     let findings = env.findings();
     let f = open_drift(&findings, MALLORY).unwrap_or_else(|| panic!("{findings:?}"));
-    assert!(f["actor"]["upn"].as_str().is_some_and(|u| u.contains('@')), "{f}");
+    assert!(
+        f["actor"]["upn"].as_str().is_some_and(|u| u.contains('@')),
+        "{f}"
+    );
     assert_eq!(f["correlation_id"], "corr-owner", "{f}");
     // The alert that says who: queued as `attributed` after the `opened` one.
     let o = env.run(&["outbox", "--json"]);
@@ -260,7 +360,12 @@ fn a_late_activity_log_record_says_who_made_the_change_the_snapshot_saw() {
     let before = out.matches("attributed").count();
     env.replay(&[envelope(&[&start, &success]), String::new()]);
     let o = env.run(&["outbox", "--json"]);
-    assert_eq!(String::from_utf8_lossy(&o.stdout).matches("attributed").count(), before);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout)
+            .matches("attributed")
+            .count(),
+        before
+    );
 }
 
 #[test]
@@ -279,7 +384,12 @@ fn page_three_of_five_failing_deletes_nothing_and_says_which_part() {
     assert_eq!(ra["completed"], false);
     assert_eq!(ra["removed"], 0, "{r}");
     assert!(ra["error"].as_str().unwrap().contains("page 3"), "{r}");
-    for k in ["role_definition", "managed_identity", "federated_credential", "cluster_settings"] {
+    for k in [
+        "role_definition",
+        "managed_identity",
+        "federated_credential",
+        "cluster_settings",
+    ] {
         assert_eq!(part(&r, k)["completed"], true, "{k}: {r}");
     }
     assert!(env.findings().iter().all(|f| f["change"] != "missing"));
@@ -293,7 +403,12 @@ fn page_three_of_five_failing_deletes_nothing_and_says_which_part() {
     let o = env.run(&["inventory"]);
     let t = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1));
-    assert!(t.contains("role assignments of subscription") && t.contains("FAILED") && t.contains("nothing of theirs was deleted"), "{t}");
+    assert!(
+        t.contains("role assignments of subscription")
+            && t.contains("FAILED")
+            && t.contains("nothing of theirs was deleted"),
+        "{t}"
+    );
 }
 
 #[test]
@@ -306,8 +421,17 @@ fn a_429_retry_after_is_honoured() {
     env.arm.fault(f);
     let (code, r, err) = env.inventory();
     assert_eq!(code, 0, "{r}\n{err}");
-    let seen: Vec<_> = env.arm.seen().into_iter().filter(|s| s.uri.to_ascii_lowercase().contains("roleassignments")).collect();
-    assert_eq!(seen.iter().map(|s| s.status).collect::<Vec<_>>(), [429, 200], "{seen:?}");
+    let seen: Vec<_> = env
+        .arm
+        .seen()
+        .into_iter()
+        .filter(|s| s.uri.to_ascii_lowercase().contains("roleassignments"))
+        .collect();
+    assert_eq!(
+        seen.iter().map(|s| s.status).collect::<Vec<_>>(),
+        [429, 200],
+        "{seen:?}"
+    );
     let waited = seen[1].at - seen[0].at;
     assert!(waited >= Duration::from_secs(2), "retried after {waited:?}");
     assert!(waited < Duration::from_secs(6), "retried after {waited:?}");
@@ -326,7 +450,11 @@ fn a_403_on_role_definitions_leaves_the_rest_working_and_names_the_permission() 
     assert_eq!(code, 1);
     let rd = part(&r, "role_definition");
     let e = rd["error"].as_str().unwrap();
-    assert!(e.contains("Microsoft.Authorization/roleDefinitions/read") && e.contains(&format!("/subscriptions/{SUB}")), "{e}");
+    assert!(
+        e.contains("Microsoft.Authorization/roleDefinitions/read")
+            && e.contains(&format!("/subscriptions/{SUB}")),
+        "{e}"
+    );
     assert!(e.contains("Reader"), "the fix is named: {e}");
     assert_eq!(part(&r, "role_assignment")["completed"], true);
     assert_eq!(part(&r, "role_assignment")["listed"], 3);
@@ -340,10 +468,19 @@ fn a_401_names_the_endpoint_and_identity_never_the_token() {
     assert_eq!(o.status.code(), Some(1));
     let all = common::text(&o);
     assert!(all.contains(&env.arm.endpoint()), "{all}");
-    assert!(all.contains(arm_server::OBJECT_ID), "the identity's object id: {all}");
+    assert!(
+        all.contains(arm_server::OBJECT_ID),
+        "the identity's object id: {all}"
+    );
     assert!(all.contains("401"), "{all}");
-    assert!(!all.contains(&arm_server::token()), "the token leaked: {all}");
-    assert!(!all.contains(arm_server::IDENTITY_HEADER), "the identity header leaked");
+    assert!(
+        !all.contains(&arm_server::token()),
+        "the token leaked: {all}"
+    );
+    assert!(
+        !all.contains(arm_server::IDENTITY_HEADER),
+        "the identity header leaked"
+    );
 }
 
 #[test]
@@ -351,7 +488,13 @@ fn inventory_without_an_azure_table_says_what_to_add() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
     std::fs::write(&cfg, "").unwrap();
-    let o = common::ad(&["inventory", "--config", cfg.to_str().unwrap(), "--db", dir.path().join("x.db").to_str().unwrap()]);
+    let o = common::ad(&[
+        "inventory",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--db",
+        dir.path().join("x.db").to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(common::text(&o).contains("[azure]"), "{}", common::text(&o));
 }

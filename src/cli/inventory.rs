@@ -65,8 +65,7 @@ async fn snapshot(
     let cancel = CancellationToken::new();
     let signals = {
         let cancel = cancel.clone();
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::spawn(async move {
             tokio::select! {
                 _ = term.recv() => {},
@@ -119,7 +118,11 @@ pub fn table(r: &SnapshotReport) -> String {
             outcome(&p.outcome).0
         );
     }
-    let opened: u64 = r.parts.iter().map(|p| p.stats.opened + p.stats.reopened).sum();
+    let opened: u64 = r
+        .parts
+        .iter()
+        .map(|p| p.stats.opened + p.stats.reopened)
+        .sum();
     let resolved: u64 = r.parts.iter().map(|p| p.stats.resolved).sum();
     let waiting: u64 = r.parts.iter().map(|p| p.stats.awaiting_baseline).sum();
     let _ = writeln!(o);

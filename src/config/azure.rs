@@ -129,7 +129,11 @@ impl super::Config {
                 .and_then(|r| r.split('/').next())
                 .map(str::to_string)
         });
-        let listed = self.azure.subscriptions.iter().map(|s| s.trim().to_ascii_lowercase());
+        let listed = self
+            .azure
+            .subscriptions
+            .iter()
+            .map(|s| s.trim().to_ascii_lowercase());
         let all: Vec<String> = if self.azure.subscriptions.is_empty() {
             from_clusters.collect()
         } else {
@@ -147,12 +151,16 @@ impl super::Config {
 fn is_guid(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     parts.iter().map(|p| p.len()).collect::<Vec<_>>() == [8, 4, 4, 4, 12]
-        && parts.iter().all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
+        && parts
+            .iter()
+            .all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 fn loopback_host(host: &str) -> bool {
     let h = host.trim_start_matches('[').trim_end_matches(']');
-    h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    h == "localhost"
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Validates `[azure]` against the rest of the file.
@@ -184,13 +192,16 @@ pub(super) fn validate(cfg: &super::Config, path: &Path) -> Result<(), ConfigErr
         (AzureAuth::AzureCli, Some(_)) => {
             return Err(invalid(
                 "client_id",
-                "is not read with auth = \"azure_cli\" (the signed-in account is used): remove it".into(),
+                "is not read with auth = \"azure_cli\" (the signed-in account is used): remove it"
+                    .into(),
             ))
         }
         (_, Some(id)) if !is_guid(id.trim()) => {
             return Err(invalid(
                 "client_id",
-                format!("{id:?} is not a client id: use the identity's application (client) id GUID"),
+                format!(
+                    "{id:?} is not a client id: use the identity's application (client) id GUID"
+                ),
             ))
         }
         _ => {}
@@ -224,7 +235,10 @@ pub(super) fn validate(cfg: &super::Config, path: &Path) -> Result<(), ConfigErr
         if a.auth != AzureAuth::WorkloadIdentity {
             return Err(invalid(
                 "authority_host",
-                format!("is only read with auth = \"workload_identity\" (auth is {:?}): remove it", a.auth.as_str()),
+                format!(
+                    "is only read with auth = \"workload_identity\" (auth is {:?}): remove it",
+                    a.auth.as_str()
+                ),
             ));
         }
     }
@@ -244,7 +258,10 @@ pub(super) fn validate(cfg: &super::Config, path: &Path) -> Result<(), ConfigErr
         return Err(invalid("max_attempts", "must be between 1 and 20".into()));
     }
     if a.hint_concurrency == 0 || a.hint_concurrency > 64 {
-        return Err(invalid("hint_concurrency", "must be between 1 and 64".into()));
+        return Err(invalid(
+            "hint_concurrency",
+            "must be between 1 and 64".into(),
+        ));
     }
     Ok(())
 }
@@ -264,7 +281,10 @@ mod tests {
     fn the_table_turns_it_on_and_subscriptions_default_to_the_clusters() {
         let c = parse(&format!("{CLUSTER}[azure]\n")).unwrap();
         assert!(c.azure.enabled);
-        assert_eq!(c.azure_subscriptions(), ["aaaaaaaa-0000-0000-0000-000000000001"]);
+        assert_eq!(
+            c.azure_subscriptions(),
+            ["aaaaaaaa-0000-0000-0000-000000000001"]
+        );
         assert!(!parse(CLUSTER).unwrap().azure.enabled);
     }
 
@@ -283,14 +303,26 @@ mod tests {
             let err = parse(&text).unwrap_err();
             assert!(err.contains(key), "{key}: {err}");
         }
-        parse(&format!("{CLUSTER}[azure]\narm_endpoint = \"http://127.0.0.1:8080\"\n")).unwrap();
+        parse(&format!(
+            "{CLUSTER}[azure]\narm_endpoint = \"http://127.0.0.1:8080\"\n"
+        ))
+        .unwrap();
     }
 
     #[test]
     fn the_token_audience_follows_the_cloud_not_the_endpoint() {
-        let c = parse(&format!("{CLUSTER}[azure]\narm_endpoint = \"http://127.0.0.1:1\"\n")).unwrap();
-        assert_eq!(c.azure.token_scope(), "https://management.azure.com/.default");
+        let c = parse(&format!(
+            "{CLUSTER}[azure]\narm_endpoint = \"http://127.0.0.1:1\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.azure.token_scope(),
+            "https://management.azure.com/.default"
+        );
         let c = parse(&format!("{CLUSTER}[azure]\nauthority_host = \"https://login.microsoftonline.us\"\narm_endpoint = \"https://management.usgovcloudapi.net\"\n")).unwrap();
-        assert_eq!(c.azure.token_scope(), "https://management.usgovcloudapi.net/.default");
+        assert_eq!(
+            c.azure.token_scope(),
+            "https://management.usgovcloudapi.net/.default"
+        );
     }
 }

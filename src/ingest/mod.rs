@@ -16,8 +16,8 @@ pub use health::{Health, Readiness, SourceState};
 pub use position::Position;
 pub use record::{Decoded, Hint, SkipReason, Stats};
 pub use writer::{
-    channel, ingest_span, normalise_span, RelistScope, Reset, SnapshotArea, SnapshotScope, WriterBatch, WriterError,
-    WriterHandle,
+    channel, ingest_span, normalise_span, RelistScope, Reset, SnapshotArea, SnapshotScope,
+    WriterBatch, WriterError, WriterHandle,
 };
 
 use futures::future::BoxFuture;

@@ -44,7 +44,10 @@ impl<'a> Pipeline<'a> {
     pub fn new(store: &'a mut Store, config: &'a Config, sinks: Vec<String>) -> Self {
         let mut config = std::borrow::Cow::Borrowed(config);
         // A store that cannot be read here fails again, with its error, on the first batch.
-        if let Ok(defs) = store.read().and_then(|tx| tx.facts_of_kind(FactKind::RoleDefinition)) {
+        if let Ok(defs) = store
+            .read()
+            .and_then(|tx| tx.facts_of_kind(FactKind::RoleDefinition))
+        {
             for (key, value) in defs {
                 learn_role_name(&mut config, &key, &value);
             }
@@ -159,7 +162,12 @@ fn learn_role_name(config: &mut std::borrow::Cow<'_, Config>, key: &str, value: 
         return;
     };
     let guid = crate::config::roles::role_guid(key);
-    if name.is_empty() || config.role_names.keys().any(|g| g.eq_ignore_ascii_case(&guid)) {
+    if name.is_empty()
+        || config
+            .role_names
+            .keys()
+            .any(|g| g.eq_ignore_ascii_case(&guid))
+    {
         return;
     }
     config.to_mut().role_names.insert(guid, name.to_string());

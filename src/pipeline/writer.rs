@@ -235,7 +235,11 @@ fn snapshot_deletes(
             "inventory: deleting facts Azure no longer lists"
         );
     }
-    let operation = format!("{}{}:missing", crate::domain::INVENTORY_OPERATION_PREFIX, scope.kind.as_str());
+    let operation = format!(
+        "{}{}:missing",
+        crate::domain::INVENTORY_OPERATION_PREFIX,
+        scope.kind.as_str()
+    );
     observations.extend(missing.into_iter().map(|key| {
         Observation::immediate(
             ChangeOp::Delete {

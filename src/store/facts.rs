@@ -114,9 +114,9 @@ impl Tx<'_> {
 
     /// Live facts of one kind: (key, value).
     pub fn facts_of_kind(&self, kind: FactKind) -> Result<Vec<(String, Value)>> {
-        let mut stmt = self.0.prepare_cached(
-            "SELECT key, value FROM facts WHERE kind = ?1 AND value IS NOT NULL",
-        )?;
+        let mut stmt = self
+            .0
+            .prepare_cached("SELECT key, value FROM facts WHERE kind = ?1 AND value IS NOT NULL")?;
         let rows = stmt.query_map([kind.as_str()], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
         })?;

@@ -111,7 +111,9 @@ pub fn token() -> String {
     format!(
         "{}.{}.c2lnbmF0dXJlLW5vdC1jaGVja2Vk",
         e(&json!({"alg": "RS256", "typ": "JWT"})),
-        e(&json!({"oid": OBJECT_ID, "appid": CLIENT_ID, "tid": "72f988bf-0000-0000-0000-000000000000", "aud": "https://management.azure.com"}))
+        e(
+            &json!({"oid": OBJECT_ID, "appid": CLIENT_ID, "tid": "72f988bf-0000-0000-0000-000000000000", "aud": "https://management.azure.com"})
+        )
     )
 }
 
@@ -236,29 +238,50 @@ impl ArmServer {
     /// The environment that points the real `ManagedIdentityCredential` at the token endpoint.
     pub fn identity_env(&self) -> Vec<(String, String)> {
         vec![
-            ("IDENTITY_ENDPOINT".into(), format!("{}/msi/token", self.endpoint())),
+            (
+                "IDENTITY_ENDPOINT".into(),
+                format!("{}/msi/token", self.endpoint()),
+            ),
             ("IDENTITY_HEADER".into(), IDENTITY_HEADER.into()),
         ]
     }
 
     /// Sets the role assignments listed at `sub`.
     pub fn set_assignments(&self, sub: &str, v: Vec<Value>) {
-        self.inner.lock().unwrap().role_assignments.insert(sub.to_string(), v);
+        self.inner
+            .lock()
+            .unwrap()
+            .role_assignments
+            .insert(sub.to_string(), v);
     }
 
     /// Edits the role assignments listed at `sub`.
     pub fn edit_assignments(&self, sub: &str, f: impl FnOnce(&mut Vec<Value>)) {
-        f(self.inner.lock().unwrap().role_assignments.entry(sub.to_string()).or_default());
+        f(self
+            .inner
+            .lock()
+            .unwrap()
+            .role_assignments
+            .entry(sub.to_string())
+            .or_default());
     }
 
     /// Sets the custom roles of `sub`.
     pub fn set_role_definitions(&self, sub: &str, v: Vec<Value>) {
-        self.inner.lock().unwrap().role_definitions.insert(sub.to_string(), v);
+        self.inner
+            .lock()
+            .unwrap()
+            .role_definitions
+            .insert(sub.to_string(), v);
     }
 
     /// Sets the identities of `sub`.
     pub fn set_identities(&self, sub: &str, v: Vec<Value>) {
-        self.inner.lock().unwrap().identities.insert(sub.to_string(), v);
+        self.inner
+            .lock()
+            .unwrap()
+            .identities
+            .insert(sub.to_string(), v);
     }
 
     /// Sets the federated credentials of an identity.
@@ -362,7 +385,12 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
             .and_then(|v| v.to_str().ok())
             == Some(IDENTITY_HEADER);
         if !ok_header || query_param(&query, "resource").is_none() {
-            return error(400, "BadRequest", "missing X-IDENTITY-HEADER or resource", None);
+            return error(
+                400,
+                "BadRequest",
+                "missing X-IDENTITY-HEADER or resource",
+                None,
+            );
         }
         inner.lock().unwrap().tokens_issued += 1;
         let expires = std::time::SystemTime::now()
@@ -376,9 +404,7 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
             None,
         );
     }
-    let authorized = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
+    let authorized = headers.get("authorization").and_then(|v| v.to_str().ok())
         == Some(format!("Bearer {}", token()).as_str());
     let page: usize = query_param(&query, "$skipToken")
         .and_then(|v| v.parse().ok())
@@ -389,7 +415,9 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
         let fault = g
             .faults
             .iter_mut()
-            .find(|f| lower.contains(&f.path) && f.page.is_none_or(|p| p == page) && f.times != Some(0))
+            .find(|f| {
+                lower.contains(&f.path) && f.page.is_none_or(|p| p == page) && f.times != Some(0)
+            })
             .map(|f| {
                 if let Some(t) = &mut f.times {
                     *t -= 1;
@@ -397,7 +425,12 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
                 f.clone()
             });
         let response = if !authorized || g.reject_tokens {
-            error(401, "InvalidAuthenticationToken", "The access token is invalid.", None)
+            error(
+                401,
+                "InvalidAuthenticationToken",
+                "The access token is invalid.",
+                None,
+            )
         } else if let Some(f) = &fault {
             if f.hang {
                 error(504, "GatewayTimeout", "hang", None)
@@ -422,7 +455,14 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
     response
 }
 
-fn list(g: &Inner, host: &str, items: &[Value], base_path: &str, query: &str, page: usize) -> Response {
+fn list(
+    g: &Inner,
+    host: &str,
+    items: &[Value],
+    base_path: &str,
+    query: &str,
+    page: usize,
+) -> Response {
     let size = g.page_size.max(1);
     let start = (page - 1) * size;
     let chunk: Vec<Value> = items.iter().skip(start).take(size).cloned().collect();
@@ -458,7 +498,12 @@ fn route(g: &Inner, host: &str, lower: &str, query: &str, page: usize) -> Respon
             ("microsoft.authorization", "roleassignments") => g.role_assignments.get(sub),
             ("microsoft.authorization", "roledefinitions") => {
                 if !query_param(query, "$filter").is_some_and(|f| f.contains("CustomRole")) {
-                    return error(400, "BadRequest", "this test server wants the CustomRole filter", None);
+                    return error(
+                        400,
+                        "BadRequest",
+                        "this test server wants the CustomRole filter",
+                        None,
+                    );
                 }
                 g.role_definitions.get(sub)
             }
@@ -466,10 +511,22 @@ fn route(g: &Inner, host: &str, lower: &str, query: &str, page: usize) -> Respon
             _ => return not_found(),
         };
         let path = format!("/{}", segs.join("/"));
-        return list(g, host, items.map_or(&[][..], |v| v.as_slice()), &path, query, page);
+        return list(
+            g,
+            host,
+            items.map_or(&[][..], |v| v.as_slice()),
+            &path,
+            query,
+            page,
+        );
     }
     if let Some(id) = lower.strip_suffix("/federatedidentitycredentials") {
-        if !g.identities.values().flatten().any(|i| i["id"].as_str().unwrap_or("").eq_ignore_ascii_case(id)) {
+        if !g
+            .identities
+            .values()
+            .flatten()
+            .any(|i| i["id"].as_str().unwrap_or("").eq_ignore_ascii_case(id))
+        {
             return not_found();
         }
         let items = g.fics.get(id).map_or(&[][..], |v| v.as_slice());
@@ -487,7 +544,10 @@ fn route(g: &Inner, host: &str, lower: &str, query: &str, page: usize) -> Respon
         .chain(g.fics.values())
         .flatten();
     for o in all {
-        if o["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(lower)) {
+        if o["id"]
+            .as_str()
+            .is_some_and(|i| i.eq_ignore_ascii_case(lower))
+        {
             return ok(o.clone(), g.remaining_reads);
         }
     }

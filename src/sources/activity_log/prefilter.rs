@@ -100,8 +100,12 @@ impl AzureOp {
     pub fn fact_kind(self) -> Option<crate::domain::FactKind> {
         use crate::domain::FactKind;
         Some(match self {
-            AzureOp::RoleAssignmentWrite | AzureOp::RoleAssignmentDelete => FactKind::RoleAssignment,
-            AzureOp::RoleDefinitionWrite | AzureOp::RoleDefinitionDelete => FactKind::RoleDefinition,
+            AzureOp::RoleAssignmentWrite | AzureOp::RoleAssignmentDelete => {
+                FactKind::RoleAssignment
+            }
+            AzureOp::RoleDefinitionWrite | AzureOp::RoleDefinitionDelete => {
+                FactKind::RoleDefinition
+            }
             AzureOp::ClusterWrite | AzureOp::ClusterDelete => FactKind::ClusterSettings,
             AzureOp::IdentityWrite | AzureOp::IdentityDelete => FactKind::ManagedIdentity,
             AzureOp::FederatedCredentialWrite | AzureOp::FederatedCredentialDelete => {

@@ -183,7 +183,13 @@ impl ArmClient {
             }
             crate::metrics::global().arm_request(part, "retried");
             crate::metrics::global().arm_retry(reason);
-            tracing::warn!(url, attempt, reason, wait_ms = wait.as_millis() as u64, "ARM request will be retried");
+            tracing::warn!(
+                url,
+                attempt,
+                reason,
+                wait_ms = wait.as_millis() as u64,
+                "ARM request will be retried"
+            );
             sleep(wait, cancel).await?;
         }
     }
@@ -234,7 +240,10 @@ impl ArmClient {
                     problem: format!("nextLink loops or exceeds {MAX_PAGES} pages"),
                 });
             }
-            let page = self.page(&u, part, cancel).await.map_err(|e| e.at_page(pages))?;
+            let page = self
+                .page(&u, part, cancel)
+                .await
+                .map_err(|e| e.at_page(pages))?;
             on_page(page.items);
             next = page.next;
         }
@@ -269,7 +278,7 @@ impl ArmClient {
             Attempt::Fatal(ArmError::Token {
                 identity: self.identity.0.clone(),
                 scope: self.scope,
-                source: e,
+                source: Box::new(e),
             })
         })?;
         self.requests.fetch_add(1, Ordering::Relaxed);
@@ -293,7 +302,12 @@ impl ArmClient {
             _ = cancel.cancelled() => return Err(Attempt::Fatal(ArmError::Cancelled)),
         }
         .map_err(|e| Attempt::Transport(e.without_url()))?;
-        tracing::debug!(url, status = status.as_u16(), took_ms = started.elapsed().as_millis() as u64, "ARM GET");
+        tracing::debug!(
+            url,
+            status = status.as_u16(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "ARM GET"
+        );
         if status.is_success() {
             let v = serde_json::from_slice(&body).map_err(|e| {
                 Attempt::Fatal(ArmError::Shape {
@@ -375,10 +389,18 @@ impl ArmClient {
             .and_then(|v| v.trim().parse::<u64>().ok());
         let Some(r) = remaining else { return };
         // Spread what is left over the refill: the fewer left, the longer the gap.
-        let ms = if r >= READS_LOW { 0 } else { (READS_LOW - r) * 4 };
+        let ms = if r >= READS_LOW {
+            0
+        } else {
+            (READS_LOW - r) * 4
+        };
         let before = self.pace_ms.swap(ms, Ordering::Relaxed);
         if ms > 0 && before == 0 {
-            tracing::warn!(remaining_reads = r, gap_ms = ms, "ARM read quota running low: slowing down");
+            tracing::warn!(
+                remaining_reads = r,
+                gap_ms = ms,
+                "ARM read quota running low: slowing down"
+            );
         }
     }
 }
@@ -418,7 +440,10 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         return Some(Duration::from_secs(s));
     }
     let at = httpdate::parse_http_date(v).ok()?;
-    Some(at.duration_since(std::time::SystemTime::now()).unwrap_or_default())
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
 }
 
 /// `{"error": {"code", "message"}}`, ARM's error shape; otherwise the text itself.
@@ -459,10 +484,14 @@ pub fn token_claims(token: &str) -> Option<String> {
         .ok()?;
     let v: Value = serde_json::from_slice(&bytes).ok()?;
     let claim = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
-    let parts: Vec<String> = [("object id", "oid"), ("client id", "appid"), ("tenant", "tid")]
-        .into_iter()
-        .filter_map(|(label, k)| claim(k).map(|c| format!("{label} {c}")))
-        .collect();
+    let parts: Vec<String> = [
+        ("object id", "oid"),
+        ("client id", "appid"),
+        ("tenant", "tid"),
+    ]
+    .into_iter()
+    .filter_map(|(label, k)| claim(k).map(|c| format!("{label} {c}")))
+    .collect();
     (!parts.is_empty()).then(|| parts.join(", "))
 }
 
@@ -474,7 +503,10 @@ mod tests {
     fn authorization_failed_names_action_and_scope() {
         let m = "The client 'x' with object id 'y' does not have authorization to perform action 'Microsoft.Authorization/roleDefinitions/read' over scope '/subscriptions/s' or the scope is invalid.";
         let (a, s) = authorization_failed(m);
-        assert_eq!(a.as_deref(), Some("Microsoft.Authorization/roleDefinitions/read"));
+        assert_eq!(
+            a.as_deref(),
+            Some("Microsoft.Authorization/roleDefinitions/read")
+        );
         assert_eq!(s.as_deref(), Some("/subscriptions/s"));
         assert_eq!(authorization_failed("nope"), (None, None));
     }
@@ -487,7 +519,10 @@ mod tests {
         let later = std::time::SystemTime::now() + Duration::from_secs(30);
         h.insert(RETRY_AFTER, httpdate::fmt_http_date(later).parse().unwrap());
         let d = retry_after(&h).unwrap();
-        assert!(d > Duration::from_secs(25) && d <= Duration::from_secs(30), "{d:?}");
+        assert!(
+            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
         h.insert(RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);
     }

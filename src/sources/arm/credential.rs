@@ -11,9 +11,13 @@ pub fn credential(
 ) -> Result<(Arc<dyn TokenCredential>, IdentityLabel), ArmError> {
     let err = |source| ArmError::Credential {
         auth: cfg.auth.as_str(),
-        source,
+        source: Box::new(source),
     };
-    let env_client = || std::env::var("AZURE_CLIENT_ID").ok().filter(|s| !s.is_empty());
+    let env_client = || {
+        std::env::var("AZURE_CLIENT_ID")
+            .ok()
+            .filter(|s| !s.is_empty())
+    };
     match cfg.auth {
         AzureAuth::WorkloadIdentity => {
             let mut options = azure_identity::WorkloadIdentityCredentialOptions {
@@ -23,12 +27,21 @@ pub fn credential(
             if let Some(host) = &cfg.authority_host {
                 let mut custom = azure_core::cloud::CustomConfiguration::default();
                 custom.authority_host = host.trim_end_matches('/').to_string();
-                options.credential_options.client_options.cloud =
-                    Some(Arc::new(azure_core::cloud::CloudConfiguration::Custom(custom)));
+                options.credential_options.client_options.cloud = Some(Arc::new(
+                    azure_core::cloud::CloudConfiguration::Custom(custom),
+                ));
             }
-            let cred = azure_identity::WorkloadIdentityCredential::new(Some(options)).map_err(err)?;
-            let id = cfg.client_id.clone().or_else(env_client).unwrap_or_default();
-            Ok((cred, IdentityLabel(format!("workload identity (client id {id})"))))
+            let cred =
+                azure_identity::WorkloadIdentityCredential::new(Some(options)).map_err(err)?;
+            let id = cfg
+                .client_id
+                .clone()
+                .or_else(env_client)
+                .unwrap_or_default();
+            Ok((
+                cred,
+                IdentityLabel(format!("workload identity (client id {id})")),
+            ))
         }
         AzureAuth::ManagedIdentity => {
             let options = azure_identity::ManagedIdentityCredentialOptions {
@@ -38,7 +51,8 @@ pub fn credential(
                     .map(azure_identity::UserAssignedId::ClientId),
                 ..Default::default()
             };
-            let cred = azure_identity::ManagedIdentityCredential::new(Some(options)).map_err(err)?;
+            let cred =
+                azure_identity::ManagedIdentityCredential::new(Some(options)).map_err(err)?;
             let label = match &cfg.client_id {
                 Some(id) => format!("managed identity (client id {id})"),
                 None => "the system-assigned managed identity".to_string(),
@@ -47,7 +61,10 @@ pub fn credential(
         }
         AzureAuth::AzureCli => {
             let cred = azure_identity::AzureCliCredential::new(None).map_err(err)?;
-            Ok((cred, IdentityLabel("the Azure CLI's signed-in account".into())))
+            Ok((
+                cred,
+                IdentityLabel("the Azure CLI's signed-in account".into()),
+            ))
         }
     }
 }

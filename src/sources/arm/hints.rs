@@ -166,8 +166,12 @@ async fn apply(client: &ArmClient, writer: &WriterHandle, cancel: &CancellationT
                 span,
             };
             match writer.submit(batch).await {
-                Ok(_) => tracing::info!(resource = %hint.resource_id, operation = %hint.prov.operation, "read a resource the Activity Log named without a body"),
-                Err(e) => tracing::warn!(resource = %hint.resource_id, error = %e, "reading a hinted resource: not committed"),
+                Ok(_) => {
+                    tracing::info!(resource = %hint.resource_id, operation = %hint.prov.operation, "read a resource the Activity Log named without a body")
+                }
+                Err(e) => {
+                    tracing::warn!(resource = %hint.resource_id, error = %e, "reading a hinted resource: not committed")
+                }
             }
         }
         Err(ArmError::Cancelled) => {}

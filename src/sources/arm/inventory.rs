@@ -316,11 +316,15 @@ impl Inventory {
             on_part(&part);
             let report = match &part {
                 Part::RoleAssignments(sub) => {
-                    let r = self.role_assignments(writer, cancel, at, sub, &mut above_seen).await?;
+                    let r = self
+                        .role_assignments(writer, cancel, at, sub, &mut above_seen)
+                        .await?;
                     above_complete &= r.outcome == PartOutcome::Completed;
                     r
                 }
-                Part::RoleDefinitions(sub) => self.role_definitions(writer, cancel, at, sub).await?,
+                Part::RoleDefinitions(sub) => {
+                    self.role_definitions(writer, cancel, at, sub).await?
+                }
                 Part::ManagedIdentities(sub) => {
                     let (r, ids) = self.identities(writer, cancel, at, sub).await?;
                     identities_complete = r.outcome == PartOutcome::Completed;
@@ -391,7 +395,10 @@ impl Inventory {
         while let Some(u) = next.take() {
             page_no += 1;
             if !visited.insert(u.clone()) {
-                return Ok(Err(failed(format!("page {page_no}: nextLink {u} repeats an earlier page"), false)));
+                return Ok(Err(failed(
+                    format!("page {page_no}: nextLink {u} repeats an earlier page"),
+                    false,
+                )));
             }
             let page = match self.client.page(&u, part.metric(), cancel).await {
                 Ok(p) => p,
@@ -399,7 +406,10 @@ impl Inventory {
                 Err(e) => {
                     let refused = e.refused();
                     let e = if page_no > 1 {
-                        ArmError::Page { page: page_no, source: Box::new(e) }
+                        ArmError::Page {
+                            page: page_no,
+                            source: Box::new(e),
+                        }
                     } else {
                         e
                     };
@@ -474,17 +484,38 @@ impl Inventory {
         let url = self.client.url(&format!(
             "/subscriptions/{sub}/providers/Microsoft.Authorization/roleAssignments?api-version={AUTHORIZATION_API}"
         ));
-        let mut sink = Sink::new(writer, at, format!("arm:/subscriptions/{sub}/roleAssignments"));
+        let mut sink = Sink::new(
+            writer,
+            at,
+            format!("arm:/subscriptions/{sub}/roleAssignments"),
+        );
         let mut seen = HashSet::new();
         let result = self
-            .list_into(&mut sink, cancel, &part, url, |item| {
-                let (op, key) = upsert_of(AzureOp::RoleAssignmentWrite, item)?;
-                Ok(Some((op, key)))
-            }, &mut seen)
+            .list_into(
+                &mut sink,
+                cancel,
+                &part,
+                url,
+                |item| {
+                    let (op, key) = upsert_of(AzureOp::RoleAssignmentWrite, item)?;
+                    Ok(Some((op, key)))
+                },
+                &mut seen,
+            )
             .await?;
-        above.extend(seen.iter().filter(|k| !k.starts_with("/subscriptions/")).cloned());
-        self.finish(sink, part, result, SnapshotArea::Subscription(sub.to_string()), seen)
-            .await
+        above.extend(
+            seen.iter()
+                .filter(|k| !k.starts_with("/subscriptions/"))
+                .cloned(),
+        );
+        self.finish(
+            sink,
+            part,
+            result,
+            SnapshotArea::Subscription(sub.to_string()),
+            seen,
+        )
+        .await
     }
 
     async fn role_definitions(
@@ -498,21 +529,41 @@ impl Inventory {
         let url = self.client.url(&format!(
             "/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions?api-version={AUTHORIZATION_API}&$filter=type%20eq%20'CustomRole'"
         ));
-        let mut sink = Sink::new(writer, at, format!("arm:/subscriptions/{sub}/roleDefinitions"));
+        let mut sink = Sink::new(
+            writer,
+            at,
+            format!("arm:/subscriptions/{sub}/roleDefinitions"),
+        );
         let mut seen = HashSet::new();
         let result = self
-            .list_into(&mut sink, cancel, &part, url, |item| {
-                // The filter asks for custom roles; a server that ignores it must not turn
-                // the built-ins into "unapproved custom roles".
-                let ty = item.pointer("/properties/type").and_then(Value::as_str).unwrap_or("CustomRole");
-                if !ty.eq_ignore_ascii_case("CustomRole") {
-                    return Ok(None);
-                }
-                upsert_of(AzureOp::RoleDefinitionWrite, item).map(Some)
-            }, &mut seen)
+            .list_into(
+                &mut sink,
+                cancel,
+                &part,
+                url,
+                |item| {
+                    // The filter asks for custom roles; a server that ignores it must not turn
+                    // the built-ins into "unapproved custom roles".
+                    let ty = item
+                        .pointer("/properties/type")
+                        .and_then(Value::as_str)
+                        .unwrap_or("CustomRole");
+                    if !ty.eq_ignore_ascii_case("CustomRole") {
+                        return Ok(None);
+                    }
+                    upsert_of(AzureOp::RoleDefinitionWrite, item).map(Some)
+                },
+                &mut seen,
+            )
             .await?;
-        self.finish(sink, part, result, SnapshotArea::Subscription(sub.to_string()), seen)
-            .await
+        self.finish(
+            sink,
+            part,
+            result,
+            SnapshotArea::Subscription(sub.to_string()),
+            seen,
+        )
+        .await
     }
 
     async fn identities(
@@ -526,20 +577,37 @@ impl Inventory {
         let url = self.client.url(&format!(
             "/subscriptions/{sub}/providers/Microsoft.ManagedIdentity/userAssignedIdentities?api-version={IDENTITY_API}"
         ));
-        let mut sink = Sink::new(writer, at, format!("arm:/subscriptions/{sub}/userAssignedIdentities"));
+        let mut sink = Sink::new(
+            writer,
+            at,
+            format!("arm:/subscriptions/{sub}/userAssignedIdentities"),
+        );
         let mut seen = HashSet::new();
         let mut ids = Vec::new();
         let result = self
-            .list_into(&mut sink, cancel, &part, url, |item| {
-                let r = upsert_of(AzureOp::IdentityWrite, item)?;
-                if let Some(id) = item.get("id").and_then(Value::as_str) {
-                    ids.push(id.to_string());
-                }
-                Ok(Some(r))
-            }, &mut seen)
+            .list_into(
+                &mut sink,
+                cancel,
+                &part,
+                url,
+                |item| {
+                    let r = upsert_of(AzureOp::IdentityWrite, item)?;
+                    if let Some(id) = item.get("id").and_then(Value::as_str) {
+                        ids.push(id.to_string());
+                    }
+                    Ok(Some(r))
+                },
+                &mut seen,
+            )
             .await?;
         let report = self
-            .finish(sink, part, result, SnapshotArea::Subscription(sub.to_string()), seen)
+            .finish(
+                sink,
+                part,
+                result,
+                SnapshotArea::Subscription(sub.to_string()),
+                seen,
+            )
             .await?;
         Ok((report, ids))
     }
@@ -554,10 +622,17 @@ impl Inventory {
         identities_complete: bool,
     ) -> Result<PartReport, SnapshotError> {
         let part = Part::FederatedCredentials(sub.to_string());
-        let mut sink = Sink::new(writer, at, format!("arm:/subscriptions/{sub}/federatedIdentityCredentials"));
+        let mut sink = Sink::new(
+            writer,
+            at,
+            format!("arm:/subscriptions/{sub}/federatedIdentityCredentials"),
+        );
         let mut seen = HashSet::new();
         let mut failure: Option<PartOutcome> = (!identities_complete).then(|| {
-            failed("the identities were not all listed, so their credentials cannot be".into(), false)
+            failed(
+                "the identities were not all listed, so their credentials cannot be".into(),
+                false,
+            )
         });
         let mut listed = 0usize;
         // Each identity's list is read whole (they are short: at most 20 per identity), a
@@ -572,7 +647,9 @@ impl Inventory {
                 let mut items = Vec::new();
                 let r = self
                     .client
-                    .list(&url, "federated_credentials", cancel, |page| items.extend(page))
+                    .list(&url, "federated_credentials", cancel, |page| {
+                        items.extend(page)
+                    })
                     .await;
                 (id, r.map(|_| items))
             })
@@ -610,8 +687,14 @@ impl Inventory {
             Some(f) => Err(f),
             None => Ok(listed),
         };
-        self.finish(sink, part, result, SnapshotArea::Subscription(sub.to_string()), seen)
-            .await
+        self.finish(
+            sink,
+            part,
+            result,
+            SnapshotArea::Subscription(sub.to_string()),
+            seen,
+        )
+        .await
     }
 
     async fn cluster(
@@ -627,14 +710,19 @@ impl Inventory {
             resource_id: resource_id.to_string(),
         };
         let mut sink = Sink::new(writer, at, format!("arm:{resource_id}"));
-        let url = self.client.url(&format!("{resource_id}?api-version={CLUSTER_API}"));
+        let url = self
+            .client
+            .url(&format!("{resource_id}?api-version={CLUSTER_API}"));
         let (listed, outcome) = match self.client.get(&url, part.metric(), cancel).await {
             Ok(body) => match map::candidate(AzureOp::ClusterWrite, resource_id, Some(&body)) {
                 Some(op) => {
                     sink.push(op, FactKind::ClusterSettings).await?;
                     (1, PartOutcome::Completed)
                 }
-                None => (0, failed(format!("{url}: the response has no `properties`"), false)),
+                None => (
+                    0,
+                    failed(format!("{url}: the response has no `properties`"), false),
+                ),
             },
             Err(e) if e.is_not_found() => {
                 let op = ChangeOp::Delete {
@@ -666,10 +754,7 @@ fn failed(error: String, refused: bool) -> PartOutcome {
 
 /// The upsert an ARM object implies, with its fact key; an error names what is missing.
 pub fn upsert_of(op: AzureOp, item: &Value) -> Result<(ChangeOp, String), String> {
-    let id = item
-        .get("id")
-        .and_then(Value::as_str)
-        .ok_or("no `id`")?;
+    let id = item.get("id").and_then(Value::as_str).ok_or("no `id`")?;
     match map::candidate(op, id, Some(item)) {
         Some(ChangeOp::Upsert(f)) => {
             let key = f.key.clone();

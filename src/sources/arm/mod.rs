@@ -18,7 +18,9 @@ pub use credential::credential;
 pub use inventory::{Inventory, Part, PartOutcome, PartReport, SnapshotReport};
 pub use source::ArmSource;
 
-pub use crate::domain::{INVENTORY_OPERATION_PREFIX as OPERATION_PREFIX, INVENTORY_SOURCE as SOURCE};
+pub use crate::domain::{
+    INVENTORY_OPERATION_PREFIX as OPERATION_PREFIX, INVENTORY_SOURCE as SOURCE,
+};
 
 /// The inventory `[azure]` and `[[clusters]]` describe, with its credential and client.
 pub fn inventory(cfg: &crate::config::Config) -> Result<Inventory, ArmError> {
@@ -64,7 +66,7 @@ pub enum ArmError {
         auth: &'static str,
         /// The SDK's error.
         #[source]
-        source: azure_core::Error,
+        source: Box<azure_core::Error>,
     },
     /// No token could be had for ARM.
     #[error("getting an ARM token ({scope}) as {identity}: {source}")]
@@ -75,7 +77,7 @@ pub enum ArmError {
         scope: &'static str,
         /// The SDK's error.
         #[source]
-        source: azure_core::Error,
+        source: Box<azure_core::Error>,
     },
     /// 401: the token was refused.
     #[error("ARM at {endpoint} refused the token of {identity} (401 Unauthorized): {message}; check that the identity exists in the subscriptions' tenant and that [azure] auth and client_id name it")]
@@ -168,9 +170,9 @@ impl ArmError {
     /// The metric outcome of a request that ended with this error.
     pub fn outcome(&self) -> &'static str {
         match self {
-            ArmError::Unauthorized { .. } | ArmError::Token { .. } | ArmError::Credential { .. } => {
-                "unauthorized"
-            }
+            ArmError::Unauthorized { .. }
+            | ArmError::Token { .. }
+            | ArmError::Credential { .. } => "unauthorized",
             ArmError::Forbidden { .. } => "forbidden",
             ArmError::NotFound { .. } => "not_found",
             ArmError::Page { source, .. } => source.outcome(),

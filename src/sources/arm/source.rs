@@ -89,7 +89,8 @@ async fn run(src: ArmSource, ctx: SourceContext) {
                     _ => None,
                 });
                 let failures = report.failures().join("; ");
-                ctx.readiness.set_waiting(Some(format!("incomplete: {failures}")));
+                ctx.readiness
+                    .set_waiting(Some(format!("incomplete: {failures}")));
                 match refused {
                     Some(m) => ctx.readiness.set(SourceState::Unauthorized(m)),
                     None => ctx.readiness.set(SourceState::Error(failures)),
