@@ -473,6 +473,15 @@ fn a_401_names_the_endpoint_and_identity_never_the_token() {
         "the identity's object id: {all}"
     );
     assert!(all.contains("401"), "{all}");
+    // One error: after the refusal nothing else is asked, and the message is said once.
+    assert_eq!(env.arm.seen().len(), 1, "{:?}", env.arm.seen());
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout)
+            .matches("401 Unauthorized")
+            .count(),
+        1,
+        "{all}"
+    );
     assert!(
         !all.contains(&arm_server::token()),
         "the token leaked: {all}"
@@ -480,6 +489,34 @@ fn a_401_names_the_endpoint_and_identity_never_the_token() {
     assert!(
         !all.contains(arm_server::IDENTITY_HEADER),
         "the identity header leaked"
+    );
+}
+
+/// The table people read, against tests/golden/inventory.txt (times masked). Regenerate
+/// after an intended change with `UPDATE_GOLDEN=1 cargo test --test inventory`.
+#[test]
+fn the_inventory_table_matches_golden() {
+    let env = Env::new(2, 5);
+    let mut f = Fault::status("roledefinitions", 403);
+    f.error = ("AuthorizationFailed".into(), format!("The client 'x' with object id 'y' does not have authorization to perform action 'Microsoft.Authorization/roleDefinitions/read' over scope '/subscriptions/{SUB}' or the scope is invalid."));
+    env.arm.fault(f);
+    let o = env.run(&["inventory"]);
+    assert_eq!(o.status.code(), Some(1), "{}", common::text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    // `Inventory as of 2026-…Z (N ARM requests, 0.1s)`: the time and duration vary.
+    let (head, rest) = out.split_once('\n').unwrap();
+    let requests = head.split('(').nth(1).unwrap().split(',').next().unwrap();
+    let masked = format!("Inventory as of <T> ({requests}, <took>)\n{rest}")
+        .replace(&env.arm.endpoint(), "http://<arm>");
+    let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/inventory.txt");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(golden, &masked).unwrap();
+    }
+    let want = std::fs::read_to_string(golden)
+        .expect("tests/golden/inventory.txt (UPDATE_GOLDEN=1 writes it)");
+    assert_eq!(
+        masked, want,
+        "inventory table changed; if intended, UPDATE_GOLDEN=1 cargo test --test inventory"
     );
 }
 

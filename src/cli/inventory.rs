@@ -101,16 +101,21 @@ pub fn table(r: &SnapshotReport) -> String {
         r.requests,
         r.took.as_secs_f64()
     );
-    let _ = writeln!(
-        o,
-        "{:<62}  {:>7}  {:>6}  {:>7}  {:>7}  STATUS",
-        "PART", "LISTED", "ADDED", "CHANGED", "REMOVED"
-    );
+    let mut sub = "";
     for p in &r.parts {
+        if p.part.subscription() != sub {
+            sub = p.part.subscription();
+            let _ = writeln!(o, "Subscription {sub}");
+            let _ = writeln!(
+                o,
+                "  {:<26}  {:>7}  {:>6}  {:>7}  {:>7}  STATUS",
+                "PART", "LISTED", "ADDED", "CHANGED", "REMOVED"
+            );
+        }
         let _ = writeln!(
             o,
-            "{:<62}  {:>7}  {:>6}  {:>7}  {:>7}  {}",
-            p.part.to_string(),
+            "  {:<26}  {:>7}  {:>6}  {:>7}  {:>7}  {}",
+            p.part.short(),
             p.listed,
             p.stats.added,
             p.stats.changed,

@@ -71,6 +71,17 @@ impl Part {
         }
     }
 
+    /// Its name within its subscription (`role assignments`, `cluster aks-prod`).
+    pub fn short(&self) -> String {
+        match self {
+            Part::RoleAssignments(_) => "role assignments".into(),
+            Part::RoleDefinitions(_) => "custom role definitions".into(),
+            Part::ManagedIdentities(_) => "managed identities".into(),
+            Part::FederatedCredentials(_) => "federated credentials".into(),
+            Part::Cluster { name, .. } => format!("cluster {name}"),
+        }
+    }
+
     /// The subscription it belongs to.
     pub fn subscription(&self) -> &str {
         match self {
@@ -111,6 +122,9 @@ pub enum PartOutcome {
         error: String,
         /// The credentials or a permission were refused (401/403).
         refused: bool,
+        /// The token itself was refused or could not be had: every other part would fail
+        /// the same way, so the snapshot reads no further.
+        token: bool,
     },
 }
 
@@ -312,7 +326,23 @@ impl Inventory {
         let mut above_complete = true;
         let mut identities: Vec<String> = Vec::new();
         let mut identities_complete = false;
+        let mut token_refused = false;
         for part in self.parts() {
+            if token_refused {
+                // One error for a refused token, not one per part: the rest is not asked.
+                reports.push(PartReport {
+                    part,
+                    listed: 0,
+                    outcome: PartOutcome::Failed {
+                        error: "not read: no usable ARM token (see the first failed part)".into(),
+                        refused: true,
+                        token: true,
+                    },
+                    stats: Stats::default(),
+                });
+                above_complete = false;
+                continue;
+            }
             on_part(&part);
             let report = match &part {
                 Part::RoleAssignments(sub) => {
@@ -340,6 +370,7 @@ impl Inventory {
                 }
             };
             log_part(&report);
+            token_refused |= matches!(report.outcome, PartOutcome::Failed { token: true, .. });
             reports.push(report);
         }
         // Assignments above the subscriptions (management groups, root) are in every
@@ -404,7 +435,6 @@ impl Inventory {
                 Ok(p) => p,
                 Err(ArmError::Cancelled) => return Err(SnapshotError::Cancelled),
                 Err(e) => {
-                    let refused = e.refused();
                     let e = if page_no > 1 {
                         ArmError::Page {
                             page: page_no,
@@ -413,7 +443,7 @@ impl Inventory {
                     } else {
                         e
                     };
-                    return Ok(Err(failed(crate::domain::error_chain(&e), refused)));
+                    return Ok(Err(failed_by(&e, String::new())));
                 }
             };
             for (i, item) in page.items.iter().enumerate() {
@@ -674,11 +704,7 @@ impl Inventory {
                 // The identity was deleted between the two lists: it has no credentials.
                 Err(e) if e.is_not_found() => {}
                 Err(e) => {
-                    let refused = e.refused();
-                    failure.get_or_insert(failed(
-                        format!("{id}: {}", crate::domain::error_chain(&e)),
-                        refused,
-                    ));
+                    failure.get_or_insert(failed_by(&e, format!("{id}: ")));
                 }
             }
         }
@@ -733,10 +759,7 @@ impl Inventory {
                 (0, PartOutcome::Completed)
             }
             Err(ArmError::Cancelled) => return Err(SnapshotError::Cancelled),
-            Err(e) => {
-                let refused = e.refused();
-                (0, failed(crate::domain::error_chain(&e), refused))
-            }
+            Err(e) => (0, failed_by(&e, String::new())),
         };
         sink.flush(Vec::new()).await?;
         Ok(PartReport {
@@ -749,7 +772,20 @@ impl Inventory {
 }
 
 fn failed(error: String, refused: bool) -> PartOutcome {
-    PartOutcome::Failed { error, refused }
+    PartOutcome::Failed {
+        error,
+        refused,
+        token: false,
+    }
+}
+
+/// The outcome of a part that `e` ended, its message after `prefix`.
+fn failed_by(e: &ArmError, prefix: String) -> PartOutcome {
+    PartOutcome::Failed {
+        error: format!("{prefix}{}", crate::domain::error_chain(e)),
+        refused: e.refused(),
+        token: e.token_refused(),
+    }
 }
 
 /// The upsert an ARM object implies, with its fact key; an error names what is missing.
@@ -783,7 +819,7 @@ fn log_part(r: &PartReport) {
             removed = r.stats.removed,
             "inventory part listed"
         ),
-        PartOutcome::Failed { error, refused } => tracing::error!(
+        PartOutcome::Failed { error, refused, .. } => tracing::error!(
             part = %r.part,
             listed = r.listed,
             refused,

@@ -198,6 +198,17 @@ impl ArmError {
         }
     }
 
+    /// Whether the token was refused (401) or could not be had: nothing else will work.
+    pub fn token_refused(&self) -> bool {
+        match self {
+            ArmError::Unauthorized { .. }
+            | ArmError::Token { .. }
+            | ArmError::Credential { .. } => true,
+            ArmError::Page { source, .. } => source.token_refused(),
+            _ => false,
+        }
+    }
+
     /// Whether this is a 404.
     pub fn is_not_found(&self) -> bool {
         matches!(self, ArmError::NotFound { .. })

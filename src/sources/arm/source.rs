@@ -85,6 +85,7 @@ async fn run(src: ArmSource, ctx: SourceContext) {
                     PartOutcome::Failed {
                         error,
                         refused: true,
+                        ..
                     } => Some(format!("{}: {error}", p.part)),
                     _ => None,
                 });
