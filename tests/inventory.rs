@@ -492,6 +492,35 @@ fn a_401_names_the_endpoint_and_identity_never_the_token() {
     );
 }
 
+#[test]
+fn a_low_read_quota_spaces_the_requests_out() {
+    let env = Env::new(1, 4);
+    // 200 reads left of the hour's bucket: ARM asks callers to slow down before it throttles.
+    env.arm.remaining_reads(Some(200));
+    let (code, _, err) = env.inventory();
+    assert_eq!(code, 0, "{err}");
+    let seen: Vec<_> = env
+        .arm
+        .seen()
+        .into_iter()
+        .filter(|s| s.uri.to_ascii_lowercase().contains("roleassignments"))
+        .collect();
+    assert_eq!(seen.len(), 4);
+    for w in seen.windows(2) {
+        let gap = w[1].at - w[0].at;
+        assert!(
+            gap >= Duration::from_millis(150),
+            "requests {gap:?} apart while reads run low"
+        );
+    }
+    // With the quota back, no pause.
+    env.arm.remaining_reads(Some(11_000));
+    env.arm.clear_seen();
+    let t = std::time::Instant::now();
+    assert_eq!(env.inventory().0, 0);
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+}
+
 /// The table people read, against tests/golden/inventory.txt (times masked). Regenerate
 /// after an intended change with `UPDATE_GOLDEN=1 cargo test --test inventory`.
 #[test]
