@@ -38,8 +38,18 @@ fn enqueue(store: &mut Store, keys: &[String]) {
     let tx = store.tx().unwrap();
     for k in keys {
         let at = EventTime::from_unix_seconds(0);
-        tx.enqueue(k, "siem", k, "opened", "high", &alert(k), at)
-            .unwrap();
+        tx.enqueue(
+            &accessdrift::store::NewAlert {
+                idempotency_key: k,
+                finding_id: k,
+                transition: "opened",
+                severity: "high",
+                payload: &alert(k),
+                at,
+            },
+            "siem",
+        )
+        .unwrap();
     }
     tx.commit().unwrap();
 }

@@ -85,16 +85,16 @@ fn alert(key: &str, finding: &str, transition: &str, corr: Option<&str>) -> Stri
 fn enqueue(store: &mut Store, rows: &[(&str, &str, &str, &str, Option<&str>)]) {
     let tx = store.tx().unwrap();
     for (key, sink, finding, transition, corr) in rows {
-        tx.enqueue(
-            key,
-            sink,
-            finding,
+        let payload = alert(key, finding, transition, *corr);
+        let row = accessdrift::store::NewAlert {
+            idempotency_key: key,
+            finding_id: finding,
             transition,
-            "high",
-            &alert(key, finding, transition, *corr),
-            EventTime::from_unix_seconds(0),
-        )
-        .unwrap();
+            severity: "high",
+            payload: &payload,
+            at: EventTime::from_unix_seconds(0),
+        };
+        tx.enqueue(&row, sink).unwrap();
     }
     tx.commit().unwrap();
 }
@@ -144,16 +144,15 @@ fn a_down_sink_delays_alerts_and_a_poison_alert_is_dead_lettered() {
     );
     {
         let tx = store.tx().unwrap();
-        tx.enqueue(
-            "g:1",
-            "webhook",
-            "g",
-            "opened",
-            "high",
-            "{not json",
-            EventTime::from_unix_seconds(0),
-        )
-        .unwrap();
+        let row = accessdrift::store::NewAlert {
+            idempotency_key: "g:1",
+            finding_id: "g",
+            transition: "opened",
+            severity: "high",
+            payload: "{not json",
+            at: EventTime::from_unix_seconds(0),
+        };
+        tx.enqueue(&row, "webhook").unwrap();
         tx.commit().unwrap();
     }
     let (sink, fail, got) = Scripted::new("webhook");

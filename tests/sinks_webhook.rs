@@ -174,8 +174,18 @@ fn outages_flapping_and_rejections_deliver_each_alert_once_in_order() {
             .to_string();
             for sink in ["hook", "backup"] {
                 let at = accessdrift::domain::EventTime::from_unix_seconds(0);
-                tx.enqueue(key, sink, finding, transition, "high", &alert, at)
-                    .unwrap();
+                tx.enqueue(
+                    &accessdrift::store::NewAlert {
+                        idempotency_key: key,
+                        finding_id: finding,
+                        transition,
+                        severity: "high",
+                        payload: &alert,
+                        at,
+                    },
+                    sink,
+                )
+                .unwrap();
             }
         }
         tx.commit().unwrap();
@@ -458,8 +468,18 @@ fn the_daemon_loop_is_woken_by_commits_and_stops_when_cancelled() {
         })
         .to_string();
         let at = accessdrift::domain::EventTime::from_unix_seconds(0);
-        tx.enqueue(key, "hook", key, "opened", "high", &alert, at)
-            .unwrap();
+        tx.enqueue(
+            &accessdrift::store::NewAlert {
+                idempotency_key: key,
+                finding_id: key,
+                transition: "opened",
+                severity: "high",
+                payload: &alert,
+                at,
+            },
+            "hook",
+        )
+        .unwrap();
         tx.commit().unwrap();
     };
     enqueue("i:first:1");
@@ -498,8 +518,18 @@ fn printing_notify_without_sinks_leaves_the_daemons_alerts_alone() {
         let mut store = env.store();
         let tx = store.tx().unwrap();
         let at = accessdrift::domain::EventTime::from_unix_seconds(0);
-        tx.enqueue("i:f:1", "siem", "f", "opened", "high", "{}", at)
-            .unwrap();
+        tx.enqueue(
+            &accessdrift::store::NewAlert {
+                idempotency_key: "i:f:1",
+                finding_id: "f",
+                transition: "opened",
+                severity: "high",
+                payload: "{}",
+                at,
+            },
+            "siem",
+        )
+        .unwrap();
         tx.commit().unwrap();
     }
     // No --config: the stdout sink only. The row belongs to a sink of another config.

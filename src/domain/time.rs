@@ -130,7 +130,7 @@ fn parse_iso(b: &[u8]) -> Option<EventTime> {
         }
     }
     let offset = parse_zone(rest)?;
-    build(year, month, day, h, mi, s, nanos, offset)
+    build([year, month, day, h, mi, s], nanos, offset)
 }
 
 /// `Z`, `±HH:MM`, `±HHMM` or nothing (UTC); returns the offset in seconds.
@@ -180,20 +180,16 @@ fn parse_us(s: &str) -> Option<EventTime> {
         Some(false) if h == 12 => h = 0,
         _ => {}
     }
-    build(year, month, day, h, mi, s, 0, parse_zone(zone.as_bytes())?)
+    build(
+        [year, month, day, h, mi, s],
+        0,
+        parse_zone(zone.as_bytes())?,
+    )
 }
 
-#[allow(clippy::too_many_arguments)]
-fn build(
-    y: i64,
-    mo: i64,
-    d: i64,
-    h: i64,
-    mi: i64,
-    s: i64,
-    nanos: i64,
-    offset: i64,
-) -> Option<EventTime> {
+/// The time of `[year, month, day, hour, minute, second]`, `nanos` and a zone `offset` (s).
+fn build(ymdhms: [i64; 6], nanos: i64, offset: i64) -> Option<EventTime> {
+    let [y, mo, d, h, mi, s] = ymdhms;
     if !YEARS.contains(&y)
         || !(1..=12).contains(&mo)
         || !(1..=31).contains(&d)

@@ -172,17 +172,17 @@ pub fn queue(
     };
     let payload = serde_json::to_string(&alert).unwrap_or_default();
     let at = t.finding.resolved_at.unwrap_or(t.finding.last_seen);
+    let row = crate::store::NewAlert {
+        idempotency_key: &alert.idempotency_key,
+        finding_id: &alert.finding_id,
+        transition: alert.transition.as_str(),
+        severity: alert.severity.as_str(),
+        payload: &payload,
+        at,
+    };
     let mut queued = Vec::new();
     for sink in sinks.iter().filter(|s| route::wants(config, s, &alert)) {
-        if tx.enqueue(
-            &alert.idempotency_key,
-            sink,
-            &alert.finding_id,
-            alert.transition.as_str(),
-            alert.severity.as_str(),
-            &payload,
-            at,
-        )? {
+        if tx.enqueue(&row, sink)? {
             queued.push(sink.clone());
         }
     }

@@ -18,7 +18,7 @@ pub use baseline::{BaselineEntry, BaselineVersion};
 pub use checkpoint::Checkpoint;
 pub use eventhubs::{EventHubsPartition, EventHubsPosition, OwnershipRow};
 pub use facts::{FactApply, FactRow};
-pub use outbox::{OutboxRow, OutboxState};
+pub use outbox::{NewAlert, OutboxRow, OutboxState};
 pub use pending::{PendingKind, PendingRow};
 
 use rusqlite::{Connection, OpenFlags};

@@ -59,19 +59,34 @@ pub struct OutboxRow {
     pub last_error: Option<String>,
 }
 
+/// An alert as the outbox stores it, for every sink it is queued for.
+#[derive(Debug, Clone, Copy)]
+pub struct NewAlert<'a> {
+    /// `installation:finding:transition`.
+    pub idempotency_key: &'a str,
+    /// The finding it announces.
+    pub finding_id: &'a str,
+    /// `opened`, `resolved`, ….
+    pub transition: &'a str,
+    /// Severity after the transition.
+    pub severity: &'a str,
+    /// The alert as JSON.
+    pub payload: &'a str,
+    /// When the transition happened (event time).
+    pub at: EventTime,
+}
+
 impl Tx<'_> {
     /// Queues an alert for a sink; a second enqueue of the same key and sink is a no-op.
-    #[allow(clippy::too_many_arguments)]
-    pub fn enqueue(
-        &self,
-        idempotency_key: &str,
-        sink: &str,
-        finding_id: &str,
-        transition: &str,
-        severity: &str,
-        payload: &str,
-        at: EventTime,
-    ) -> Result<bool> {
+    pub fn enqueue(&self, alert: &NewAlert<'_>, sink: &str) -> Result<bool> {
+        let NewAlert {
+            idempotency_key,
+            finding_id,
+            transition,
+            severity,
+            payload,
+            at,
+        } = *alert;
         let n = self
             .0
             .prepare_cached(

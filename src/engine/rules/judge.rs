@@ -39,7 +39,6 @@ pub enum Gate<'a> {
 }
 
 /// The finding transition for one rule on one subject, if anything changes.
-#[allow(clippy::too_many_arguments)]
 pub fn judge(
     rule: &Rule,
     kind: FactKind,

@@ -40,15 +40,16 @@ pub enum EventHubsSourceError {
     #[error("[eventhubs] connection_string: {0}")]
     Secret(#[from] SecretError),
     /// The credential for the auth mode could not be built (missing AZURE_* variables…).
-    #[error("[eventhubs] auth = \"{auth}\": cannot build the credential: {error}")]
+    #[error("[eventhubs] auth = \"{auth}\": cannot build the credential: {}", error_chain(source.as_ref()))]
     Credential {
         /// The auth mode.
         auth: &'static str,
         /// What the SDK said.
-        error: String,
+        #[source]
+        source: Box<azure_core::Error>,
     },
     /// Connecting, authenticating or reading the hub failed.
-    #[error("Event Hub {eventhub} in namespace {namespace} (consumer group {consumer_group}, auth = \"{auth}\"): {what}: {error}")]
+    #[error("Event Hub {eventhub} in namespace {namespace} (consumer group {consumer_group}, auth = \"{auth}\"): {what}: {}", error_chain(source.as_ref()))]
     Hub {
         /// The namespace.
         namespace: String,
@@ -61,7 +62,8 @@ pub enum EventHubsSourceError {
         /// The step that failed.
         what: &'static str,
         /// What the SDK said (never a secret: the SDK does not put tokens in errors).
-        error: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
         /// Whether the service refused the credentials or the permission, read from the
         /// error's types when it was built.
         refused: bool,
@@ -196,18 +198,18 @@ fn owner_id() -> String {
 
 /// Opens a client with the configured auth; `what` names the step in errors.
 pub async fn open_client(cfg: &EventHubsConfig) -> Result<ConsumerClient, EventHubsSourceError> {
-    let hub_err = |what, e: &(dyn std::error::Error + 'static)| EventHubsSourceError::Hub {
+    let hub_err = |what, e: Box<dyn std::error::Error + Send + Sync>| EventHubsSourceError::Hub {
         namespace: cfg.namespace.clone(),
         eventhub: cfg.eventhub.clone(),
         consumer_group: cfg.consumer_group.clone(),
         auth: cfg.auth.as_str(),
         what,
-        error: error_chain(e),
-        refused: refused(e),
+        refused: refused(e.as_ref()),
+        source: e,
     };
     let cred_err = |e: azure_core::Error| EventHubsSourceError::Credential {
         auth: cfg.auth.as_str(),
-        error: error_chain(&e),
+        source: Box::new(e),
     };
     let mut b = ConsumerClient::builder()
         .with_consumer_group(cfg.consumer_group.clone())
@@ -244,7 +246,7 @@ pub async fn open_client(cfg: &EventHubsConfig) -> Result<ConsumerClient, EventH
                 .await
         }
     };
-    opened.map_err(|e| hub_err("connecting and authenticating", &e))
+    opened.map_err(|e| hub_err("connecting and authenticating", Box::new(e)))
 }
 
 async fn run(ctx: SourceContext, cfg: EventHubsConfig, db: PathBuf, stats: EventHubsStats) {
@@ -285,14 +287,14 @@ async fn session(
     db: &Path,
     stats: &EventHubsStats,
 ) -> Result<(), EventHubsSourceError> {
-    let hub_err = |what, e: &(dyn std::error::Error + 'static)| EventHubsSourceError::Hub {
+    let hub_err = |what, e: Box<dyn std::error::Error + Send + Sync>| EventHubsSourceError::Hub {
         namespace: cfg.namespace.clone(),
         eventhub: cfg.eventhub.clone(),
         consumer_group: cfg.consumer_group.clone(),
         auth: cfg.auth.as_str(),
         what,
-        error: error_chain(e),
-        refused: refused(e),
+        refused: refused(e.as_ref()),
+        source: e,
     };
     let store = Arc::new(SqliteCheckpointStore::open(
         db,
@@ -303,7 +305,7 @@ async fn session(
     for (pid, pos) in store
         .positions()
         .await
-        .map_err(|e| hub_err("reading checkpoints", &e))?
+        .map_err(|e| hub_err("reading checkpoints", Box::new(e)))?
     {
         stats.update(&pid, |p| {
             p.last_committed_sequence = Some(pos.sequence_number)
@@ -316,7 +318,7 @@ async fn session(
         let props = monitor
             .get_eventhub_properties()
             .await
-            .map_err(|e| hub_err("reading the hub's properties", &e))?;
+            .map_err(|e| hub_err("reading the hub's properties", Box::new(e)))?;
         let interval = azure_core::time::Duration::try_from(cfg.rebalance_interval)
             .unwrap_or(azure_core::time::Duration::seconds(10));
         let location = match cfg.start {
@@ -338,7 +340,7 @@ async fn session(
             })
             .build(consumer, store.clone())
             .await
-            .map_err(|e| hub_err("starting the event processor", &e))?;
+            .map_err(|e| hub_err("starting the event processor", Box::new(e)))?;
         Ok::<_, EventHubsSourceError>((monitor, props, processor))
     };
     let (monitor, props, processor) = tokio::select! {
@@ -372,10 +374,10 @@ async fn session(
                     Ok(Err(e)) => Box::new(e),
                     Err(e) => Box::new(e),
                 };
-                break Err(hub_err("balancing and opening partitions", why.as_ref()));
+                break Err(hub_err("balancing and opening partitions", why));
             }
             pc = processor.next_partition_client() => {
-                let pc = pc.map_err(|e| hub_err("taking the next partition", &e))?;
+                let pc = pc.map_err(|e| hub_err("taking the next partition", Box::new(e)))?;
                 let part = EventHubsPartition {
                     namespace: cfg.namespace.clone(),
                     eventhub: cfg.eventhub.clone(),
@@ -385,7 +387,7 @@ async fn session(
                 let committed = store
                     .positions()
                     .await
-                    .map_err(|e| hub_err("reading checkpoints", &e))?
+                    .map_err(|e| hub_err("reading checkpoints", Box::new(e)))?
                     .into_iter()
                     .find(|(p, _)| *p == part.partition_id)
                     .map(|(_, pos)| pos.sequence_number);
@@ -427,7 +429,7 @@ async fn session(
                             "partition {id} failed {n} times in a row without delivering an event ({why}); reconnecting"
                         )
                         .into();
-                        break Err(hub_err("reopening a partition", e.as_ref()));
+                        break Err(hub_err("reopening a partition", e));
                     }
                 }
                 Ok((id, PartitionEnd::WriterFailed(why))) => tracing::error!(partition = %id, error = %why, "batch not committed; the partition resumes from the last commit"),
