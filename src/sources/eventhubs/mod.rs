@@ -198,15 +198,7 @@ fn owner_id() -> String {
 
 /// Opens a client with the configured auth; `what` names the step in errors.
 pub async fn open_client(cfg: &EventHubsConfig) -> Result<ConsumerClient, EventHubsSourceError> {
-    let hub_err = |what, e: Box<dyn std::error::Error + Send + Sync>| EventHubsSourceError::Hub {
-        namespace: cfg.namespace.clone(),
-        eventhub: cfg.eventhub.clone(),
-        consumer_group: cfg.consumer_group.clone(),
-        auth: cfg.auth.as_str(),
-        what,
-        refused: refused(e.as_ref()),
-        source: e,
-    };
+    let hub_err = |what, e| hub_error(cfg, what, e);
     let cred_err = |e: azure_core::Error| EventHubsSourceError::Credential {
         auth: cfg.auth.as_str(),
         source: Box::new(e),
@@ -279,6 +271,118 @@ async fn run(ctx: SourceContext, cfg: EventHubsConfig, db: PathBuf, stats: Event
     ctx.readiness.set(SourceState::Stopped);
 }
 
+/// The error of one step of a session with the hub; `refused` is read from the error's types.
+fn hub_error(
+    cfg: &EventHubsConfig,
+    what: &'static str,
+    e: Box<dyn std::error::Error + Send + Sync>,
+) -> EventHubsSourceError {
+    EventHubsSourceError::Hub {
+        namespace: cfg.namespace.clone(),
+        eventhub: cfg.eventhub.clone(),
+        consumer_group: cfg.consumer_group.clone(),
+        auth: cfg.auth.as_str(),
+        what,
+        refused: refused(e.as_ref()),
+        source: e,
+    }
+}
+
+/// Connects twice (the processor's client and a monitor for partition properties), reads the
+/// hub's properties and builds the SDK's event processor over our checkpoint store.
+async fn start_processor(
+    cfg: &EventHubsConfig,
+    store: Arc<SqliteCheckpointStore>,
+) -> Result<
+    (
+        ConsumerClient,
+        azure_messaging_eventhubs::models::EventHubProperties,
+        Arc<EventProcessor>,
+    ),
+    EventHubsSourceError,
+> {
+    let hub_err = |what, e| hub_error(cfg, what, e);
+    let consumer = open_client(cfg).await?;
+    let monitor = open_client(cfg).await?;
+    let props = monitor
+        .get_eventhub_properties()
+        .await
+        .map_err(|e| hub_err("reading the hub's properties", Box::new(e)))?;
+    let interval = azure_core::time::Duration::try_from(cfg.rebalance_interval)
+        .unwrap_or(azure_core::time::Duration::seconds(10));
+    let location = match cfg.start {
+        EventHubsStart::Earliest => StartLocation::Earliest,
+        EventHubsStart::Latest => StartLocation::Latest,
+    };
+    let processor = EventProcessor::builder()
+        .with_update_interval(interval)
+        // Several update intervals: a live owner renews well before its claim expires.
+        .with_partition_expiration_duration(interval * 6)
+        .with_prefetch((cfg.max_batch as u32).saturating_mul(2).max(10))
+        .with_start_positions(StartPositions {
+            per_partition: Default::default(),
+            // Exclusive: a checkpoint names the last event applied, so resume after it.
+            default: StartPosition {
+                location,
+                inclusive: false,
+            },
+        })
+        .build(consumer, store.clone())
+        .await
+        .map_err(|e| hub_err("starting the event processor", Box::new(e)))?;
+    Ok((monitor, props, processor))
+}
+
+/// Starts reading one partition the processor handed us, from its committed checkpoint, as a
+/// task of `partitions` that returns how the partition ended.
+async fn open_partition(
+    ctx: &SourceContext,
+    cfg: &EventHubsConfig,
+    store: &SqliteCheckpointStore,
+    stats: &EventHubsStats,
+    pc: Arc<azure_messaging_eventhubs::processor::PartitionClient>,
+    partitions: &mut tokio::task::JoinSet<(String, PartitionEnd)>,
+) -> Result<(), EventHubsSourceError> {
+    let hub_err = |what, e| hub_error(cfg, what, e);
+    let part = EventHubsPartition {
+        namespace: cfg.namespace.clone(),
+        eventhub: cfg.eventhub.clone(),
+        consumer_group: cfg.consumer_group.clone(),
+        partition_id: pc.get_partition_id().to_string(),
+    };
+    let committed = store
+        .positions()
+        .await
+        .map_err(|e| hub_err("reading checkpoints", Box::new(e)))?
+        .into_iter()
+        .find(|(p, _)| *p == part.partition_id)
+        .map(|(_, pos)| pos.sequence_number);
+    tracing::info!(partition = %part.partition_id, committed = ?committed, "partition opened");
+    let run = PartitionRun {
+        partition: part,
+        max_batch: cfg.max_batch,
+        max_wait: cfg.max_wait,
+        committed,
+        stats: stats.clone(),
+        received: 0,
+    };
+    let ctx = ctx.clone();
+    partitions.spawn_local(async move {
+        let id = run.partition.partition_id.clone();
+        let end = {
+            let events = Box::pin(pc.stream_events());
+            run.run(&ctx, events).await
+        };
+        // Closing removes it from the processor, which reopens it at its next
+        // balancing round from the committed checkpoint.
+        if let Ok(pc) = Arc::try_unwrap(pc) {
+            let _ = tokio::time::timeout(CLOSE_GRACE, pc.close()).await;
+        }
+        (id, end)
+    });
+    Ok(())
+}
+
 /// One connected session: the processor, its partitions and the lag poller, until shutdown
 /// (Ok) or a failure that needs a new connection (Err).
 async fn session(
@@ -287,15 +391,7 @@ async fn session(
     db: &Path,
     stats: &EventHubsStats,
 ) -> Result<(), EventHubsSourceError> {
-    let hub_err = |what, e: Box<dyn std::error::Error + Send + Sync>| EventHubsSourceError::Hub {
-        namespace: cfg.namespace.clone(),
-        eventhub: cfg.eventhub.clone(),
-        consumer_group: cfg.consumer_group.clone(),
-        auth: cfg.auth.as_str(),
-        what,
-        refused: refused(e.as_ref()),
-        source: e,
-    };
+    let hub_err = |what, e| hub_error(cfg, what, e);
     let store = Arc::new(SqliteCheckpointStore::open(
         db,
         &cfg.namespace,
@@ -312,37 +408,7 @@ async fn session(
         });
     }
     // Connecting may take the SDK's whole retry budget: shutdown must not wait for it.
-    let setup = async {
-        let consumer = open_client(cfg).await?;
-        let monitor = open_client(cfg).await?;
-        let props = monitor
-            .get_eventhub_properties()
-            .await
-            .map_err(|e| hub_err("reading the hub's properties", Box::new(e)))?;
-        let interval = azure_core::time::Duration::try_from(cfg.rebalance_interval)
-            .unwrap_or(azure_core::time::Duration::seconds(10));
-        let location = match cfg.start {
-            EventHubsStart::Earliest => StartLocation::Earliest,
-            EventHubsStart::Latest => StartLocation::Latest,
-        };
-        let processor = EventProcessor::builder()
-            .with_update_interval(interval)
-            // Several update intervals: a live owner renews well before its claim expires.
-            .with_partition_expiration_duration(interval * 6)
-            .with_prefetch((cfg.max_batch as u32).saturating_mul(2).max(10))
-            .with_start_positions(StartPositions {
-                per_partition: Default::default(),
-                // Exclusive: a checkpoint names the last event applied, so resume after it.
-                default: StartPosition {
-                    location,
-                    inclusive: false,
-                },
-            })
-            .build(consumer, store.clone())
-            .await
-            .map_err(|e| hub_err("starting the event processor", Box::new(e)))?;
-        Ok::<_, EventHubsSourceError>((monitor, props, processor))
-    };
+    let setup = start_processor(cfg, store.clone());
     let (monitor, props, processor) = tokio::select! {
         _ = ctx.cancel.cancelled() => return Ok(()),
         r = setup => r?,
@@ -378,42 +444,7 @@ async fn session(
             }
             pc = processor.next_partition_client() => {
                 let pc = pc.map_err(|e| hub_err("taking the next partition", Box::new(e)))?;
-                let part = EventHubsPartition {
-                    namespace: cfg.namespace.clone(),
-                    eventhub: cfg.eventhub.clone(),
-                    consumer_group: cfg.consumer_group.clone(),
-                    partition_id: pc.get_partition_id().to_string(),
-                };
-                let committed = store
-                    .positions()
-                    .await
-                    .map_err(|e| hub_err("reading checkpoints", Box::new(e)))?
-                    .into_iter()
-                    .find(|(p, _)| *p == part.partition_id)
-                    .map(|(_, pos)| pos.sequence_number);
-                tracing::info!(partition = %part.partition_id, committed = ?committed, "partition opened");
-                let run = PartitionRun {
-                    partition: part,
-                    max_batch: cfg.max_batch,
-                    max_wait: cfg.max_wait,
-                    committed,
-                    stats: stats.clone(),
-                    received: 0,
-                };
-                let ctx = ctx.clone();
-                partitions.spawn_local(async move {
-                    let id = run.partition.partition_id.clone();
-                    let end = {
-                        let events = Box::pin(pc.stream_events());
-                        run.run(&ctx, events).await
-                    };
-                    // Closing removes it from the processor, which reopens it at its next
-                    // balancing round from the committed checkpoint.
-                    if let Ok(pc) = Arc::try_unwrap(pc) {
-                        let _ = tokio::time::timeout(CLOSE_GRACE, pc.close()).await;
-                    }
-                    (id, end)
-                });
+                open_partition(ctx, cfg, &store, stats, pc, &mut partitions).await?;
             }
             Some(done) = partitions.join_next() => match done {
                 Ok((id, PartitionEnd::Cancelled)) => tracing::debug!(partition = %id, "partition stopped"),
