@@ -82,6 +82,52 @@ impl Worker {
         Some(policy.max_per_minute.saturating_sub(self.window.1))
     }
 
+    /// Sends one message (an alert or a digest) under its `notify` span, bounded by the sink's
+    /// timeout, and emits the delivered / failed event.
+    async fn send(&mut self, m: &Message) -> Result<super::Receipt, SinkError> {
+        let limit = self.sink.timeout();
+        // One `notify` span per delivery, a child of the batch trace that opened the
+        // finding (its first alert's, for a digest). `.instrument`: no guard across await.
+        let first = match &m.body {
+            Body::One(a) => a,
+            Body::Many(d) => &d.alerts[0],
+        };
+        let peer = self.sink.peer();
+        let span = super::span::delivery(first, self.sink.name(), &peer);
+        let started = std::time::Instant::now();
+        let result = super::bounded(limit, async {
+            match &m.body {
+                Body::One(a) => self.sink.deliver(a).await,
+                Body::Many(d) => self.sink.deliver_digest(d).await,
+            }
+        })
+        .instrument(span.clone())
+        .await;
+        let took = started.elapsed();
+        match &result {
+            Ok(receipt) => crate::events::AlertsDelivered {
+                sink: self.sink.name(),
+                alerts: m.rows.len(),
+                took,
+                receipt: &receipt.0,
+            }
+            .emit(),
+            Err(SinkError::Gone(_)) => {}
+            Err(e) => {
+                // An HTTP sink recorded its own (status code, timeout, …).
+                let own = matches!(peer, super::Peer::Http { .. });
+                crate::telemetry::record_error(&span, (!own).then(|| e.kind()));
+                crate::events::AlertsFailed {
+                    sink: self.sink.name(),
+                    alerts: m.rows.len(),
+                    took,
+                }
+                .emit();
+            }
+        }
+        result
+    }
+
     /// Sends everything of this sink that is due at `now`.
     pub(super) async fn drain(
         &mut self,
@@ -121,46 +167,7 @@ impl Worker {
             let mut accepted: Vec<i64> = Vec::new();
             let mut queue = messages.into_iter();
             while let Some(m) = queue.next() {
-                let limit = self.sink.timeout();
-                // One `notify` span per delivery, a child of the batch trace that opened the
-                // finding (its first alert's, for a digest). `.instrument`: no guard across await.
-                let first = match &m.body {
-                    Body::One(a) => a,
-                    Body::Many(d) => &d.alerts[0],
-                };
-                let peer = self.sink.peer();
-                let span = super::span::delivery(first, self.sink.name(), &peer);
-                let started = std::time::Instant::now();
-                let result = super::bounded(limit, async {
-                    match &m.body {
-                        Body::One(a) => self.sink.deliver(a).await,
-                        Body::Many(d) => self.sink.deliver_digest(d).await,
-                    }
-                })
-                .instrument(span.clone())
-                .await;
-                let took = started.elapsed();
-                match &result {
-                    Ok(receipt) => crate::events::AlertsDelivered {
-                        sink: self.sink.name(),
-                        alerts: m.rows.len(),
-                        took,
-                        receipt: &receipt.0,
-                    }
-                    .emit(),
-                    Err(SinkError::Gone(_)) => {}
-                    Err(e) => {
-                        // An HTTP sink recorded its own (status code, timeout, …).
-                        let own = matches!(peer, super::Peer::Http { .. });
-                        crate::telemetry::record_error(&span, (!own).then(|| e.kind()));
-                        crate::events::AlertsFailed {
-                            sink: self.sink.name(),
-                            alerts: m.rows.len(),
-                            took,
-                        }
-                        .emit();
-                    }
-                }
+                let result = self.send(&m).await;
                 match result {
                     Ok(_) => {
                         accepted.extend(m.rows.iter().map(|r| r.seq));
