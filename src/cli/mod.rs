@@ -146,13 +146,14 @@ pub enum Command {
     /// List the rules catalogue (`--json` for scripts); `rules explain ID` prints one in full.
     Rules(rules::RulesArgs),
     /// Load and validate the configuration, then print the effective settings and which
-    /// sources `run` would start (a `[kubernetes]` or `[eventhubs]` table turns its source on).
+    /// sources `run` would start (a `[kubernetes]`, `[eventhubs]` or `[azure]` table turns its source on).
     CheckConfig,
     /// Run the daemon: watch the sources in `--config`, evaluate every change, deliver alerts,
     /// serve `/healthz`, `/readyz` and `/metrics`. Stops cleanly (exit 0) on SIGTERM or SIGINT.
     ///
     /// A source runs when its table is in the config: `[kubernetes]` (cluster = "NAME") watches
-    /// RBAC, `[eventhubs]` (namespace, eventhub) reads the Activity Log; `enabled = false` keeps
+    /// RBAC, `[eventhubs]` (namespace, eventhub) reads the Activity Log, `[azure]` reads the
+    /// Azure inventory from ARM at start and every `snapshot_interval`; `enabled = false` keeps
     /// a table but turns it off. With no source enabled `run` exits 2 at once, saying so.
     Run(run::RunArgs),
     /// Read the Azure state once from Azure Resource Manager (role assignments, custom roles,

@@ -13,7 +13,7 @@ pub struct RunArgs {
 }
 
 /// What to add when no source is enabled (`run`'s refusal and `check-config`).
-pub(super) const NO_SOURCE_HINT: &str = "add a [kubernetes] table (cluster = \"NAME\") to watch Kubernetes RBAC, or an [eventhubs] table (namespace = \"NS.servicebus.windows.net\", eventhub = \"HUB\") to read the Azure Activity Log; a table with enabled = false stays off";
+pub(super) const NO_SOURCE_HINT: &str = "add a [kubernetes] table (cluster = \"NAME\") to watch Kubernetes RBAC, or an [eventhubs] table (namespace = \"NS.servicebus.windows.net\", eventhub = \"HUB\") to read the Azure Activity Log, or an [azure] table to read the Azure inventory from ARM; a table with enabled = false stays off";
 
 /// Exit status of a `run` with nothing to run: a usage error, like a missing argument.
 const EXIT_NOTHING_TO_RUN: u8 = 2;
