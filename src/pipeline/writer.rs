@@ -178,26 +178,14 @@ fn relist_deletes(
             "relist: deleting facts the cluster no longer has"
         );
     }
-    let operation = format!("k8s:relist-missing:{}", scope.kind.as_str());
-    observations.extend(missing.into_iter().map(|key| {
-        Observation::immediate(
-            ChangeOp::Delete {
-                kind: scope.kind,
-                target: FactRef::Key(key),
-            },
-            Provenance {
-                source: crate::sources::kubernetes::SOURCE.to_string(),
-                event_time: scope.at,
-                correlation_id: None,
-                operation: operation.clone(),
-                actor: Default::default(),
-                location: Location {
-                    input: scope.input.clone(),
-                    index: 0,
-                },
-            },
-        )
-    }));
+    observations.extend(implied_deletes(
+        scope.kind,
+        missing,
+        crate::sources::kubernetes::SOURCE,
+        format!("k8s:relist-missing:{}", scope.kind.as_str()),
+        &scope.input,
+        scope.at,
+    ));
     Ok(())
 }
 
@@ -235,29 +223,47 @@ fn snapshot_deletes(
             "inventory: deleting facts Azure no longer lists"
         );
     }
-    let operation = format!(
-        "{}{}:missing",
-        crate::domain::INVENTORY_OPERATION_PREFIX,
-        scope.kind.as_str()
-    );
-    observations.extend(missing.into_iter().map(|key| {
+    observations.extend(implied_deletes(
+        scope.kind,
+        missing,
+        crate::domain::INVENTORY_SOURCE,
+        format!(
+            "{}{}:missing",
+            crate::domain::INVENTORY_OPERATION_PREFIX,
+            scope.kind.as_str()
+        ),
+        &scope.input,
+        scope.at,
+    ));
+    Ok(())
+}
+
+/// The deletes a completed listing implies for the `missing` keys, at the listing's time.
+fn implied_deletes<'a>(
+    kind: crate::domain::FactKind,
+    missing: Vec<String>,
+    source: &'a str,
+    operation: String,
+    input: &'a str,
+    at: crate::domain::EventTime,
+) -> impl Iterator<Item = Observation> + 'a {
+    missing.into_iter().map(move |key| {
         Observation::immediate(
             ChangeOp::Delete {
-                kind: scope.kind,
+                kind,
                 target: FactRef::Key(key),
             },
             Provenance {
-                source: crate::domain::INVENTORY_SOURCE.to_string(),
-                event_time: scope.at,
+                source: source.to_string(),
+                event_time: at,
                 correlation_id: None,
                 operation: operation.clone(),
                 actor: Default::default(),
                 location: Location {
-                    input: scope.input.clone(),
+                    input: input.to_string(),
                     index: 0,
                 },
             },
         )
-    }));
-    Ok(())
+    })
 }

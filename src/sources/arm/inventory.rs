@@ -2,19 +2,17 @@
 //! ARM, mapped with the Activity Log's projections, and committed through the writer in
 //! chunks; the chunk that completes a listing carries its [`Reset::Snapshot`].
 
-use super::{ArmClient, ArmError, OPERATION_PREFIX, SOURCE};
-use crate::domain::{
-    canonical_id, ChangeOp, EventTime, FactKind, FactRef, Location, Observation, Provenance,
-};
-use crate::ingest::{
-    ingest_span, Batch, Position, Reset, SnapshotArea, SnapshotScope, Stats, WriterError,
-    WriterHandle,
-};
+use super::report::{failed, failed_by, log_part};
+pub use super::report::{Part, PartOutcome, PartReport, SnapshotReport};
+use super::sink::Sink;
+use super::{ArmClient, ArmError};
+use crate::domain::{canonical_id, ChangeOp, EventTime, FactKind, FactRef};
+use crate::ingest::{Reset, SnapshotArea, SnapshotScope, Stats, WriterError, WriterHandle};
 use crate::sources::activity_log::{map, AzureOp};
 use futures::StreamExt as _;
 use serde_json::Value;
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// `Microsoft.Authorization` (role assignments and definitions).
@@ -23,156 +21,8 @@ pub const AUTHORIZATION_API: &str = "2022-04-01";
 pub const IDENTITY_API: &str = "2023-01-31";
 /// `Microsoft.ContainerService/managedClusters`.
 pub const CLUSTER_API: &str = "2024-05-01";
-/// Observations per writer batch: bounded memory, short transactions.
-const CHUNK: usize = 5_000;
 /// Federated-credential lists read at once (one per identity).
 const FIC_CONCURRENCY: usize = 8;
-
-/// One thing a snapshot lists.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Part {
-    /// Role assignments visible at a subscription (its own and inherited ones).
-    RoleAssignments(String),
-    /// Custom role definitions of a subscription.
-    RoleDefinitions(String),
-    /// User-assigned managed identities of a subscription.
-    ManagedIdentities(String),
-    /// Federated credentials of every identity of a subscription.
-    FederatedCredentials(String),
-    /// One watched cluster's access settings.
-    Cluster {
-        /// `[[clusters]] name`.
-        name: String,
-        /// Its resource id (lower-case).
-        resource_id: String,
-    },
-}
-
-impl Part {
-    /// The fact kind it lists.
-    pub fn kind(&self) -> FactKind {
-        match self {
-            Part::RoleAssignments(_) => FactKind::RoleAssignment,
-            Part::RoleDefinitions(_) => FactKind::RoleDefinition,
-            Part::ManagedIdentities(_) => FactKind::ManagedIdentity,
-            Part::FederatedCredentials(_) => FactKind::FederatedCredential,
-            Part::Cluster { .. } => FactKind::ClusterSettings,
-        }
-    }
-
-    /// Low-cardinality name for metrics (`role_assignments`, `cluster`, …).
-    pub fn metric(&self) -> &'static str {
-        match self {
-            Part::RoleAssignments(_) => "role_assignments",
-            Part::RoleDefinitions(_) => "role_definitions",
-            Part::ManagedIdentities(_) => "managed_identities",
-            Part::FederatedCredentials(_) => "federated_credentials",
-            Part::Cluster { .. } => "cluster",
-        }
-    }
-
-    /// Its name within its subscription (`role assignments`, `cluster aks-prod`).
-    pub fn short(&self) -> String {
-        match self {
-            Part::RoleAssignments(_) => "role assignments".into(),
-            Part::RoleDefinitions(_) => "custom role definitions".into(),
-            Part::ManagedIdentities(_) => "managed identities".into(),
-            Part::FederatedCredentials(_) => "federated credentials".into(),
-            Part::Cluster { name, .. } => format!("cluster {name}"),
-        }
-    }
-
-    /// The subscription it belongs to.
-    pub fn subscription(&self) -> &str {
-        match self {
-            Part::RoleAssignments(s)
-            | Part::RoleDefinitions(s)
-            | Part::ManagedIdentities(s)
-            | Part::FederatedCredentials(s) => s,
-            Part::Cluster { resource_id, .. } => resource_id
-                .strip_prefix("/subscriptions/")
-                .and_then(|r| r.split('/').next())
-                .unwrap_or(""),
-        }
-    }
-}
-
-impl std::fmt::Display for Part {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Part::RoleAssignments(s) => write!(f, "role assignments of subscription {s}"),
-            Part::RoleDefinitions(s) => write!(f, "custom role definitions of subscription {s}"),
-            Part::ManagedIdentities(s) => write!(f, "managed identities of subscription {s}"),
-            Part::FederatedCredentials(s) => {
-                write!(f, "federated credentials of subscription {s}")
-            }
-            Part::Cluster { name, .. } => write!(f, "cluster {name}"),
-        }
-    }
-}
-
-/// How a part's listing ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PartOutcome {
-    /// Every page read: what it did not list was deleted.
-    Completed,
-    /// A request failed after its retries: what was listed was applied, nothing deleted.
-    Failed {
-        /// What failed, for people.
-        error: String,
-        /// The credentials or a permission were refused (401/403).
-        refused: bool,
-        /// The token itself was refused or could not be had: every other part would fail
-        /// the same way, so the snapshot reads no further.
-        token: bool,
-    },
-}
-
-/// What one part did.
-#[derive(Debug, Clone)]
-pub struct PartReport {
-    /// The part.
-    pub part: Part,
-    /// Objects listed.
-    pub listed: usize,
-    /// How the listing ended.
-    pub outcome: PartOutcome,
-    /// What its commits did to facts and findings.
-    pub stats: Stats,
-}
-
-/// What one snapshot did.
-#[derive(Debug, Clone)]
-pub struct SnapshotReport {
-    /// When the listing started: every observation's time.
-    pub at: EventTime,
-    /// Each part, in listing order.
-    pub parts: Vec<PartReport>,
-    /// ARM requests sent (retries included).
-    pub requests: u64,
-    /// Wall-clock time.
-    pub took: Duration,
-}
-
-impl SnapshotReport {
-    /// True when every part completed.
-    pub fn complete(&self) -> bool {
-        self.parts
-            .iter()
-            .all(|p| p.outcome == PartOutcome::Completed)
-    }
-
-    /// The parts that failed, with why: `role assignments of subscription … (page 3: …)`.
-    pub fn failures(&self) -> Vec<String> {
-        self.parts
-            .iter()
-            .filter_map(|p| match &p.outcome {
-                PartOutcome::Failed { error, .. } => Some(format!("{}: {error}", p.part)),
-                PartOutcome::Completed => None,
-            })
-            .collect()
-    }
-}
 
 /// A watched cluster the snapshot reads.
 #[derive(Debug, Clone)]
@@ -200,73 +50,6 @@ pub enum SnapshotError {
     /// Shutdown: what was committed stays, the rest is read at the next start.
     #[error("cancelled by shutdown")]
     Cancelled,
-}
-
-/// Observations of one part, flushed to the writer in chunks.
-struct Sink<'a> {
-    writer: &'a WriterHandle,
-    at: EventTime,
-    input: String,
-    buf: Vec<Observation>,
-    stats: Stats,
-    index: u64,
-}
-
-impl<'a> Sink<'a> {
-    fn new(writer: &'a WriterHandle, at: EventTime, input: String) -> Self {
-        Sink {
-            writer,
-            at,
-            input,
-            buf: Vec::new(),
-            stats: Stats::default(),
-            index: 0,
-        }
-    }
-
-    fn prov(&mut self, kind: FactKind) -> Provenance {
-        self.index += 1;
-        Provenance {
-            source: SOURCE.to_string(),
-            event_time: self.at,
-            correlation_id: None,
-            operation: format!("{OPERATION_PREFIX}{}", kind.as_str()),
-            actor: Default::default(),
-            location: Location {
-                input: self.input.clone(),
-                index: self.index - 1,
-            },
-        }
-    }
-
-    async fn push(&mut self, op: ChangeOp, kind: FactKind) -> Result<(), SnapshotError> {
-        let prov = self.prov(kind);
-        self.buf.push(Observation::immediate(op, prov));
-        if self.buf.len() >= CHUNK {
-            self.flush(Vec::new()).await?;
-        }
-        Ok(())
-    }
-
-    async fn flush(&mut self, resets: Vec<Reset>) -> Result<(), SnapshotError> {
-        if self.buf.is_empty() && resets.is_empty() {
-            return Ok(());
-        }
-        let observations = std::mem::take(&mut self.buf);
-        let span = ingest_span(SOURCE);
-        span.record("messaging.batch.message_count", observations.len());
-        let batch = Batch {
-            source: SOURCE.to_string(),
-            inputs: observations.len() as u64,
-            observations,
-            position: Some(Position::Snapshot { at: self.at }),
-            resets,
-            span,
-        };
-        let stats = self.writer.submit(batch).await?;
-        self.stats.merge(&stats);
-        Ok(())
-    }
 }
 
 impl Inventory {
@@ -771,23 +554,6 @@ impl Inventory {
     }
 }
 
-fn failed(error: String, refused: bool) -> PartOutcome {
-    PartOutcome::Failed {
-        error,
-        refused,
-        token: false,
-    }
-}
-
-/// The outcome of a part that `e` ended, its message after `prefix`.
-fn failed_by(e: &ArmError, prefix: String) -> PartOutcome {
-    PartOutcome::Failed {
-        error: format!("{prefix}{}", crate::domain::error_chain(e)),
-        refused: e.refused(),
-        token: e.token_refused(),
-    }
-}
-
 /// The upsert an ARM object implies, with its fact key; an error names what is missing.
 pub fn upsert_of(op: AzureOp, item: &Value) -> Result<(ChangeOp, String), String> {
     let id = item.get("id").and_then(Value::as_str).ok_or("no `id`")?;
@@ -801,30 +567,5 @@ pub fn upsert_of(op: AzureOp, item: &Value) -> Result<(ChangeOp, String), String
             canonical_id(id),
             op.as_str()
         )),
-    }
-}
-
-fn log_part(r: &PartReport) {
-    let outcome = match &r.outcome {
-        PartOutcome::Completed => "completed",
-        PartOutcome::Failed { .. } => "failed",
-    };
-    crate::metrics::global().inventory_part(r.part.metric(), outcome);
-    match &r.outcome {
-        PartOutcome::Completed => tracing::info!(
-            part = %r.part,
-            listed = r.listed,
-            added = r.stats.added,
-            changed = r.stats.changed,
-            removed = r.stats.removed,
-            "inventory part listed"
-        ),
-        PartOutcome::Failed { error, refused, .. } => tracing::error!(
-            part = %r.part,
-            listed = r.listed,
-            refused,
-            error = %error,
-            "inventory part incomplete: what it listed was applied, nothing was deleted"
-        ),
     }
 }

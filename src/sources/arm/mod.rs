@@ -11,6 +11,8 @@ pub mod client;
 mod credential;
 pub mod hints;
 pub mod inventory;
+mod report;
+mod sink;
 mod source;
 
 pub use client::{ArmClient, IdentityLabel, Limits};
