@@ -46,6 +46,7 @@ fn enqueue(store: &mut Store, keys: &[String]) {
                 severity: "high",
                 payload: &alert(k),
                 at,
+                hold_until: None,
             },
             "siem",
         )

@@ -4,7 +4,7 @@
 //! wild; tests/fixtures/SOURCES.md says where each file came from.
 
 use accessdrift::domain::{ChangeOp, Phase};
-use accessdrift::sources::activity_log::Prefilter;
+use accessdrift::sources::router::RecordRouter;
 use accessdrift::sources::replay::ReplayFile;
 use accessdrift::sources::Decoded;
 use std::collections::BTreeMap;
@@ -13,7 +13,7 @@ use std::path::Path;
 /// (observations, skipped, malformed) and the operations the observations carry.
 fn counts(path: &Path) -> (usize, usize, usize, Vec<String>) {
     let f = ReplayFile::open(path).unwrap();
-    let p = Prefilter::default();
+    let p = RecordRouter::default();
     let (mut obs, mut skipped, mut malformed, mut ops) = (0, 0, 0, Vec::new());
     for r in f.records("local", &p) {
         match r.decoded {

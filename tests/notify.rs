@@ -93,6 +93,7 @@ fn enqueue(store: &mut Store, rows: &[(&str, &str, &str, &str, Option<&str>)]) {
             severity: "high",
             payload: &payload,
             at: EventTime::from_unix_seconds(0),
+            hold_until: None,
         };
         tx.enqueue(&row, sink).unwrap();
     }
@@ -151,6 +152,7 @@ fn a_down_sink_delays_alerts_and_a_poison_alert_is_dead_lettered() {
             severity: "high",
             payload: "{not json",
             at: EventTime::from_unix_seconds(0),
+            hold_until: None,
         };
         tx.enqueue(&row, "webhook").unwrap();
         tx.commit().unwrap();

@@ -3,7 +3,7 @@
 
 use accessdrift::config::Config;
 use accessdrift::pipeline::{replay, Pipeline};
-use accessdrift::sources::activity_log::Prefilter;
+use accessdrift::sources::router::RecordRouter;
 use accessdrift::sources::replay::ReplayFile;
 use accessdrift::store::Store;
 
@@ -43,7 +43,7 @@ fn mutations(input: &[u8]) -> Vec<Vec<u8>> {
 
 #[test]
 fn mutated_inputs_are_read_to_the_end() {
-    let p = Prefilter::default();
+    let p = RecordRouter::default();
     for name in [
         "day1-activity.json",
         "day2-activity.json",

@@ -182,6 +182,7 @@ fn outages_flapping_and_rejections_deliver_each_alert_once_in_order() {
                         severity: "high",
                         payload: &alert,
                         at,
+                        hold_until: None,
                     },
                     sink,
                 )
@@ -476,6 +477,7 @@ fn the_daemon_loop_is_woken_by_commits_and_stops_when_cancelled() {
                 severity: "high",
                 payload: &alert,
                 at,
+                hold_until: None,
             },
             "hook",
         )
@@ -526,6 +528,7 @@ fn printing_notify_without_sinks_leaves_the_daemons_alerts_alone() {
                 severity: "high",
                 payload: "{}",
                 at,
+                hold_until: None,
             },
             "siem",
         )

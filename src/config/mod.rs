@@ -119,6 +119,10 @@ pub struct PipelineConfig {
     pub max_clock_skew: Duration,
     /// Cluster name given to Kubernetes facts when `--cluster` is not passed.
     pub default_cluster: String,
+    /// How far apart (event time) a Kubernetes change and its audit record may be and still
+    /// be joined, when the audit event carries no resourceVersion to match exactly.
+    #[serde(with = "humantime_serde")]
+    pub attribution_window: Duration,
 }
 
 /// `[[clusters]]`: one watched AKS cluster.
@@ -161,6 +165,11 @@ pub struct NotifyConfig {
     /// At most this many messages per sink per minute, the last of them a digest listing the
     /// rest; 0: no limit. Alerts sharing a correlation id (one operation) always go as one digest.
     pub max_per_minute: u32,
+    /// How long an alert of a Kubernetes change waits for its audit record to say who made it,
+    /// while that cluster's audit records arrive (one in the last hour); `0s`: never wait.
+    /// An actor that comes later still goes out, as an `attributed` follow-up.
+    #[serde(with = "humantime_serde")]
+    pub attribution_wait: Duration,
 }
 
 // Defaults: every one of them is in the impls below and nowhere else.
@@ -180,6 +189,7 @@ impl Default for PipelineConfig {
             marker_ttl: Duration::from_secs(8 * 24 * 3600),
             max_clock_skew: Duration::from_secs(15 * 60),
             default_cluster: "local".to_string(),
+            attribution_window: Duration::from_secs(10 * 60),
         }
     }
 }
@@ -200,6 +210,7 @@ impl Default for NotifyConfig {
             max_backoff: Duration::from_secs(600),
             poll_interval: Duration::from_secs(2),
             max_per_minute: 0,
+            attribution_wait: Duration::from_secs(90),
         }
     }
 }

@@ -190,6 +190,7 @@ async fn run_async(
         sources.push(Box::new(crate::sources::eventhubs::EventHubsSource::new(
             config.eventhubs.clone(),
             db,
+            crate::sources::kube_audit::Clusters::from_config(&config.clusters),
         )));
     }
 

@@ -26,32 +26,96 @@ pub struct Actor {
     /// Caller IP address (IPv4, IPv6 or CIDR as logged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
+    /// Kubernetes user name as the API server authenticated it (`user.username` of the
+    /// audit event): a UPN for Entra users, `system:serviceaccount:NS:NAME`, `masterclient`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Kubernetes groups of that user, as logged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// The user the request was made as, when the caller impersonated someone
+    /// (`impersonatedUser.username`); `username` is then the real caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impersonated: Option<String>,
+    /// Client user agent (`kubectl/v1.30.1 …`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// Audit id of the Kubernetes request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_id: Option<String>,
+    /// Why the authorizer allowed it (`authorization.k8s.io/reason`: which binding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What sort of caller this is, when an audit record told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<ActorClass>,
+}
+
+/// What sort of Kubernetes caller made a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorClass {
+    /// A named user (Entra UPN or another authenticated user).
+    User,
+    /// A service account of a workload outside `kube-system`.
+    ServiceAccount,
+    /// A local account credential of AKS (`masterclient`, `clusterAdmin`, `clusterUser`):
+    /// shared, names no person.
+    LocalAccount,
+    /// The AKS platform: `aksService`, control-plane components, `kube-system` controllers
+    /// and add-on managers.
+    Platform,
+}
+
+impl ActorClass {
+    /// Stable lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActorClass::User => "user",
+            ActorClass::ServiceAccount => "service_account",
+            ActorClass::LocalAccount => "local_account",
+            ActorClass::Platform => "platform",
+        }
+    }
 }
 
 impl Actor {
     /// True when nothing is known about the caller.
     pub fn is_empty(&self) -> bool {
-        self.upn.is_none() && self.object_id.is_none() && self.app_id.is_none() && self.ip.is_none()
+        self.upn.is_none()
+            && self.object_id.is_none()
+            && self.app_id.is_none()
+            && self.ip.is_none()
+            && self.username.is_none()
+            && self.audit_id.is_none()
     }
 
-    /// The most human identifier known: UPN, then object id, then app id.
+    /// The most human identifier known: UPN, then Kubernetes user, object id, app id.
     pub fn principal(&self) -> Option<&str> {
         self.upn
             .as_deref()
+            .or(self.username.as_deref())
             .or(self.object_id.as_deref())
             .or(self.app_id.as_deref())
     }
 
-    /// One line for people: `alice@contoso.com (oid …, app …) from 203.0.113.10`.
+    /// One line for people: `alice@contoso.com (oid …, app …) from 203.0.113.10`; for a
+    /// Kubernetes caller also what it was (platform, local account), whom it impersonated,
+    /// its user agent and the binding that allowed it.
     pub fn describe(&self) -> String {
         let mut s = self.principal().unwrap_or("unknown caller").to_string();
         let mut extra = Vec::new();
-        if self.upn.is_some() {
+        match self.class {
+            Some(ActorClass::Platform) => extra.push("AKS platform".to_string()),
+            Some(ActorClass::LocalAccount) => extra.push("local account".to_string()),
+            _ => {}
+        }
+        if self.upn.is_some() || self.username.is_some() {
             if let Some(o) = &self.object_id {
                 extra.push(format!("oid {o}"));
             }
         }
-        if self.upn.is_some() || self.object_id.is_some() {
+        if self.upn.is_some() || self.username.is_some() || self.object_id.is_some() {
             if let Some(a) = &self.app_id {
                 extra.push(format!("app {a}"));
             }
@@ -59,8 +123,20 @@ impl Actor {
         if !extra.is_empty() {
             s.push_str(&format!(" ({})", extra.join(", ")));
         }
+        if let Some(i) = &self.impersonated {
+            s.push_str(&format!(" as {i} (impersonated)"));
+        }
         if let Some(ip) = &self.ip {
             s.push_str(&format!(" from {ip}"));
+        }
+        if let Some(ua) = &self.user_agent {
+            s.push_str(&format!(" with {ua}"));
+        }
+        if let Some(r) = self.reason.as_deref().filter(|r| !r.is_empty()) {
+            s.push_str(&format!("; allowed: {r}"));
+        }
+        if let Some(id) = &self.audit_id {
+            s.push_str(&format!("; audit id {id}"));
         }
         s
     }
@@ -91,6 +167,10 @@ pub struct Provenance {
     /// Azure correlation id shared by the phases of one operation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
+    /// Kubernetes `metadata.resourceVersion` of the object as the watch saw it (or as an
+    /// audit event's response object carries it): what joins a change to its audit record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
     /// Operation as logged, lower-cased (`microsoft.authorization/roleassignments/write`).
     pub operation: String,
     /// Who did it.
@@ -118,6 +198,39 @@ pub enum ActivityKind {
     /// `managedClusters/runCommand/action`: `az aks command invoke`, a shell in the cluster
     /// with the cluster's own credentials.
     CommandInvoked,
+    /// A Kubernetes write by a local account (the shared admin or user credential).
+    LocalAccountUsed,
+}
+
+/// A Kubernetes API request the audit log reports: who wrote (or deleted) which object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditWrite {
+    /// `[[clusters]] name` of the cluster.
+    pub cluster: String,
+    /// The cluster's resource id, lower-case (the subject of a local-account activity).
+    pub cluster_id: String,
+    /// The watched object written, `None` when it is no RBAC object (then the record matters
+    /// only as a local-account use).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<AuditTarget>,
+    /// The request's verb as logged (`create`, `patch`, `delete`, …).
+    pub verb: String,
+}
+
+/// The object an audit record names, keyed as the watch keys it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditTarget {
+    /// Fact kind of the object.
+    pub kind: FactKind,
+    /// `cluster/name` or `cluster/namespace/name`.
+    pub key: String,
+}
+
+impl AuditWrite {
+    /// True for `delete` and `deletecollection`: it matches the watch's delete.
+    pub fn is_delete(&self) -> bool {
+        self.verb.starts_with("delete")
+    }
 }
 
 /// The effect of one record on the observed state.
@@ -135,6 +248,8 @@ pub enum ChangeOp {
     },
     /// An action was taken.
     Activity(Activity),
+    /// The audit log says who made a Kubernetes request: joined to the watch's change.
+    Audit(AuditWrite),
 }
 
 /// One normalised change with where it came from.

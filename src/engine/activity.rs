@@ -8,6 +8,8 @@ use serde_json::{json, Value};
 pub const ADMIN_CREDENTIAL_RULE: &str = "AKS-ADMIN-CREDENTIAL-USED";
 /// Rule id of `az aks command invoke` (runCommand).
 pub const COMMAND_INVOKE_RULE: &str = "AKS-COMMAND-INVOKE";
+/// Rule id of a Kubernetes write made with a local account.
+pub const LOCAL_ACCOUNT_RULE: &str = "K8S-LOCAL-ACCOUNT-USED";
 
 /// The finding id for an activity by one caller on one subject: repeats by the same caller
 /// fold into one open finding; another caller gets a finding of their own. The caller is
@@ -19,6 +21,7 @@ pub fn finding_id(activity: &Activity, prov: &Provenance) -> String {
         .as_deref()
         .or(a.app_id.as_deref())
         .or(a.upn.as_deref())
+        .or(a.username.as_deref())
         .unwrap_or("unknown");
     id::stable_id(&[
         "activity",
@@ -33,6 +36,7 @@ pub fn rule(kind: ActivityKind) -> &'static str {
     match kind {
         ActivityKind::AdminCredentialListed => ADMIN_CREDENTIAL_RULE,
         ActivityKind::CommandInvoked => COMMAND_INVOKE_RULE,
+        ActivityKind::LocalAccountUsed => LOCAL_ACCOUNT_RULE,
     }
 }
 
@@ -67,7 +71,11 @@ pub fn evaluate_with(
     let default = meta.map_or(Severity::High, |r| r.severity);
     // With local accounts disabled the listing should be impossible; if it worked, the
     // baseline is wrong or someone turned them back on — either way, page.
-    let severity = if activity.kind == ActivityKind::AdminCredentialListed && local_accounts_off {
+    let backdoor = matches!(
+        activity.kind,
+        ActivityKind::AdminCredentialListed | ActivityKind::LocalAccountUsed
+    );
+    let severity = if backdoor && local_accounts_off {
         Severity::Critical
     } else {
         configured.unwrap_or(default)
@@ -89,9 +97,26 @@ pub fn evaluate_with(
         ActivityKind::CommandInvoked => {
             format!("Command invoked in cluster {cluster} (az aks command invoke)")
         }
+        ActivityKind::LocalAccountUsed => format!(
+            "Local account {} wrote to cluster {cluster} ({}){}",
+            prov.actor
+                .impersonated
+                .as_deref()
+                .or(prov.actor.username.as_deref())
+                .unwrap_or("?"),
+            prov.operation
+                .strip_prefix("k8s-audit:")
+                .unwrap_or(&prov.operation)
+                .replace(':', " "),
+            match (in_baseline, observed) {
+                (true, _) => " while the baseline says local accounts are disabled",
+                (false, true) => " while its settings say local accounts are disabled",
+                _ => "",
+            }
+        ),
     };
     let expected = match (activity.kind, meta) {
-        (ActivityKind::AdminCredentialListed, _)
+        (ActivityKind::AdminCredentialListed | ActivityKind::LocalAccountUsed, _)
             if baseline_cluster.is_some() || observed_cluster.is_some() =>
         {
             let mut e = json!({"disable_local_accounts": local_accounts_off});

@@ -2,6 +2,7 @@
 //! No I/O here; the pipeline feeds it inside the store's transaction.
 
 pub mod activity;
+pub mod attribution;
 pub mod diff;
 pub mod drift;
 pub mod rules;

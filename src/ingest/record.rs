@@ -33,11 +33,18 @@ pub enum SkipReason {
     Duplicate,
     /// Older than what the store already holds for the fact (out-of-order delivery).
     Stale,
+    /// A resource-log record of another AKS category (`kube-apiserver`, `guard`, …).
+    OtherLogCategory,
+    /// An audit event that cannot attribute anything: a read, a failed or unfinished
+    /// request, or a write of a kind accessdrift does not watch.
+    AuditFiltered,
+    /// An audit record of a cluster that is not in `[[clusters]]`.
+    UnknownCluster,
 }
 
 impl SkipReason {
     /// Every reason, in discriminant order.
-    pub const ALL: [SkipReason; 11] = [
+    pub const ALL: [SkipReason; 14] = [
         SkipReason::IrrelevantOperation,
         SkipReason::NoOperation,
         SkipReason::UnknownResult,
@@ -49,6 +56,9 @@ impl SkipReason {
         SkipReason::NoBody,
         SkipReason::Duplicate,
         SkipReason::Stale,
+        SkipReason::OtherLogCategory,
+        SkipReason::AuditFiltered,
+        SkipReason::UnknownCluster,
     ];
 
     /// Stable name for summaries and metrics labels.
@@ -65,6 +75,9 @@ impl SkipReason {
             SkipReason::NoBody => "no_body",
             SkipReason::Duplicate => "duplicate",
             SkipReason::Stale => "stale",
+            SkipReason::OtherLogCategory => "other_log_category",
+            SkipReason::AuditFiltered => "audit_not_attributable",
+            SkipReason::UnknownCluster => "unknown_cluster",
         }
     }
 }
@@ -117,8 +130,11 @@ pub struct Stats {
     pub changed: u64,
     /// Facts deleted.
     pub removed: u64,
-    /// Findings that learnt who made the change a snapshot had seen (a late audit record).
+    /// Findings that learnt who made their change after it was stored: a late Activity Log
+    /// record of what a snapshot saw, or a Kubernetes audit record.
     pub attributed: u64,
+    /// Kubernetes audit records stored to attribute a change.
+    pub audited: u64,
     /// Changes the Activity Log reported without saying what they are (no body): the
     /// inventory reads the resource from ARM.
     pub hints: Vec<Hint>,
@@ -164,6 +180,7 @@ impl Stats {
         self.changed += o.changed;
         self.removed += o.removed;
         self.attributed += o.attributed;
+        self.audited += o.audited;
         self.hints.extend(o.hints.iter().cloned());
     }
 

@@ -172,6 +172,7 @@ pub fn queue(
     };
     let payload = serde_json::to_string(&alert).unwrap_or_default();
     let at = t.finding.resolved_at.unwrap_or(t.finding.last_seen);
+    let hold_until = hold_for_actor(tx, config, t)?;
     let row = crate::store::NewAlert {
         idempotency_key: &alert.idempotency_key,
         finding_id: &alert.finding_id,
@@ -179,6 +180,7 @@ pub fn queue(
         severity: alert.severity.as_str(),
         payload: &payload,
         at,
+        hold_until,
     };
     let mut queued = Vec::new();
     for sink in sinks.iter().filter(|s| route::wants(config, s, &alert)) {
@@ -187,6 +189,40 @@ pub fn queue(
         }
     }
     Ok(queued)
+}
+
+/// How long a Kubernetes cluster counts as sending audit records after its last one.
+pub const AUDIT_ARRIVING: Duration = Duration::from_secs(3600);
+
+/// Until when (unix seconds) an alert waits for its actor: only an alert of a Kubernetes
+/// finding that names nobody yet, of a cluster whose audit records arrive (one stored within
+/// [`AUDIT_ARRIVING`]), and only with `[notify] attribution_wait` above zero.
+fn hold_for_actor(
+    tx: &crate::store::Tx<'_>,
+    config: &Config,
+    t: &crate::engine::Transition,
+) -> Result<Option<i64>, StoreError> {
+    let wait = config.notify.attribution_wait;
+    let f = &t.finding;
+    if wait.is_zero()
+        || !f.actor.is_empty()
+        || f.fact_kind.plane() != crate::domain::Plane::Kubernetes
+        || matches!(t.kind, crate::engine::TransitionKind::Attributed)
+    {
+        return Ok(None);
+    }
+    let cluster = f.fact_key.split('/').next().unwrap_or_default();
+    let Some(seen) = tx.audit_seen(cluster)? else {
+        return Ok(None);
+    };
+    let now = crate::domain::EventTime::now();
+    let since = now.0.saturating_sub(seen.0);
+    if since > i64::try_from(AUDIT_ARRIVING.as_nanos()).unwrap_or(i64::MAX) {
+        return Ok(None);
+    }
+    Ok(Some(
+        now.unix_seconds() + i64::try_from(wait.as_secs()).unwrap_or(i64::MAX / 2),
+    ))
 }
 
 /// Failures of the notifier itself (not of a delivery: those stay in the outbox).

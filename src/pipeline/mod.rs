@@ -1,5 +1,6 @@
 //! The pipeline: one batch of observations → one transaction of facts, findings, outbox, checkpoint.
 
+mod audit;
 mod crash;
 mod policy;
 pub mod replay;
@@ -112,6 +113,7 @@ impl<'a> Pipeline<'a> {
             now.add_nanos(-nanos(pcfg.marker_ttl)),
         )?;
         tx.expire_tombstones(now.add_nanos(-nanos(pcfg.marker_ttl)))?;
+        tx.expire_attribution(now.add_nanos(-nanos(audit::retention(config))))?;
         let mut cx = BatchCtx::new(&tx, config, &sinks, now);
         policy::sweep(&mut cx)?;
         let has_baseline = tx.baseline_version()?.is_some();
@@ -186,6 +188,8 @@ pub struct BatchCtx<'t, 'c> {
     pub now: EventTime,
     /// What the transaction did so far.
     pub stats: Stats,
+    /// Findings the current observation moved (the ones its audit record will name).
+    touched: Vec<String>,
 }
 
 impl<'t, 'c> BatchCtx<'t, 'c> {
@@ -197,6 +201,7 @@ impl<'t, 'c> BatchCtx<'t, 'c> {
             sinks,
             now,
             stats: Stats::default(),
+            touched: Vec::new(),
         }
     }
 }
@@ -211,7 +216,7 @@ fn apply_observation(
 ) -> Result<(), StoreError> {
     let (tx, now) = (cx.tx, cx.now);
     let hint = hint_of(&obs);
-    let (op, prov) = match resolve::resolve(tx, obs, now)? {
+    let (op, mut prov) = match resolve::resolve(tx, obs, now)? {
         Resolution::Skip(r) => {
             if let (Some(h), SkipReason::Pending | SkipReason::NoBody) = (hint, r) {
                 cx.stats.hints.push(h);
@@ -221,9 +226,16 @@ fn apply_observation(
         }
         Resolution::Apply(op, prov) => (op, prov),
     };
+    if let ChangeOp::Audit(a) = &op {
+        return audit::apply(cx, a, &prov);
+    }
+    // The audit record may have come first: the change then says who from the start.
+    let took = audit::actor_for_change(cx, &op, &mut prov)?;
+    cx.touched.clear();
     let (applied, stale_value) = match &op {
         ChangeOp::Upsert(f) => (tx.upsert_fact(f, &prov)?, Some(&f.value)),
         ChangeOp::Delete { kind, target } => (tx.delete_fact(*kind, target, &prov, now)?, None),
+        ChangeOp::Audit(_) => return Ok(()),
         ChangeOp::Activity(a) => {
             if apply_activity(cx, a, &prov)? {
                 cx.stats.applied += 1;
@@ -251,6 +263,7 @@ fn apply_observation(
             } else {
                 cx.stats.awaiting_baseline += 1;
             }
+            audit::after_change(cx, &op, &prov, took)?;
         }
         FactApply::Unchanged => {
             cx.stats.unchanged += 1;
@@ -533,6 +546,7 @@ fn persist(cx: &mut BatchCtx<'_, '_>, t: &Transition) -> Result<(), StoreError> 
     let traced = stamp_trace(t);
     let t = traced.as_ref().unwrap_or(t);
     cx.tx.put_finding(&t.finding)?;
+    cx.touched.push(t.finding.id.clone());
     cx.stats.count(&t.kind);
     tracing::debug!(finding.id = %t.finding.id, transition = t.kind.as_str(), severity = t.finding.severity.as_str(), "finding transition");
     for sink in crate::notify::queue(cx.tx, cx.config, t, cx.sinks)? {

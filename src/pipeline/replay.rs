@@ -11,7 +11,7 @@ use crate::domain::{ChangeOp, EventTime, FactKind};
 use crate::ingest::{
     ingest_span, Batcher, Limits, Position, RelistScope, Reset, SkipReason, Took, WriterError,
 };
-use crate::sources::activity_log::Prefilter;
+use crate::sources::router::RecordRouter;
 use crate::sources::kubernetes::LISTED_OPERATION;
 use crate::sources::replay::{self as file_source, Content, ReplayError, ReplayFile, Resume};
 use std::collections::{BTreeMap, HashSet};
@@ -233,7 +233,9 @@ fn replay_file(
     summary: &mut ReplaySummary,
 ) -> Result<(), ReplayRunError> {
     let batch_size = pipeline.config.pipeline.batch_size;
-    let prefilter = Prefilter::default();
+    let router = RecordRouter::new(crate::sources::kube_audit::Clusters::from_config(
+        &pipeline.config.clusters,
+    ));
     let source = format!("replay:{}", file.canonical.display());
     let stored = {
         let tx = pipeline.store().read().map_err(PipelineError::from)?;
@@ -277,7 +279,7 @@ fn replay_file(
     let relist = mode == Mode::Relist;
     let mut last: Option<file_source::Position> = None;
     let mut unflushed = false;
-    let mut records = file.records_from(cluster, &prefilter, from);
+    let mut records = file.records_from(cluster, &router, from);
     while let Some(rec) = records.next() {
         summary.records += 1;
         batcher.span(|| ingest_span(&source));

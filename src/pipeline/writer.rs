@@ -257,6 +257,7 @@ fn implied_deletes<'a>(
                 source: source.to_string(),
                 event_time: at,
                 correlation_id: None,
+                resource_version: None,
                 operation: operation.clone(),
                 actor: Default::default(),
                 location: Location {

@@ -5,7 +5,9 @@ pub mod arm;
 pub mod canonical;
 pub mod eventhubs;
 pub(crate) mod frame;
+pub mod kube_audit;
 pub mod kubernetes;
 pub mod replay;
+pub mod router;
 
 pub use crate::ingest::{Decoded, SkipReason};

@@ -14,7 +14,7 @@ mod tests;
 
 pub use position::{Mismatch, Position, PrefixHash, Stored, LEGACY_HEAD_BYTES};
 
-use super::activity_log::Prefilter;
+use super::router::RecordRouter;
 use super::frame::{Frames, LineCounter};
 use super::Decoded;
 use crate::domain::Location;
@@ -199,8 +199,8 @@ impl ReplayFile {
     }
 
     /// The records of this file, decoded, in order, numbered from 0.
-    pub fn records<'a>(&'a self, cluster: &'a str, prefilter: &'a Prefilter) -> Records<'a> {
-        self.records_from(cluster, prefilter, Position::default())
+    pub fn records<'a>(&'a self, cluster: &'a str, router: &'a RecordRouter) -> Records<'a> {
+        self.records_from(cluster, router, Position::default())
     }
 
     /// The records from `from` on (a position from [`ReplayFile::resume`] or a record's
@@ -208,13 +208,13 @@ impl ReplayFile {
     pub fn records_from<'a>(
         &'a self,
         cluster: &'a str,
-        prefilter: &'a Prefilter,
+        router: &'a RecordRouter,
         from: Position,
     ) -> Records<'a> {
         let mut r = Records {
             file: self,
             cluster,
-            prefilter,
+            router,
             reader: None,
             yaml_tail: None,
             chunk: CHUNK,
@@ -269,7 +269,7 @@ pub struct Record {
 pub struct Records<'a> {
     file: &'a ReplayFile,
     cluster: &'a str,
-    prefilter: &'a Prefilter,
+    router: &'a RecordRouter,
     reader: Option<Box<dyn Read + 'a>>,
     yaml_tail: Option<Vec<u8>>,
     chunk: usize,

@@ -1,6 +1,7 @@
 //! The SQLite store: facts, baseline, findings, pending phases, outbox and checkpoints.
 //! Everything a batch does happens in one [`Tx`]; a crash rolls all of it back.
 
+mod audit;
 mod baseline;
 mod checkpoint;
 mod eventhubs;
@@ -14,6 +15,7 @@ mod schema;
 mod scope;
 
 pub use crate::metrics::{OutboxGauge, StoreGauges};
+pub use audit::{AuditRow, ChangeRow};
 pub use baseline::{BaselineEntry, BaselineVersion};
 pub use checkpoint::Checkpoint;
 pub use eventhubs::{EventHubsPartition, EventHubsPosition, OwnershipRow};

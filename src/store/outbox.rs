@@ -74,6 +74,9 @@ pub struct NewAlert<'a> {
     pub payload: &'a str,
     /// When the transition happened (event time).
     pub at: EventTime,
+    /// Held until this wall-clock time (unix seconds) for its actor: a Kubernetes change
+    /// whose audit record has not come yet (`[notify] attribution_wait`).
+    pub hold_until: Option<i64>,
 }
 
 impl Tx<'_> {
@@ -86,15 +89,59 @@ impl Tx<'_> {
             severity,
             payload,
             at,
+            hold_until,
         } = *alert;
         let n = self
             .0
             .prepare_cached(
-                "INSERT OR IGNORE INTO outbox (idempotency_key, sink, finding_id, transition, severity, payload, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT OR IGNORE INTO outbox (idempotency_key, sink, finding_id, transition, severity, payload, created_at, held, next_attempt_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
-            .execute(params![idempotency_key, sink, finding_id, transition, severity, payload, at.0])?;
+            .execute(params![
+                idempotency_key,
+                sink,
+                finding_id,
+                transition,
+                severity,
+                payload,
+                at.0,
+                hold_until.is_some(),
+                hold_until.unwrap_or(0)
+            ])?;
         Ok(n > 0)
+    }
+
+    /// Rewrites the payload of every alert of `finding_id` still held for its actor (`edit`
+    /// gets the stored JSON) and makes them due now; returns the sinks they were for. Alerts
+    /// already leased or sent are not touched: those get an `attributed` follow-up.
+    pub fn release_held(
+        &self,
+        finding_id: &str,
+        mut edit: impl FnMut(&str) -> String,
+    ) -> Result<Vec<String>> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT seq, sink, payload FROM outbox WHERE finding_id = ?1 AND held = 1 AND state = 'pending'",
+        )?;
+        let rows = stmt
+            .query_map(params![finding_id], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut update = self.0.prepare_cached(
+            "UPDATE outbox SET payload = ?2, held = 0, next_attempt_at = 0 WHERE seq = ?1 AND held = 1",
+        )?;
+        let mut sinks = Vec::new();
+        for (seq, sink, payload) in rows {
+            update.execute(params![seq, edit(&payload)])?;
+            sinks.push(sink);
+        }
+        sinks.sort();
+        sinks.dedup();
+        Ok(sinks)
     }
 
     /// Rows in `state` due at `due_at` (wall-clock seconds; `None`: all), oldest first.
@@ -242,7 +289,7 @@ impl Tx<'_> {
         limit: usize,
     ) -> Result<Vec<OutboxRow>> {
         let mut stmt = self.0.prepare_cached(&format!(
-            "UPDATE outbox SET next_attempt_at = ?3
+            "UPDATE outbox SET next_attempt_at = ?3, held = 0
              WHERE seq IN (
                 SELECT o.seq FROM outbox o INDEXED BY outbox_pending
                 WHERE o.sink = ?1 AND o.state = 'pending' AND o.next_attempt_at <= ?2

@@ -180,4 +180,36 @@ pub const MIGRATIONS: &[&str] = &[
     DROP INDEX findings_by_status;
     CREATE INDEX findings_by_status ON findings (status, kind, severity);
     "#,
+    // 7: Kubernetes attribution (issue 17): audit records waiting for the watch's change
+    // and changes waiting for their audit record, both expiring by ingest time; alerts held
+    // for their actor (`held`: the notifier leases them only when the wait is over).
+    r#"
+    CREATE TABLE audit_writes (
+        audit_id         TEXT PRIMARY KEY,
+        kind             TEXT NOT NULL,
+        fact_key         TEXT NOT NULL,
+        is_delete        INTEGER NOT NULL,
+        resource_version TEXT,
+        event_time       INTEGER NOT NULL,
+        provenance       TEXT NOT NULL,
+        matched          INTEGER NOT NULL DEFAULT 0,
+        ingested_at      INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX audit_writes_by_key ON audit_writes (kind, fact_key, matched);
+    CREATE INDEX audit_writes_by_ingest ON audit_writes (ingested_at);
+    CREATE TABLE k8s_changes (
+        seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind             TEXT NOT NULL,
+        fact_key         TEXT NOT NULL,
+        is_delete        INTEGER NOT NULL,
+        resource_version TEXT,
+        event_time       INTEGER NOT NULL,
+        findings         TEXT NOT NULL,
+        audit_id         TEXT,
+        ingested_at      INTEGER NOT NULL
+    );
+    CREATE INDEX k8s_changes_by_key ON k8s_changes (kind, fact_key);
+    CREATE INDEX k8s_changes_by_ingest ON k8s_changes (ingested_at);
+    ALTER TABLE outbox ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];

@@ -103,6 +103,17 @@ pub const CATALOGUE: &[Rule] = &[
         references: &[LOCAL_ACCOUNTS, KUBECONFIG_ACCESS],
     },
     Rule {
+        id: "K8S-LOCAL-ACCOUNT-USED",
+        title: "Kubernetes write with a local account",
+        severity: Severity::High,
+        group: Group::Activities,
+        subjects: &[],
+        joins: &[],
+        rationale: "The AKS audit log shows a create, update, patch or delete made with a local account (the shared `masterclient` certificate of `az aks get-credentials --admin`, or `clusterAdmin`/`clusterUser`): cluster-admin rights that name no person, outside Entra ID and Conditional Access. While the baseline says local accounts are disabled it should be impossible (critical).",
+        remediation: "Find who listed the credential (AKS-ADMIN-CREDENTIAL-USED findings, `accessdrift findings`), rotate the cluster certificates (az aks rotate-certs --resource-group RG --name CLUSTER) and disable local accounts (az aks update --disable-local-accounts).",
+        references: &[LOCAL_ACCOUNTS],
+    },
+    Rule {
         id: "AKS-COMMAND-INVOKE",
         title: "Command invoked in the cluster",
         severity: Severity::Medium,

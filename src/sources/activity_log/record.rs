@@ -98,6 +98,7 @@ pub fn decode(rec: &[u8], verdict: Verdict) -> Decoded {
             source: SOURCE.to_string(),
             event_time,
             correlation_id,
+            resource_version: None,
             operation: op.as_str().to_string(),
             actor: actor(&v),
             location: Location::default(),
@@ -165,6 +166,7 @@ fn actor(v: &Value) -> Actor {
         ip: text(get_ci(v, "callerIpAddress"))
             .or_else(|| claim("ipaddr"))
             .map(str::to_string),
+        ..Actor::default()
     };
     if let Some(caller) = text(get_ci(v, "caller")) {
         if caller.contains('@') {

@@ -37,6 +37,7 @@ impl<'a> Sink<'a> {
             source: SOURCE.to_string(),
             event_time: self.at,
             correlation_id: None,
+            resource_version: None,
             operation: format!("{OPERATION_PREFIX}{}", kind.as_str()),
             actor: Default::default(),
             location: Location {

@@ -11,6 +11,7 @@ mod checkpoint_store;
 mod partition;
 mod stats;
 
+use crate::sources::kube_audit::Clusters;
 use crate::config::{EventHubsAuth, EventHubsConfig, EventHubsStart, SecretError};
 use crate::domain::error_chain;
 use crate::ingest::SourceContext;
@@ -121,15 +122,18 @@ pub struct EventHubsSource {
     cfg: EventHubsConfig,
     db: PathBuf,
     stats: EventHubsStats,
+    clusters: Clusters,
 }
 
 impl EventHubsSource {
-    /// A source reading the hub of `cfg` into the database at `db`.
-    pub fn new(cfg: EventHubsConfig, db: &Path) -> Self {
+    /// A source reading the hub of `cfg` into the database at `db`; audit records are
+    /// mapped to `clusters` by resource id.
+    pub fn new(cfg: EventHubsConfig, db: &Path, clusters: Clusters) -> Self {
         EventHubsSource {
             cfg,
             db: db.to_path_buf(),
             stats: EventHubsStats::default(),
+            clusters,
         }
     }
 
@@ -168,7 +172,7 @@ impl crate::ingest::Source for EventHubsSource {
                     }
                 };
                 let local = tokio::task::LocalSet::new();
-                local.block_on(&rt, run(ctx, self.cfg, self.db, self.stats));
+                local.block_on(&rt, run(ctx, self.cfg, self.db, self.stats, self.clusters));
                 let _ = done_tx.send(());
             });
         Box::pin(async move {
@@ -241,12 +245,18 @@ pub async fn open_client(cfg: &EventHubsConfig) -> Result<ConsumerClient, EventH
     opened.map_err(|e| hub_err("connecting and authenticating", Box::new(e)))
 }
 
-async fn run(ctx: SourceContext, cfg: EventHubsConfig, db: PathBuf, stats: EventHubsStats) {
+async fn run(
+    ctx: SourceContext,
+    cfg: EventHubsConfig,
+    db: PathBuf,
+    stats: EventHubsStats,
+    clusters: Clusters,
+) {
     let mut backoff = Duration::from_secs(1);
     loop {
         ctx.readiness.set(SourceState::Connecting);
         let started = std::time::Instant::now();
-        let outcome = session(&ctx, &cfg, &db, &stats).await;
+        let outcome = session(&ctx, &cfg, &db, &stats, &clusters).await;
         // A session that ran for a while was healthy: the next failure starts the backoff over.
         if started.elapsed() > MAX_BACKOFF {
             backoff = Duration::from_secs(1);
@@ -339,7 +349,7 @@ async fn open_partition(
     ctx: &SourceContext,
     cfg: &EventHubsConfig,
     store: &SqliteCheckpointStore,
-    stats: &EventHubsStats,
+    (stats, clusters): (&EventHubsStats, &Clusters),
     pc: Arc<azure_messaging_eventhubs::processor::PartitionClient>,
     partitions: &mut tokio::task::JoinSet<(String, PartitionEnd)>,
 ) -> Result<(), EventHubsSourceError> {
@@ -365,6 +375,7 @@ async fn open_partition(
         committed,
         stats: stats.clone(),
         received: 0,
+        clusters: clusters.clone(),
     };
     let ctx = ctx.clone();
     partitions.spawn_local(async move {
@@ -390,6 +401,7 @@ async fn session(
     cfg: &EventHubsConfig,
     db: &Path,
     stats: &EventHubsStats,
+    clusters: &Clusters,
 ) -> Result<(), EventHubsSourceError> {
     let hub_err = |what, e| hub_error(cfg, what, e);
     let store = Arc::new(SqliteCheckpointStore::open(
@@ -444,7 +456,7 @@ async fn session(
             }
             pc = processor.next_partition_client() => {
                 let pc = pc.map_err(|e| hub_err("taking the next partition", Box::new(e)))?;
-                open_partition(ctx, cfg, &store, stats, pc, &mut partitions).await?;
+                open_partition(ctx, cfg, &store, (stats, clusters), pc, &mut partitions).await?;
             }
             Some(done) = partitions.join_next() => match done {
                 Ok((id, PartitionEnd::Cancelled)) => tracing::debug!(partition = %id, "partition stopped"),

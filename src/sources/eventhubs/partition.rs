@@ -5,7 +5,8 @@ use super::stats::EventHubsStats;
 use crate::domain::Location;
 use crate::ingest::SourceContext;
 use crate::ingest::{ingest_span, normalise_span, Batcher, Limits, Position, Took};
-use crate::sources::activity_log::{self, Prefilter};
+use crate::sources::kube_audit::Clusters;
+use crate::sources::router::RecordRouter;
 use crate::sources::frame::{Frames, Item, Shape};
 use crate::sources::Decoded;
 use crate::store::{EventHubsPartition, EventHubsPosition};
@@ -49,6 +50,8 @@ pub struct PartitionRun {
     pub stats: EventHubsStats,
     /// Events received on this link so far (duplicates included).
     pub received: u64,
+    /// Where audit records' resource ids point.
+    pub clusters: Clusters,
 }
 
 /// The batch being gathered: the batcher, plus what the partition's figures need.
@@ -67,7 +70,7 @@ impl PartitionRun {
         S: futures::Stream<Item = azure_messaging_eventhubs::Result<ReceivedEventData>> + Unpin,
     {
         let mut events = events;
-        let prefilter = Prefilter::default();
+        let router = RecordRouter::new(self.clusters.clone());
         let mut batch = Batch {
             batcher: Batcher::new(
                 self.partition.source_name(),
@@ -110,7 +113,7 @@ impl PartitionRun {
                     }
                 }
                 Some(Some(Ok(ev))) => {
-                    self.take(&prefilter, &ev, &mut batch);
+                    self.take(&router, &ev, &mut batch);
                     if batch.batcher.is_full() {
                         if let Err(e) = self.flush(ctx, &mut batch).await {
                             break e;
@@ -148,7 +151,7 @@ impl PartitionRun {
     }
 
     /// Decodes one event into the batch (or drops it as a redelivery).
-    fn take(&mut self, prefilter: &Prefilter, ev: &ReceivedEventData, batch: &mut Batch) {
+    fn take(&mut self, router: &RecordRouter, ev: &ReceivedEventData, batch: &mut Batch) {
         self.received += 1;
         let Some(seq) = ev.sequence_number() else {
             self.stats.update(self.id(), |p| p.malformed += 1);
@@ -194,7 +197,7 @@ impl PartitionRun {
         let _entered = normalise.enter(); // synchronous from here to the end: no await
         let body = ev.event_data().body().unwrap_or_default();
         let mut decoded = Vec::new();
-        decode_body(prefilter, body, &mut decoded);
+        decode_body(router, body, &mut decoded);
         normalise.record("accessdrift.records", decoded.len());
         normalise.record(
             "accessdrift.observations",
@@ -277,9 +280,9 @@ impl PartitionRun {
         }
     }
 }
-/// Cuts an event body into records: `{"records":[…]}`, one record, or an array of them.
-/// Anything that is not an Activity Log record is reported, never fatal.
-pub fn decode_body(prefilter: &Prefilter, body: &[u8], out: &mut Vec<Decoded>) {
+/// Cuts an event body into records: `{"records":[…]}`, one record, or an array of them, each
+/// decoded by its category. Anything that is not a record is reported, never fatal.
+pub fn decode_body(router: &RecordRouter, body: &[u8], out: &mut Vec<Decoded>) {
     if body.iter().all(u8::is_ascii_whitespace) {
         out.push(Decoded::Malformed("empty event body".into()));
         return;
@@ -292,12 +295,9 @@ pub fn decode_body(prefilter: &Prefilter, body: &[u8], out: &mut Vec<Decoded>) {
                 e.offset, e.problem
             ))),
             Item::Frame(f) => match f.shape {
-                Shape::Record => out.push(activity_log::decode_record(
-                    prefilter,
-                    &body[f.start..f.end],
-                )),
+                Shape::Record => out.push(router.decode(&body[f.start..f.end])),
                 Shape::WatchEvent | Shape::KubeObject => out.push(Decoded::Malformed(
-                    "a Kubernetes object, not an Activity Log record".into(),
+                    "a Kubernetes object, not a resource-log record".into(),
                 )),
             },
         }
@@ -323,7 +323,7 @@ mod tests {
             )
         };
         let signin = r#"{"time":"2024-05-01T10:00:00Z","operationName":"Sign-in activity","category":"SignInLogs"}"#;
-        let p = Prefilter::default();
+        let p = RecordRouter::default();
         for (body, want) in [
             (
                 format!(

@@ -126,6 +126,10 @@ pub fn decode_object(obj: &Value, ty: EventType, cluster: &str) -> Decoded {
             source: SOURCE.to_string(),
             event_time: project::object_time(obj),
             correlation_id: None,
+            resource_version: obj
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             operation: format!("k8s:{}:{}", ty.as_str(), kind_name.to_ascii_lowercase()),
             actor: Default::default(),
             location: Location::default(),

@@ -1,7 +1,6 @@
 //! Decoding framed values and YAML documents into records, for [`Records`].
 
 use super::{Group, Position, Records};
-use crate::sources::activity_log;
 use crate::sources::frame::{Item, LineCounter, Shape};
 use crate::sources::kubernetes;
 use crate::sources::Decoded;
@@ -17,6 +16,17 @@ impl Records<'_> {
                     .into_iter()
                     .map(|d| (line, d)),
             );
+        } else if v.get("kind").and_then(Value::as_str) == Some("Event")
+            && v
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .is_some_and(|a| a.starts_with("audit.k8s.io/"))
+        {
+            // A line of an API server's audit log (`--audit-log-path`): the cluster is
+            // `--cluster`.
+            let cluster = self.router.clusters().by_name(self.cluster);
+            let bytes = serde_json::to_vec(v).unwrap_or_default();
+            out.push((line, self.router.decode_audit_event(&cluster, &bytes)));
         } else if has("apiVersion") && has("kind") {
             out.extend(
                 kubernetes::decode_listing(v, self.cluster)
@@ -30,7 +40,7 @@ impl Records<'_> {
             };
             for r in records {
                 let bytes = serde_json::to_vec(r).unwrap_or_default();
-                out.push((line, activity_log::decode_record(self.prefilter, &bytes)));
+                out.push((line, self.router.decode(&bytes)));
             }
         }
     }
@@ -52,7 +62,7 @@ impl Records<'_> {
                 let rec = &b[f.start..f.end];
                 match f.shape {
                     Shape::Record => {
-                        let d = activity_log::decode_record(self.prefilter, rec);
+                        let d = self.router.decode(rec);
                         // Line numbers cost a scan: only records someone will look at get one.
                         let l = if matches!(d, Decoded::Skipped(_)) {
                             0

@@ -11,7 +11,7 @@ fn summary(recs: &[Record]) -> Vec<String> {
 }
 
 fn read_all(f: &ReplayFile, from: Position) -> (Vec<Record>, u64, u64) {
-    let p = Prefilter::default();
+    let p = RecordRouter::default();
     let mut recs = f.records_from("c", &p, from);
     let all: Vec<Record> = recs.by_ref().collect();
     assert!(recs.take_error().is_none());
@@ -188,14 +188,14 @@ fn content_tells_empty_and_binary_files_from_json() {
         (b"{\"records\":[{\"a\"", Content::Values),
     ] {
         let f = ReplayFile::from_bytes("c", input.to_vec());
-        let p = Prefilter::default();
+        let p = RecordRouter::default();
         let mut recs = f.records("c", &p);
         recs.by_ref().for_each(drop);
         assert_eq!(recs.content(), want, "{:?}", String::from_utf8_lossy(input));
     }
     for (input, want) in [("", Content::Empty), ("a: [\n", Content::NotJson)] {
         let f = ReplayFile::from_bytes("c.yaml", input.as_bytes().to_vec());
-        let p = Prefilter::default();
+        let p = RecordRouter::default();
         let mut recs = f.records("c", &p);
         recs.by_ref().for_each(drop);
         assert_eq!(recs.content(), want, "{input}");
@@ -278,7 +278,7 @@ fn mixed_json_input_numbers_records_in_order() {
             "{\"apiVersion\":\"v1\",\"kind\":\"List\",\"items\":[{\"kind\":\"Pod\",\"metadata\":{\"name\":\"p\"}}]}\n",
         );
     let f = ReplayFile::from_bytes("mem", input.as_bytes().to_vec());
-    let p = Prefilter::default();
+    let p = RecordRouter::default();
     let recs: Vec<Record> = f.records("c", &p).collect();
     assert_eq!(recs.len(), 5);
     assert_eq!(
@@ -294,7 +294,7 @@ fn mixed_json_input_numbers_records_in_order() {
 fn yaml_lists_decode() {
     let yaml = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ServiceAccount\n  metadata:\n    name: a\n    namespace: n\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: r\nrules: []\n";
     let f = ReplayFile::from_bytes("x.yaml", yaml.as_bytes().to_vec());
-    let p = Prefilter::default();
+    let p = RecordRouter::default();
     let recs: Vec<Record> = f.records("c", &p).collect();
     assert_eq!(recs.len(), 2);
     assert!(recs
@@ -321,7 +321,7 @@ fn records_spanning_chunks_decode_like_a_whole_file() {
     }
     assert!(text.len() > 2 * CHUNK);
     let f = ReplayFile::from_bytes("big", text.into_bytes());
-    let p = Prefilter::default();
+    let p = RecordRouter::default();
     let mut recs = f.records("c", &p);
     let all: Vec<Record> = recs.by_ref().collect();
     assert!(recs.take_error().is_none());
