@@ -11,6 +11,7 @@ fn prov(t: i64, who: &str, corr: &str) -> Provenance {
         source: "test".into(),
         event_time: EventTime::from_unix_seconds(t),
         correlation_id: Some(corr.into()),
+        resource_version: None,
         operation: "op".into(),
         actor: Actor {
             upn: Some(who.into()),

@@ -23,6 +23,7 @@ fn counts(path: &Path) -> (usize, usize, usize, Vec<String>) {
                     (Some(ChangeOp::Upsert(_)), ph) => format!("upsert/{}", ph.as_str()),
                     (Some(ChangeOp::Delete { .. }), ph) => format!("delete/{}", ph.as_str()),
                     (Some(ChangeOp::Activity(_)), ph) => format!("activity/{}", ph.as_str()),
+                    (Some(ChangeOp::Audit(_)), ph) => format!("audit/{}", ph.as_str()),
                     (None, Phase::Success) => "hint/success".to_string(),
                     (None, ph) => format!("none/{}", ph.as_str()),
                 };

@@ -45,6 +45,7 @@ fn prov(t: i64) -> Provenance {
         source: "test".into(),
         event_time: EventTime::from_unix_seconds(1_790_000_000 + t),
         correlation_id: Some(format!("corr-{t}")),
+        resource_version: None,
         operation: "test/write".into(),
         actor: Actor {
             upn: Some("mallory@contoso.com".into()),
