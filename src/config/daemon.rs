@@ -139,6 +139,11 @@ pub struct EventHubsConfig {
     /// How often the SDK's processor balances partitions and reopens closed ones.
     #[serde(with = "humantime_serde")]
     pub rebalance_interval: Duration,
+    /// More hubs read the same way (`[[eventhubs.hubs]]`), e.g. the one an AKS cluster's
+    /// diagnostic setting writes `kube-audit-admin` to; what a hub leaves out is taken from
+    /// `[eventhubs]`. Records of every hub are routed by their `category`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hubs: Vec<super::hubs::ExtraHub>,
 }
 
 impl EventHubsConfig {
@@ -167,6 +172,7 @@ impl Default for EventHubsConfig {
             stall_after: Duration::from_secs(300),
             lag_poll: Duration::from_secs(30),
             rebalance_interval: Duration::from_secs(10),
+            hubs: Vec::new(),
         }
     }
 }
@@ -204,15 +210,16 @@ impl super::Config {
                 k.cluster
             ));
         }
-        let e = &self.eventhubs;
-        if e.enabled {
-            out.push(format!(
-                "eventhubs: {}/{} (consumer group {:?}, auth {})",
-                e.namespace,
-                e.eventhub,
-                e.consumer_group,
-                e.auth.as_str()
-            ));
+        if self.eventhubs.enabled {
+            for e in self.eventhubs.all_hubs() {
+                out.push(format!(
+                    "eventhubs: {}/{} (consumer group {:?}, auth {}; Activity Log and AKS audit records, by category)",
+                    e.namespace,
+                    e.eventhub,
+                    e.consumer_group,
+                    e.auth.as_str()
+                ));
+            }
         }
         let a = &self.azure;
         if a.enabled {
@@ -244,6 +251,7 @@ pub(super) fn validate(cfg: &super::Config, path: &Path) -> Result<(), ConfigErr
         ));
     }
     validate_eventhubs(&cfg.eventhubs, &invalid)?;
+    super::hubs::validate(&cfg.eventhubs, &invalid)?;
     let k = &cfg.kubernetes;
     if !k.enabled {
         return Ok(());
@@ -285,7 +293,7 @@ pub(super) fn validate(cfg: &super::Config, path: &Path) -> Result<(), ConfigErr
     Ok(())
 }
 
-fn validate_eventhubs(
+pub(super) fn validate_eventhubs(
     e: &EventHubsConfig,
     invalid: &impl Fn(&str, String) -> ConfigError,
 ) -> Result<(), ConfigError> {

@@ -2,6 +2,7 @@
 
 mod azure;
 mod daemon;
+pub(crate) mod hubs;
 pub mod roles;
 pub mod rules;
 mod secret;

@@ -187,11 +187,16 @@ async fn run_async(
         }
     }
     if config.eventhubs.enabled {
-        sources.push(Box::new(crate::sources::eventhubs::EventHubsSource::new(
-            config.eventhubs.clone(),
-            db,
-            crate::sources::kube_audit::Clusters::from_config(&config.clusters),
-        )));
+        // One source per hub (`[eventhubs]` and each `[[eventhubs.hubs]]`); every hub's
+        // records are routed by category, so any of them may carry Activity Log or audit.
+        let clusters = crate::sources::kube_audit::Clusters::from_config(&config.clusters);
+        for hub in config.eventhubs.all_hubs() {
+            sources.push(Box::new(crate::sources::eventhubs::EventHubsSource::new(
+                hub,
+                db,
+                clusters.clone(),
+            )));
+        }
     }
 
     // Activity Log records without a body become targeted ARM reads; without the inventory
