@@ -102,12 +102,7 @@ pub fn finding_json(f: &Finding) -> Value {
         "expected": f.expected,
         "actual": f.actual,
         "diff": f.diff,
-        "actor": {
-            "upn": f.actor.upn,
-            "object_id": f.actor.object_id,
-            "app_id": f.actor.app_id,
-            "ip": f.actor.ip,
-        },
+        "actor": actor_json(&f.actor),
         "correlation_id": f.correlation_id,
         "first_seen": f.first_seen,
         "last_seen": f.last_seen,
@@ -150,6 +145,23 @@ fn who(f: &Finding) -> std::borrow::Cow<'_, str> {
         None if f.fact_kind.plane() == Plane::Kubernetes => "(no audit attribution yet)".into(),
         None => "-".into(),
     }
+}
+
+/// The actor: the four Azure keys always (null when unknown), the Kubernetes ones (username,
+/// groups, impersonated, user_agent, audit_id, reason, class) when an audit record gave them.
+fn actor_json(a: &crate::domain::Actor) -> Value {
+    let mut v = serde_json::json!({
+        "upn": a.upn,
+        "object_id": a.object_id,
+        "app_id": a.app_id,
+        "ip": a.ip,
+    });
+    if let (Some(o), Ok(Value::Object(extra))) = (v.as_object_mut(), serde_json::to_value(a)) {
+        for (k, x) in extra {
+            o.entry(k).or_insert(x);
+        }
+    }
+    v
 }
 
 /// A title for a table cell: JSON objects and arrays inside it (a Kubernetes subject or rule

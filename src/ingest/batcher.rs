@@ -77,7 +77,7 @@ pub struct Batcher {
 }
 
 /// How many [`SkipReason`]s there are (the counters are indexed by discriminant).
-const SKIP_REASONS: usize = SkipReason::Stale as usize + 1;
+const SKIP_REASONS: usize = SkipReason::ALL.len();
 
 impl Batcher {
     /// A batcher for `source` (checkpoint name) whose records are counted under

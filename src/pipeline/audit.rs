@@ -137,29 +137,37 @@ pub(super) fn actor_for_change(
     Ok(Some((id.unwrap_or_default(), how)))
 }
 
-/// After a Kubernetes change was applied: the audit record it took is marked, or, when it
-/// moved findings and named nobody, it waits for its audit record.
+/// After a Kubernetes change was applied: the audit record it took is marked; the change is
+/// stored with the findings it moved (or the open drift finding of its object), waiting for
+/// its audit record or, already attributed, so that an older record arriving later cannot
+/// name its author on a state it did not make.
 pub(super) fn after_change(
     cx: &mut BatchCtx<'_, '_>,
     op: &ChangeOp,
     prov: &Provenance,
     took: Option<(String, How)>,
 ) -> Result<(), StoreError> {
-    let touched = std::mem::take(&mut cx.touched);
-    if let Some((audit_id, how)) = took {
-        if !audit_id.is_empty() {
-            cx.tx.set_audit_matched(&audit_id)?;
-        }
-        crate::metrics::global().attributed(how.as_str(), Some(std::time::Duration::ZERO));
-        cx.stats.attributed += 1;
-        return Ok(());
-    }
+    let mut touched = std::mem::take(&mut cx.touched);
     let Some((kind, key, is_delete)) = kube_target(op, prov) else {
         return Ok(());
     };
-    if touched.is_empty() || !prov.actor.is_empty() {
+    if let Some((audit_id, how)) = &took {
+        if !audit_id.is_empty() {
+            cx.tx.set_audit_matched(audit_id)?;
+        }
+        crate::metrics::global().attributed(how.as_str(), Some(std::time::Duration::ZERO));
+        cx.stats.attributed += 1;
+    }
+    if touched.is_empty() {
+        let id = crate::engine::drift::finding_id(kind, key);
+        if cx.tx.finding(&id)?.is_some_and(|f| f.status.is_active()) {
+            touched.push(id);
+        }
+    }
+    if touched.is_empty() || (took.is_none() && !prov.actor.is_empty()) {
         return Ok(());
     }
+    let attributed = took.as_ref().map(|(id, _)| if id.is_empty() { "-" } else { id.as_str() });
     cx.tx.put_change(
         &ChangeRow {
             seq: 0,
@@ -171,6 +179,7 @@ pub(super) fn after_change(
             findings: touched,
             ingested_at: cx.now,
         },
+        attributed,
         cx.now,
     )
 }
@@ -200,6 +209,13 @@ fn attribute_change(
 ) -> Result<(), StoreError> {
     let audit_id = prov.actor.audit_id.as_deref().unwrap_or_default();
     cx.tx.set_change_attributed(change.seq, audit_id)?;
+    if cx
+        .tx
+        .later_change_attributed(change.kind, &change.key, change.event_time)?
+    {
+        // A newer change of the object already says who made the state.
+        return Ok(());
+    }
     let waited = cx.now.0.saturating_sub(change.ingested_at.0).max(0);
     crate::metrics::global().attributed(
         how.as_str(),
@@ -209,10 +225,6 @@ fn attribute_change(
         let Some(mut f) = cx.tx.finding(id)? else {
             continue;
         };
-        // A later change of the same finding already named its own author.
-        if !f.actor.is_empty() && f.last_seen > change.event_time {
-            continue;
-        }
         if f.actor.audit_id.as_deref() == Some(audit_id) {
             continue;
         }

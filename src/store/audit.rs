@@ -123,12 +123,12 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Stores a change that waits for its audit record.
-    pub fn put_change(&self, row: &ChangeRow, now: EventTime) -> Result<()> {
+    /// Stores a change: waiting for its audit record, or (`audit_id`) attributed already.
+    pub fn put_change(&self, row: &ChangeRow, audit_id: Option<&str>, now: EventTime) -> Result<()> {
         self.0
             .prepare_cached(
-                "INSERT INTO k8s_changes (kind, fact_key, is_delete, resource_version, event_time, findings, ingested_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO k8s_changes (kind, fact_key, is_delete, resource_version, event_time, findings, audit_id, ingested_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![
                 row.kind.as_str(),
@@ -137,9 +137,22 @@ impl Tx<'_> {
                 row.resource_version,
                 row.event_time.0,
                 to_json(&row.findings),
+                audit_id,
                 now.0
             ])?;
         Ok(())
+    }
+
+    /// True when a change of `kind`/`key` later than `after` is attributed already: its
+    /// author, not an earlier one, made the state the findings describe.
+    pub fn later_change_attributed(&self, kind: FactKind, key: &str, after: EventTime) -> Result<bool> {
+        let n: i64 = self
+            .0
+            .prepare_cached(
+                "SELECT count(*) FROM k8s_changes WHERE kind = ?1 AND fact_key = ?2 AND event_time > ?3 AND audit_id IS NOT NULL",
+            )?
+            .query_row(params![kind.as_str(), key, after.0], |r| r.get(0))?;
+        Ok(n > 0)
     }
 
     /// Changes of `kind` whose key is `key` (or, with `prefix`, starts with it) that no
