@@ -38,7 +38,8 @@ impl Audit {
     /// RequestResponse level: the response object carries the resourceVersion.
     fn rv(mut self, rv: &str) -> Audit {
         self.v["level"] = json!("RequestResponse");
-        self.v["responseObject"] = json!({"kind": "ClusterRoleBinding", "metadata": {"resourceVersion": rv}});
+        self.v["responseObject"] =
+            json!({"kind": "ClusterRoleBinding", "metadata": {"resourceVersion": rv}});
         self
     }
 
@@ -118,29 +119,59 @@ fn binding(rv: &str, group: &str, time: &str) -> Value {
 fn audit_after_watch_attributes_the_finding_and_follows_up() {
     let env = Env::new();
     capture_empty(&env);
-    replay_one(&env, "w.json", &[watch("ADDED", &binding("100", "eve", T0))]);
+    replay_one(
+        &env,
+        "w.json",
+        &[watch("ADDED", &binding("100", "eve", T0))],
+    );
     assert!(drift(&env, "c1/ops-admin").actor.is_empty());
     replay_one(
         &env,
         "a.log",
-        &[Audit::write(1, "create", "clusterrolebindings", "ops-admin", "alice@contoso.com", "2026-12-07T10:00:00.5Z").rv("100").line()],
+        &[Audit::write(
+            1,
+            "create",
+            "clusterrolebindings",
+            "ops-admin",
+            "alice@contoso.com",
+            "2026-12-07T10:00:00.5Z",
+        )
+        .rv("100")
+        .line()],
     );
     let f = drift(&env, "c1/ops-admin");
     assert_eq!(f.actor.username.as_deref(), Some("alice@contoso.com"));
     assert_eq!(f.actor.class, Some(ActorClass::User));
-    assert!(f.actor.reason.as_deref().unwrap().contains("platform-admins"));
+    assert!(f
+        .actor
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("platform-admins"));
     assert_eq!(
         alerts(&env),
         [
             ("opened".to_string(), None),
-            ("attributed".to_string(), Some("alice@contoso.com".to_string()))
+            (
+                "attributed".to_string(),
+                Some("alice@contoso.com".to_string())
+            )
         ]
     );
     // The same audit record again (redelivered, another file): nothing more goes out.
     replay_one(
         &env,
         "a2.log",
-        &[Audit::write(1, "create", "clusterrolebindings", "ops-admin", "alice@contoso.com", "2026-12-07T10:00:00.5Z").rv("100").line()],
+        &[Audit::write(
+            1,
+            "create",
+            "clusterrolebindings",
+            "ops-admin",
+            "alice@contoso.com",
+            "2026-12-07T10:00:00.5Z",
+        )
+        .rv("100")
+        .line()],
     );
     assert_eq!(alerts(&env).len(), 2);
 }
@@ -152,9 +183,24 @@ fn audit_before_watch_names_the_actor_in_the_first_alert() {
     replay_one(
         &env,
         "a.log",
-        &[Audit::write(1, "create", "clusterrolebindings", "ops-admin", "alice@contoso.com", "2026-12-07T10:00:00.5Z").line()],
+        &[Audit::write(
+            1,
+            "create",
+            "clusterrolebindings",
+            "ops-admin",
+            "alice@contoso.com",
+            "2026-12-07T10:00:00.5Z",
+        )
+        .line()],
     );
-    replay_one(&env, "w.json", &[watch("ADDED", &binding("100", "eve", "2026-12-07T10:00:02Z"))]);
+    replay_one(
+        &env,
+        "w.json",
+        &[watch(
+            "ADDED",
+            &binding("100", "eve", "2026-12-07T10:00:02Z"),
+        )],
+    );
     assert_eq!(
         drift(&env, "c1/ops-admin").actor.username.as_deref(),
         Some("alice@contoso.com")
@@ -175,13 +221,25 @@ fn an_alert_waits_for_its_actor_while_audit_arrives_and_is_released_by_it() {
         "seen.log",
         &[Audit::write(9, "get", "clusterrolebindings", "x", "bob", T0).line()],
     );
-    replay_one(&env, "w.json", &[watch("ADDED", &binding("100", "eve", T0))]);
+    replay_one(
+        &env,
+        "w.json",
+        &[watch("ADDED", &binding("100", "eve", T0))],
+    );
     assert_eq!(alerts(&env), [("opened".to_string(), None)]);
     assert_eq!(due(&env), 0, "held for its actor");
     replay_one(
         &env,
         "a.log",
-        &[Audit::write(1, "create", "clusterrolebindings", "ops-admin", "alice@contoso.com", "2026-12-07T10:00:01Z").line()],
+        &[Audit::write(
+            1,
+            "create",
+            "clusterrolebindings",
+            "ops-admin",
+            "alice@contoso.com",
+            "2026-12-07T10:00:01Z",
+        )
+        .line()],
     );
     assert_eq!(
         alerts(&env),
@@ -195,7 +253,11 @@ fn an_alert_waits_for_its_actor_while_audit_arrives_and_is_released_by_it() {
 fn clusters_without_audit_records_are_not_delayed() {
     let env = Env::new();
     capture_empty(&env);
-    replay_one(&env, "w.json", &[watch("ADDED", &binding("100", "eve", T0))]);
+    replay_one(
+        &env,
+        "w.json",
+        &[watch("ADDED", &binding("100", "eve", T0))],
+    );
     assert_eq!(due(&env), 1);
 }
 
@@ -209,12 +271,31 @@ fn two_quick_changes_take_their_own_records_in_either_order() {
             "w.json",
             &[
                 watch("ADDED", &binding("100", "eve", T0)),
-                watch("MODIFIED", &binding("101", "mallory", "2026-12-07T10:00:05Z")),
+                watch(
+                    "MODIFIED",
+                    &binding("101", "mallory", "2026-12-07T10:00:05Z"),
+                ),
             ],
         );
-        let mut lines = vec![
-            Audit::write(1, "create", "clusterrolebindings", "ops-admin", "bob@contoso.com", "2026-12-07T10:00:00.2Z").line(),
-            Audit::write(2, "patch", "clusterrolebindings", "ops-admin", "carol@contoso.com", "2026-12-07T10:00:05.2Z").line(),
+        let mut lines = [
+            Audit::write(
+                1,
+                "create",
+                "clusterrolebindings",
+                "ops-admin",
+                "bob@contoso.com",
+                "2026-12-07T10:00:00.2Z",
+            )
+            .line(),
+            Audit::write(
+                2,
+                "patch",
+                "clusterrolebindings",
+                "ops-admin",
+                "carol@contoso.com",
+                "2026-12-07T10:00:05.2Z",
+            )
+            .line(),
         ];
         if reversed {
             lines.reverse();
@@ -237,7 +318,10 @@ fn two_quick_changes_take_their_own_records_in_either_order() {
             !authors.contains(&"bob@contoso.com".to_string()) || !reversed,
             "reversed: bob's record is older than the state carol made"
         );
-        assert!(authors.contains(&"carol@contoso.com".to_string()), "{authors:?}");
+        assert!(
+            authors.contains(&"carol@contoso.com".to_string()),
+            "{authors:?}"
+        );
     }
 }
 
@@ -250,7 +334,10 @@ fn resource_versions_tell_two_changes_apart_whatever_the_times() {
         "w.json",
         &[
             watch("ADDED", &binding("100", "eve", T0)),
-            watch("MODIFIED", &binding("101", "mallory", "2026-12-07T10:00:01Z")),
+            watch(
+                "MODIFIED",
+                &binding("101", "mallory", "2026-12-07T10:00:01Z"),
+            ),
         ],
     );
     // Times point at the wrong change; the resourceVersions do not.
@@ -258,8 +345,26 @@ fn resource_versions_tell_two_changes_apart_whatever_the_times() {
         &env,
         "a.log",
         &[
-            Audit::write(2, "patch", "clusterrolebindings", "ops-admin", "carol@contoso.com", "2026-12-07T10:00:00Z").rv("101").line(),
-            Audit::write(1, "create", "clusterrolebindings", "ops-admin", "bob@contoso.com", "2026-12-07T10:00:01Z").rv("100").line(),
+            Audit::write(
+                2,
+                "patch",
+                "clusterrolebindings",
+                "ops-admin",
+                "carol@contoso.com",
+                "2026-12-07T10:00:00Z",
+            )
+            .rv("101")
+            .line(),
+            Audit::write(
+                1,
+                "create",
+                "clusterrolebindings",
+                "ops-admin",
+                "bob@contoso.com",
+                "2026-12-07T10:00:01Z",
+            )
+            .rv("100")
+            .line(),
         ],
     );
     assert_eq!(
@@ -271,7 +376,11 @@ fn resource_versions_tell_two_changes_apart_whatever_the_times() {
 #[test]
 fn a_delete_is_attributed_to_the_delete() {
     let env = Env::new();
-    replay_one(&env, "w.json", &[watch("ADDED", &binding("100", "eve", T0))]);
+    replay_one(
+        &env,
+        "w.json",
+        &[watch("ADDED", &binding("100", "eve", T0))],
+    );
     // Approve what is there, then the binding goes.
     {
         let mut store = env.store();
@@ -295,16 +404,38 @@ fn a_delete_is_attributed_to_the_delete() {
         }
         tx.commit().unwrap();
     }
-    replay_one(&env, "d.json", &[watch("DELETED", &binding("120", "eve", "2026-12-07T10:10:00Z"))]);
+    replay_one(
+        &env,
+        "d.json",
+        &[watch(
+            "DELETED",
+            &binding("120", "eve", "2026-12-07T10:10:00Z"),
+        )],
+    );
     // An update at nearly the same time must not take the delete.
     replay_one(
         &env,
         "a.log",
         &[
-            Audit::write(3, "update", "clusterrolebindings", "ops-admin", "bob@contoso.com", "2026-12-07T10:10:00Z").line(),
-            Audit::write(4, "delete", "clusterrolebindings", "ops-admin", "dave@contoso.com", "2026-12-07T10:10:01Z")
-                .set(|v| v["responseObject"] = json!({"kind": "Status", "status": "Success"}))
-                .line(),
+            Audit::write(
+                3,
+                "update",
+                "clusterrolebindings",
+                "ops-admin",
+                "bob@contoso.com",
+                "2026-12-07T10:10:00Z",
+            )
+            .line(),
+            Audit::write(
+                4,
+                "delete",
+                "clusterrolebindings",
+                "ops-admin",
+                "dave@contoso.com",
+                "2026-12-07T10:10:01Z",
+            )
+            .set(|v| v["responseObject"] = json!({"kind": "Status", "status": "Success"}))
+            .line(),
         ],
     );
     assert_eq!(
@@ -317,15 +448,34 @@ fn a_delete_is_attributed_to_the_delete() {
 fn failed_requests_and_records_outside_the_window_attribute_nothing() {
     let env = Env::new();
     capture_empty(&env);
-    replay_one(&env, "w.json", &[watch("ADDED", &binding("100", "eve", T0))]);
+    replay_one(
+        &env,
+        "w.json",
+        &[watch("ADDED", &binding("100", "eve", T0))],
+    );
     replay_one(
         &env,
         "a.log",
         &[
-            Audit::write(1, "create", "clusterrolebindings", "ops-admin", "mallory@contoso.com", "2026-12-07T10:00:00Z")
-                .set(|v| v["responseStatus"] = json!({"code": 403, "reason": "Forbidden"}))
-                .line(),
-            Audit::write(2, "create", "clusterrolebindings", "ops-admin", "late@contoso.com", "2026-12-07T10:11:00Z").line(),
+            Audit::write(
+                1,
+                "create",
+                "clusterrolebindings",
+                "ops-admin",
+                "mallory@contoso.com",
+                "2026-12-07T10:00:00Z",
+            )
+            .set(|v| v["responseStatus"] = json!({"code": 403, "reason": "Forbidden"}))
+            .line(),
+            Audit::write(
+                2,
+                "create",
+                "clusterrolebindings",
+                "ops-admin",
+                "late@contoso.com",
+                "2026-12-07T10:11:00Z",
+            )
+            .line(),
         ],
     );
     assert!(drift(&env, "c1/ops-admin").actor.is_empty());
@@ -358,7 +508,11 @@ fn local_account_writes_are_findings_and_platform_writes_are_not() {
         .into_iter()
         .filter(|f| f.rule == "K8S-LOCAL-ACCOUNT-USED")
         .collect();
-    assert_eq!(local.len(), 1, "one finding per cluster and account: {local:?}");
+    assert_eq!(
+        local.len(),
+        1,
+        "one finding per cluster and account: {local:?}"
+    );
     assert_eq!(local[0].occurrences, 2);
     assert_eq!(local[0].actor.username.as_deref(), Some("masterclient"));
     assert_eq!(local[0].actor.class, Some(ActorClass::LocalAccount));

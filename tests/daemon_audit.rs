@@ -106,8 +106,10 @@ impl Env {
             "time": now(),
         });
         let n = self.ids.get();
-        self.audit
-            .append(n as usize % 2, json!({"records": [rec]}).to_string().as_bytes());
+        self.audit.append(
+            n as usize % 2,
+            json!({"records": [rec]}).to_string().as_bytes(),
+        );
     }
 
     /// Sends the audit record of one request.
@@ -116,7 +118,15 @@ impl Env {
     }
 
     /// An audit event of a write; `rv` is the response object's resourceVersion.
-    fn event(&self, verb: &str, resource: &str, ns: Option<&str>, name: &str, user: &str, rv: Option<u64>) -> Value {
+    fn event(
+        &self,
+        verb: &str,
+        resource: &str,
+        ns: Option<&str>,
+        name: &str,
+        user: &str,
+        rv: Option<u64>,
+    ) -> Value {
         let n = self.ids.get() + 1;
         self.ids.set(n);
         let mut oref = json!({"resource": resource, "name": name, "apiGroup": if resource == "serviceaccounts" { "" } else { RBAC }, "apiVersion": "v1"});
@@ -136,7 +146,8 @@ impl Env {
         });
         if let Some(rv) = rv {
             ev["level"] = json!("RequestResponse");
-            ev["responseObject"] = json!({"kind": "X", "metadata": {"name": name, "resourceVersion": rv.to_string()}});
+            ev["responseObject"] =
+                json!({"kind": "X", "metadata": {"name": name, "resourceVersion": rv.to_string()}});
         }
         ev
     }
@@ -162,9 +173,11 @@ fn lines(d: &Daemon, what: &str) -> Vec<String> {
 }
 
 fn wait_line(d: &Daemon, what: &str, also: &str) -> String {
-    wait_for(&format!("an alert with {what:?} and {also:?}"), LIMIT, || {
-        lines(d, what).into_iter().find(|l| l.contains(also))
-    })
+    wait_for(
+        &format!("an alert with {what:?} and {also:?}"),
+        LIMIT,
+        || lines(d, what).into_iter().find(|l| l.contains(also)),
+    )
 }
 
 /// Waits until the daemon has stored that the cluster's audit records arrive.
@@ -186,7 +199,8 @@ fn wait_audit_seen(env: &Env, d: &Daemon) {
 }
 
 fn metric(d: &Daemon, needle: &str) -> bool {
-    http_get(d.port(), "/metrics").is_some_and(|(_, body)| body.lines().any(|l| l.starts_with(needle)))
+    http_get(d.port(), "/metrics")
+        .is_some_and(|(_, body)| body.lines().any(|l| l.starts_with(needle)))
 }
 
 #[test]
@@ -195,9 +209,27 @@ fn the_alert_waits_for_its_actor_and_other_records_are_skipped() {
     let d = env.start("20s");
     // Audit records arrive: a lease renewal by the platform (filtered, but it says so), a
     // plain-text category, and a record of a cluster nobody configured.
-    env.audit(env.event("update", "leases", Some("kube-system"), "cloud-controller-manager", "aksService", None));
-    env.send("guard", CLUSTER_ID, "I1207 10:00:00.000000 1 guard.go:10] authenticated\n");
-    let other = env.event("create", "clusterrolebindings", None, "x", "eve@contoso.com", None);
+    env.audit(env.event(
+        "update",
+        "leases",
+        Some("kube-system"),
+        "cloud-controller-manager",
+        "aksService",
+        None,
+    ));
+    env.send(
+        "guard",
+        CLUSTER_ID,
+        "I1207 10:00:00.000000 1 guard.go:10] authenticated\n",
+    );
+    let other = env.event(
+        "create",
+        "clusterrolebindings",
+        None,
+        "x",
+        "eve@contoso.com",
+        None,
+    );
     env.send(
         "kube-audit-admin",
         "/subscriptions/00000000-0000-0000-0000-000000000009/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/other",
@@ -206,14 +238,31 @@ fn the_alert_waits_for_its_actor_and_other_records_are_skipped() {
     wait_audit_seen(&env, &d);
     let rv = env.api.apply(crb("ops-readers", "ops"));
     std::thread::sleep(Duration::from_millis(700));
-    assert!(lines(&d, "aks-test/ops-readers").is_empty(), "held while the audit record may come");
-    env.audit(env.event("create", "clusterrolebindings", None, "ops-readers", "alice@contoso.com", Some(rv)));
+    assert!(
+        lines(&d, "aks-test/ops-readers").is_empty(),
+        "held while the audit record may come"
+    );
+    env.audit(env.event(
+        "create",
+        "clusterrolebindings",
+        None,
+        "ops-readers",
+        "alice@contoso.com",
+        Some(rv),
+    ));
     let line = wait_line(&d, "aks-test/ops-readers", "drift opened");
     assert!(line.contains("by alice@contoso.com"), "{line}");
-    assert!(line.contains("allowed: RBAC: allowed by ClusterRoleBinding \"platform-admins\""), "{line}");
+    assert!(
+        line.contains("allowed: RBAC: allowed by ClusterRoleBinding \"platform-admins\""),
+        "{line}"
+    );
     assert!(line.contains("with kubectl/v1.31.2"), "{line}");
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(lines(&d, "aks-test/ops-readers").len(), 1, "one alert, no follow-up");
+    assert_eq!(
+        lines(&d, "aks-test/ops-readers").len(),
+        1,
+        "one alert, no follow-up"
+    );
     wait_for("resource-log metrics", LIMIT, || {
         (metric(&d, "accessdrift_resource_log_records_total{category=\"guard\",outcome=\"skipped\"} 1")
             && metric(&d, "accessdrift_resource_log_records_total{category=\"kube-audit-admin\",outcome=\"unknown_cluster\"} 1")
@@ -236,31 +285,61 @@ fn late_records_follow_up_and_either_half_survives_a_restart() {
     assert!(!opened.contains(" — by "), "{opened}");
     // A restart between the halves: the change waits in the store for its audit record.
     d.terminate(LIMIT);
-    let carol = env.event("create", "clusterrolebindings", None, "late-readers", "carol@contoso.com", None);
+    let carol = env.event(
+        "create",
+        "clusterrolebindings",
+        None,
+        "late-readers",
+        "carol@contoso.com",
+        None,
+    );
     env.audit(carol.clone());
     let mut d = env.start("1s");
     let follow = wait_line(&d, "aks-test/late-readers", "drift attributed");
     assert!(follow.contains("by carol@contoso.com"), "{follow}");
 
     // Audit before watch, across a restart: the record waits for its change.
-    env.audit(env.event("create", "rolebindings", Some("team-a"), "dev-edit", "bob@contoso.com", None));
+    env.audit(env.event(
+        "create",
+        "rolebindings",
+        Some("team-a"),
+        "dev-edit",
+        "bob@contoso.com",
+        None,
+    ));
     wait_for("the audit record kept", LIMIT, || {
         metric(&d, "accessdrift_resource_log_records_total{category=\"kube-audit-admin\",outcome=\"kept\"} 1").then_some(())
     });
     std::thread::sleep(Duration::from_millis(500)); // its batch commits within max_wait
     d.terminate(LIMIT);
     let mut d = env.start("1s");
-    env.api.apply(json!({"kind": "RoleBinding", "metadata": {"name": "dev-edit", "namespace": "team-a"},
+    env.api.apply(
+        json!({"kind": "RoleBinding", "metadata": {"name": "dev-edit", "namespace": "team-a"},
         "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "view"},
-        "subjects": [{"kind": "Group", "apiGroup": RBAC, "name": "devs"}]}));
+        "subjects": [{"kind": "Group", "apiGroup": RBAC, "name": "devs"}]}),
+    );
     let line = wait_line(&d, "aks-test/team-a/dev-edit", "drift opened");
     assert!(line.contains("by bob@contoso.com"), "{line}");
 
     // Two quick changes of one object: each record names its own; the state is carol's.
     let rv1 = env.api.apply(crb("quick", "one"));
     let rv2 = env.api.apply(crb("quick", "two"));
-    env.audit(env.event("update", "clusterrolebindings", None, "quick", "carol@contoso.com", Some(rv2)));
-    env.audit(env.event("create", "clusterrolebindings", None, "quick", "bob@contoso.com", Some(rv1)));
+    env.audit(env.event(
+        "update",
+        "clusterrolebindings",
+        None,
+        "quick",
+        "carol@contoso.com",
+        Some(rv2),
+    ));
+    env.audit(env.event(
+        "create",
+        "clusterrolebindings",
+        None,
+        "quick",
+        "bob@contoso.com",
+        Some(rv1),
+    ));
     let quick = || -> Option<Value> {
         let (_, out, _) = cli(&["findings", "--db", &env.db_s(), "--json"]);
         let v: Vec<Value> = serde_json::from_str(&out).ok()?;
@@ -279,31 +358,60 @@ fn late_records_follow_up_and_either_half_survives_a_restart() {
     }
 
     // A failed request attributes nothing; impersonation names both; a delete is the delete's.
-    let mut forbidden = env.event("delete", "clusterrolebindings", None, "late-readers", "mallory@contoso.com", None);
+    let mut forbidden = env.event(
+        "delete",
+        "clusterrolebindings",
+        None,
+        "late-readers",
+        "mallory@contoso.com",
+        None,
+    );
     forbidden["responseStatus"] = json!({"code": 403});
     env.audit(forbidden);
     assert!(env.api.delete("ClusterRoleBinding", None, "late-readers"));
-    let mut del = env.event("delete", "clusterrolebindings", None, "late-readers", "alice@contoso.com", None);
+    let mut del = env.event(
+        "delete",
+        "clusterrolebindings",
+        None,
+        "late-readers",
+        "alice@contoso.com",
+        None,
+    );
     del["impersonatedUser"] = json!({"username": "system:serviceaccount:ci:deployer", "groups": ["system:serviceaccounts"]});
     env.audit(del);
     let resolved = wait_line(&d, "aks-test/late-readers", "drift resolved");
     assert!(
-        resolved.contains("by alice@contoso.com as system:serviceaccount:ci:deployer (impersonated)"),
+        resolved
+            .contains("by alice@contoso.com as system:serviceaccount:ci:deployer (impersonated)"),
         "{resolved}"
     );
     assert!(!resolved.contains("mallory"), "{resolved}");
 
     // The local admin certificate is a finding of its own; the platform never is.
-    let mut local = env.event("patch", "clusterrolebindings", None, "quick", "masterclient", None);
+    let mut local = env.event(
+        "patch",
+        "clusterrolebindings",
+        None,
+        "quick",
+        "masterclient",
+        None,
+    );
     local["user"]["groups"] = json!(["system:masters", "system:authenticated"]);
     env.audit(local);
     let mut platform = env.event("update", "clusterroles", None, "admin", "aksService", None);
     platform["user"]["groups"] = json!(["system:masters"]);
     env.audit(platform);
     let l = wait_line(&d, "Local account", "activity opened");
-    assert!(l.contains("Local account masterclient wrote to cluster aks-test"), "{l}");
+    assert!(
+        l.contains("Local account masterclient wrote to cluster aks-test"),
+        "{l}"
+    );
     std::thread::sleep(Duration::from_millis(500));
-    assert!(!d.stdout().contains("Local account aksService"), "{}", d.stdout());
+    assert!(
+        !d.stdout().contains("Local account aksService"),
+        "{}",
+        d.stdout()
+    );
 
     // The same audit record again (a second diagnostic setting, a replayed hub), after
     // another restart: nothing goes out twice.

@@ -4,8 +4,8 @@
 //! wild; tests/fixtures/SOURCES.md says where each file came from.
 
 use accessdrift::domain::{ChangeOp, Phase};
-use accessdrift::sources::router::RecordRouter;
 use accessdrift::sources::replay::ReplayFile;
+use accessdrift::sources::router::RecordRouter;
 use accessdrift::sources::Decoded;
 use std::collections::BTreeMap;
 use std::path::Path;

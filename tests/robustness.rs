@@ -3,8 +3,8 @@
 
 use accessdrift::config::Config;
 use accessdrift::pipeline::{replay, Pipeline};
-use accessdrift::sources::router::RecordRouter;
 use accessdrift::sources::replay::ReplayFile;
+use accessdrift::sources::router::RecordRouter;
 use accessdrift::store::Store;
 
 fn demo(name: &str) -> Vec<u8> {

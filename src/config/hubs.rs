@@ -135,12 +135,19 @@ mod tests {
         let all = cfg.eventhubs.all_hubs();
         assert_eq!(all.len(), 3);
         assert_eq!(
-            (all[1].namespace.as_str(), all[1].eventhub.as_str(), all[1].consumer_group.as_str()),
+            (
+                all[1].namespace.as_str(),
+                all[1].eventhub.as_str(),
+                all[1].consumer_group.as_str()
+            ),
             ("logs.servicebus.windows.net", "aks-audit", "accessdrift")
         );
         assert_eq!(all[1].client_id, cfg.eventhubs.client_id);
         assert_eq!(all[2].namespace, "audit.servicebus.windows.net");
-        assert_eq!(all[2].client_id, None, "another auth: the main one's client id does not apply");
+        assert_eq!(
+            all[2].client_id, None,
+            "another auth: the main one's client id does not apply"
+        );
         assert!(all.iter().all(|h| h.hubs.is_empty()));
     }
 
@@ -149,16 +156,26 @@ mod tests {
         for (extra, key) in [
             ("eventhub = \"activity\"\n", "eventhubs.hubs[0]"),
             ("eventhub = \"\"\n", "eventhubs.hubs[0].eventhub"),
-            ("eventhub = \"x\"\nnamespace = \"not a host\"\n", "eventhubs.hubs[0].namespace"),
-            ("eventhub = \"x\"\nauth = \"connection_string\"\n", "eventhubs.hubs[0].connection_string"),
+            (
+                "eventhub = \"x\"\nnamespace = \"not a host\"\n",
+                "eventhubs.hubs[0].namespace",
+            ),
+            (
+                "eventhub = \"x\"\nauth = \"connection_string\"\n",
+                "eventhubs.hubs[0].connection_string",
+            ),
             ("eventhub = \"x\"\nunknown = 1\n", "unknown field"),
         ] {
             let text = format!("{BASE}[[eventhubs.hubs]]\n{extra}");
-            let e = Config::parse(&text, Path::new("t.toml")).unwrap_err().to_string();
+            let e = Config::parse(&text, Path::new("t.toml"))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(key), "{extra}: {e}");
         }
         let off = "[eventhubs]\nenabled = false\n[[eventhubs.hubs]]\neventhub = \"x\"\n";
-        let e = Config::parse(off, Path::new("t.toml")).unwrap_err().to_string();
+        let e = Config::parse(off, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("eventhubs.hubs"), "{e}");
     }
 }

@@ -79,7 +79,9 @@ fn seconds_buckets() -> Histogram {
 fn attribution_buckets() -> Histogram {
     // An audit record lags its watch event by seconds to minutes; past the 10 m window there
     // is no attribution at all.
-    Histogram::new([0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 90.0, 180.0, 300.0, 600.0])
+    Histogram::new([
+        0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 90.0, 180.0, 300.0, 600.0,
+    ])
 }
 
 fn l1(k: &'static str, v: &str) -> L1 {

@@ -167,7 +167,9 @@ pub(super) fn after_change(
     if touched.is_empty() || (took.is_none() && !prov.actor.is_empty()) {
         return Ok(());
     }
-    let attributed = took.as_ref().map(|(id, _)| if id.is_empty() { "-" } else { id.as_str() });
+    let attributed = took
+        .as_ref()
+        .map(|(id, _)| if id.is_empty() { "-" } else { id.as_str() });
     cx.tx.put_change(
         &ChangeRow {
             seq: 0,

@@ -11,9 +11,9 @@ use crate::domain::{ChangeOp, EventTime, FactKind};
 use crate::ingest::{
     ingest_span, Batcher, Limits, Position, RelistScope, Reset, SkipReason, Took, WriterError,
 };
-use crate::sources::router::RecordRouter;
 use crate::sources::kubernetes::LISTED_OPERATION;
 use crate::sources::replay::{self as file_source, Content, ReplayError, ReplayFile, Resume};
+use crate::sources::router::RecordRouter;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;

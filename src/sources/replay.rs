@@ -14,8 +14,8 @@ mod tests;
 
 pub use position::{Mismatch, Position, PrefixHash, Stored, LEGACY_HEAD_BYTES};
 
-use super::router::RecordRouter;
 use super::frame::{Frames, LineCounter};
+use super::router::RecordRouter;
 use super::Decoded;
 use crate::domain::Location;
 use std::collections::VecDeque;

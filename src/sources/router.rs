@@ -4,7 +4,9 @@
 
 use crate::domain::{AuditWrite, ChangeOp, EventTime, Location, Observation, Provenance};
 use crate::sources::activity_log::{self, Prefilter};
-use crate::sources::kube_audit::{self, ClusterRef, Clusters, AUDIT_CATEGORIES, OTHER_AKS_CATEGORIES};
+use crate::sources::kube_audit::{
+    self, ClusterRef, Clusters, AUDIT_CATEGORIES, OTHER_AKS_CATEGORIES,
+};
 use crate::sources::{Decoded, SkipReason};
 use memchr::memmem::Finder;
 use std::collections::HashMap;

@@ -124,7 +124,12 @@ impl Tx<'_> {
     }
 
     /// Stores a change: waiting for its audit record, or (`audit_id`) attributed already.
-    pub fn put_change(&self, row: &ChangeRow, audit_id: Option<&str>, now: EventTime) -> Result<()> {
+    pub fn put_change(
+        &self,
+        row: &ChangeRow,
+        audit_id: Option<&str>,
+        now: EventTime,
+    ) -> Result<()> {
         self.0
             .prepare_cached(
                 "INSERT INTO k8s_changes (kind, fact_key, is_delete, resource_version, event_time, findings, audit_id, ingested_at)
@@ -145,7 +150,12 @@ impl Tx<'_> {
 
     /// True when a change of `kind`/`key` later than `after` is attributed already: its
     /// author, not an earlier one, made the state the findings describe.
-    pub fn later_change_attributed(&self, kind: FactKind, key: &str, after: EventTime) -> Result<bool> {
+    pub fn later_change_attributed(
+        &self,
+        kind: FactKind,
+        key: &str,
+        after: EventTime,
+    ) -> Result<bool> {
         let n: i64 = self
             .0
             .prepare_cached(

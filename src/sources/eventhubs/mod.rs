@@ -11,11 +11,11 @@ mod checkpoint_store;
 mod partition;
 mod stats;
 
-use crate::sources::kube_audit::Clusters;
 use crate::config::{EventHubsAuth, EventHubsConfig, EventHubsStart, SecretError};
 use crate::domain::error_chain;
 use crate::ingest::SourceContext;
 use crate::ingest::SourceState;
+use crate::sources::kube_audit::Clusters;
 use crate::store::{EventHubsPartition, StoreError};
 use azure_messaging_eventhubs::models::StartPositions;
 use azure_messaging_eventhubs::{ConsumerClient, EventProcessor, StartLocation, StartPosition};

@@ -124,7 +124,11 @@ mod tests {
                 &none,
                 ActorClass::ServiceAccount,
             ),
-            ("system:kube-controller-manager", &none, ActorClass::Platform),
+            (
+                "system:kube-controller-manager",
+                &none,
+                ActorClass::Platform,
+            ),
             ("system:node:aks-nodepool1-0", &none, ActorClass::Platform),
             ("alice@contoso.com", &masters, ActorClass::User),
             ("alice@contoso.com", &none, ActorClass::User),

@@ -308,7 +308,8 @@ pub fn decode_event(cluster: &ClusterRef, bytes: &[u8], fallback_time: Option<&s
     let target = match kind {
         None => None,
         Some(kind) => {
-            let cluster_scoped = matches!(kind, FactKind::ClusterRole | FactKind::ClusterRoleBinding);
+            let cluster_scoped =
+                matches!(kind, FactKind::ClusterRole | FactKind::ClusterRoleBinding);
             let ns = oref.and_then(|o| o.namespace.as_deref()).unwrap_or("");
             let key = match (&name, cluster_scoped) {
                 (Some(n), true) => format!("{}/{n}", cluster.name),

@@ -109,37 +109,81 @@ fn filter_table() {
     };
     let kept = |d: &Decoded| matches!(d, Decoded::Observation(_));
     for (name, edit, want_kept) in [
-        ("a patch of a ClusterRoleBinding", Box::new(|_: &mut Value| {}) as Box<dyn Fn(&mut Value)>, true),
-        ("get", Box::new(|e: &mut Value| e["verb"] = json!("get")), false),
-        ("list", Box::new(|e: &mut Value| e["verb"] = json!("list")), false),
-        ("watch", Box::new(|e: &mut Value| e["verb"] = json!("watch")), false),
-        ("403", Box::new(|e: &mut Value| e["responseStatus"]["code"] = json!(403)), false),
-        ("stage ResponseStarted", Box::new(|e: &mut Value| e["stage"] = json!("ResponseStarted")), false),
-        ("a lease", Box::new(|e: &mut Value| {
-            e["objectRef"]["resource"] = json!("leases");
-            e["objectRef"]["apiGroup"] = json!("coordination.k8s.io");
-        }), false),
-        ("a token request (subresource)", Box::new(|e: &mut Value| {
-            e["objectRef"]["resource"] = json!("serviceaccounts");
-            e["objectRef"]["apiGroup"] = json!("");
-            e["objectRef"]["namespace"] = json!("payments");
-            e["objectRef"]["subresource"] = json!("token");
-        }), false),
-        ("a service account in the core group", Box::new(|e: &mut Value| {
-            e["objectRef"]["resource"] = json!("serviceaccounts");
-            e["objectRef"].as_object_mut().unwrap().remove("apiGroup");
-            e["objectRef"]["namespace"] = json!("payments");
-        }), true),
-        ("a pod written by masterclient (local account)", Box::new(|e: &mut Value| {
-            e["objectRef"]["resource"] = json!("pods");
-            e["objectRef"]["apiGroup"] = json!("");
-            e["user"] = json!({"username": "masterclient", "groups": ["system:masters", "system:authenticated"]});
-        }), true),
-        ("a pod written by aksService", Box::new(|e: &mut Value| {
-            e["objectRef"]["resource"] = json!("pods");
-            e["objectRef"]["apiGroup"] = json!("");
-            e["user"] = json!({"username": "aksService", "groups": ["system:masters"]});
-        }), false),
+        (
+            "a patch of a ClusterRoleBinding",
+            Box::new(|_: &mut Value| {}) as Box<dyn Fn(&mut Value)>,
+            true,
+        ),
+        (
+            "get",
+            Box::new(|e: &mut Value| e["verb"] = json!("get")),
+            false,
+        ),
+        (
+            "list",
+            Box::new(|e: &mut Value| e["verb"] = json!("list")),
+            false,
+        ),
+        (
+            "watch",
+            Box::new(|e: &mut Value| e["verb"] = json!("watch")),
+            false,
+        ),
+        (
+            "403",
+            Box::new(|e: &mut Value| e["responseStatus"]["code"] = json!(403)),
+            false,
+        ),
+        (
+            "stage ResponseStarted",
+            Box::new(|e: &mut Value| e["stage"] = json!("ResponseStarted")),
+            false,
+        ),
+        (
+            "a lease",
+            Box::new(|e: &mut Value| {
+                e["objectRef"]["resource"] = json!("leases");
+                e["objectRef"]["apiGroup"] = json!("coordination.k8s.io");
+            }),
+            false,
+        ),
+        (
+            "a token request (subresource)",
+            Box::new(|e: &mut Value| {
+                e["objectRef"]["resource"] = json!("serviceaccounts");
+                e["objectRef"]["apiGroup"] = json!("");
+                e["objectRef"]["namespace"] = json!("payments");
+                e["objectRef"]["subresource"] = json!("token");
+            }),
+            false,
+        ),
+        (
+            "a service account in the core group",
+            Box::new(|e: &mut Value| {
+                e["objectRef"]["resource"] = json!("serviceaccounts");
+                e["objectRef"].as_object_mut().unwrap().remove("apiGroup");
+                e["objectRef"]["namespace"] = json!("payments");
+            }),
+            true,
+        ),
+        (
+            "a pod written by masterclient (local account)",
+            Box::new(|e: &mut Value| {
+                e["objectRef"]["resource"] = json!("pods");
+                e["objectRef"]["apiGroup"] = json!("");
+                e["user"] = json!({"username": "masterclient", "groups": ["system:masters", "system:authenticated"]});
+            }),
+            true,
+        ),
+        (
+            "a pod written by aksService",
+            Box::new(|e: &mut Value| {
+                e["objectRef"]["resource"] = json!("pods");
+                e["objectRef"]["apiGroup"] = json!("");
+                e["user"] = json!({"username": "aksService", "groups": ["system:masters"]});
+            }),
+            false,
+        ),
     ] {
         let mut e = base();
         edit(&mut e);
@@ -153,7 +197,13 @@ fn filter_table() {
 
 #[test]
 fn unknown_cluster_and_broken_logs() {
-    let e = event("create", "roles", "rbac.authorization.k8s.io", Some("a"), "bob");
+    let e = event(
+        "create",
+        "roles",
+        "rbac.authorization.k8s.io",
+        Some("a"),
+        "bob",
+    );
     let mut rec: Value = serde_json::from_slice(&record(&e)).unwrap();
     rec["resourceId"] = json!("/SUBSCRIPTIONS/X/RESOURCEGROUPS/Y/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/OTHER");
     assert_eq!(
@@ -199,8 +249,15 @@ fn impersonation_names_both() {
 
 #[test]
 fn deletes_carry_no_resource_version_and_deletecollection_a_prefix() {
-    let mut e = event("delete", "roles", "rbac.authorization.k8s.io", Some("payments"), "bob@contoso.com");
-    e["responseObject"] = json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}});
+    let mut e = event(
+        "delete",
+        "roles",
+        "rbac.authorization.k8s.io",
+        Some("payments"),
+        "bob@contoso.com",
+    );
+    e["responseObject"] =
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}});
     let Decoded::Observation(o) = outcome(&record(&e)) else {
         panic!()
     };
@@ -223,7 +280,10 @@ fn deletes_carry_no_resource_version_and_deletecollection_a_prefix() {
 fn the_real_aks_records_are_understood() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kube-audit");
     for (file, cluster) in [
-        ("aks-kube-audit-admin-eventhub-sumologic.json", "HPALDEVCLUSTER"),
+        (
+            "aks-kube-audit-admin-eventhub-sumologic.json",
+            "HPALDEVCLUSTER",
+        ),
         ("aks-kube-audit-eventhub-sumologic.json", "ARC-CLUSTER02"),
     ] {
         let rec = std::fs::read(dir.join(file)).unwrap();
@@ -239,7 +299,11 @@ fn the_real_aks_records_are_understood() {
         }]);
         let out = decode_record(&known, &rec);
         assert_eq!(out.cluster.as_deref(), Some("c"), "{file}");
-        assert_eq!(out.decoded, Decoded::Skipped(SkipReason::AuditFiltered), "{file}");
+        assert_eq!(
+            out.decoded,
+            Decoded::Skipped(SkipReason::AuditFiltered),
+            "{file}"
+        );
     }
 }
 
@@ -248,7 +312,10 @@ fn category_is_read_without_parsing() {
     let f = memchr::memmem::Finder::new(b"\"category\"");
     for (rec, want) in [
         (r#"{"category": "kube-audit", "x": 1}"#, Some("kube-audit")),
-        (r#"{"time":"t","category":"Administrative"}"#, Some("Administrative")),
+        (
+            r#"{"time":"t","category":"Administrative"}"#,
+            Some("Administrative"),
+        ),
         (r#"{"category": {"value": "Administrative"}}"#, None),
         (r#"{"properties": {"log": "{\"category\":\"x\"}"}}"#, None),
         (r#"{"time":"t"}"#, None),

@@ -17,8 +17,7 @@ impl Records<'_> {
                     .map(|d| (line, d)),
             );
         } else if v.get("kind").and_then(Value::as_str) == Some("Event")
-            && v
-                .get("apiVersion")
+            && v.get("apiVersion")
                 .and_then(Value::as_str)
                 .is_some_and(|a| a.starts_with("audit.k8s.io/"))
         {
