@@ -309,7 +309,12 @@ fn azure_bicep_streams_the_activity_log_and_grants_receive_only() {
     let dir = deploy("azure");
     let main = std::fs::read_to_string(dir.join("main.bicep")).unwrap();
     let hub = std::fs::read_to_string(dir.join("eventhub.bicep")).unwrap();
-    for (name, text) in [("main.bicep", &main), ("eventhub.bicep", &hub)] {
+    let audit = std::fs::read_to_string(dir.join("aks-audit.bicep")).unwrap();
+    for (name, text) in [
+        ("main.bicep", &main),
+        ("eventhub.bicep", &hub),
+        ("aks-audit.bicep", &audit),
+    ] {
         // Cheap syntax check: balanced braces, brackets, parentheses and quotes outside the
         // (whole-line) comments.
         let code: String = text
@@ -331,7 +336,7 @@ fn azure_bicep_streams_the_activity_log_and_grants_receive_only() {
             "{name}: unbalanced quotes"
         );
     }
-    let types: Vec<&str> = [&main, &hub]
+    let types: Vec<&str> = [&main, &hub, &audit]
         .iter()
         .flat_map(|t| t.lines())
         .filter_map(|l| l.trim_start().strip_prefix("resource "))
@@ -351,8 +356,18 @@ fn azure_bicep_streams_the_activity_log_and_grants_receive_only() {
             "Microsoft.ManagedIdentity/userAssignedIdentities",
             "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials",
             "Microsoft.Authorization/roleAssignments",
+            // The cluster's audit log: an existing cluster, its diagnostic setting.
+            "Microsoft.ContainerService/managedClusters",
+            "Microsoft.Insights/diagnosticSettings",
         ]
     );
+    // The cluster's setting sends kube-audit-admin only (not kube-audit: every get and list),
+    // to the hub the daemon reads, and main deploys it only when a cluster is named.
+    assert!(audit.contains("category: 'kube-audit-admin'"));
+    assert_eq!(audit.matches("category:").count(), 1);
+    assert!(audit.contains("existing = {") && audit.contains("scope: cluster\n"));
+    assert!(main.contains("module kubeAudit 'aks-audit.bicep' = if (!empty(clusterName))"));
+    assert!(main.contains("hubName: hubName"));
     // Two role assignments: Azure Event Hubs Data Receiver scoped to the hub, and Reader on
     // the subscription (the inventory). No other role id: nothing that can write.
     assert!(hub.contains("var dataReceiverRoleId = 'a638d3c7-ab3a-418d-83e6-5f17a39d4fde'"));
@@ -366,6 +381,7 @@ fn azure_bicep_streams_the_activity_log_and_grants_receive_only() {
     };
     let mut ids = guid_like(&main);
     ids.extend(guid_like(&hub));
+    ids.extend(guid_like(&audit));
     assert_eq!(
         ids,
         [

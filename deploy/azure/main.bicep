@@ -1,6 +1,7 @@
 // The Azure side of accessdrift, at subscription scope:
 //   az deployment sub create -l westeurope -f deploy/azure/main.bicep \
-//     -p oidcIssuerUrl="$(az aks show -g RG -n CLUSTER --query oidcIssuerProfile.issuerUrl -o tsv)"
+//     -p oidcIssuerUrl="$(az aks show -g RG -n CLUSTER --query oidcIssuerProfile.issuerUrl -o tsv)" \
+//     -p clusterResourceGroup=RG clusterName=CLUSTER
 //
 // Bicep rather than Terraform: the subscription's diagnostic setting, the hub and the identity
 // are plain ARM resources, Bicep needs no state backend to keep (the deployment history is the
@@ -29,6 +30,10 @@ param oidcIssuerUrl string
 @description('Namespace and name of the daemon\'s Kubernetes service account (deploy/base).')
 param serviceAccountNamespace string = 'accessdrift'
 param serviceAccountName string = 'accessdrift'
+
+@description('Resource group and name of the AKS cluster whose audit log (kube-audit-admin) goes to the hub, for who changed Kubernetes RBAC; empty: no cluster diagnostic setting.')
+param clusterResourceGroup string = ''
+param clusterName string = ''
 
 @description('Partitions of the hub; the daemon reads all of them.')
 @minValue(1)
@@ -67,6 +72,17 @@ resource activityLog 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' 
         enabled: true
       }
     ]
+  }
+}
+
+// The cluster's audit log to the same hub: attribution of Kubernetes changes.
+module kubeAudit 'aks-audit.bicep' = if (!empty(clusterName)) {
+  name: 'accessdrift-kube-audit'
+  scope: resourceGroup(empty(clusterResourceGroup) ? resourceGroupName : clusterResourceGroup)
+  params: {
+    clusterName: clusterName
+    eventHubAuthorizationRuleId: hub.outputs.diagnosticsRuleId
+    hubName: hubName
   }
 }
 
