@@ -192,7 +192,14 @@ fn main() {
     // 1. Filter throughput, and the Activity Log path beside it.
     let audit_hub = rt.block_on(AmqpBroker::start("aks-audit", PARTITIONS, &["accessdrift"]));
     let recs: Vec<Value> = (0..n)
-        .map(|i| audit(i, i.is_multiple_of(100).then(|| format!("backlog-{i}")).as_deref()))
+        .map(|i| {
+            audit(
+                i,
+                i.is_multiple_of(100)
+                    .then(|| format!("backlog-{i}"))
+                    .as_deref(),
+            )
+        })
         .collect();
     let last = load(&audit_hub, &recs);
     let db = dir.path().join("audit.db");

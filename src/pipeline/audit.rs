@@ -60,6 +60,7 @@ pub(super) fn apply(
         cx.stats.skip(SkipReason::Duplicate);
         return Ok(());
     }
+    cx.audits_waiting = Some(true);
     cx.stats.audited += 1;
     let collection = target.key.ends_with('/');
     let changes = cx
@@ -100,7 +101,7 @@ fn side_of_change(c: &ChangeRow) -> Side<'_> {
 /// change before it is applied. Returns the record's audit id, to mark it taken once the
 /// change did change something.
 pub(super) fn actor_for_change(
-    cx: &BatchCtx<'_, '_>,
+    cx: &mut BatchCtx<'_, '_>,
     op: &ChangeOp,
     prov: &mut Provenance,
 ) -> Result<Option<(String, How)>, StoreError> {
@@ -108,6 +109,19 @@ pub(super) fn actor_for_change(
         return Ok(None);
     };
     if !prov.actor.is_empty() {
+        return Ok(None);
+    }
+    // An initial sync of 100,000 objects with no audit record waiting asks once, not 100,000
+    // times.
+    let waiting = match cx.audits_waiting {
+        Some(w) => w,
+        None => {
+            let w = cx.tx.audits_waiting()?;
+            cx.audits_waiting = Some(w);
+            w
+        }
+    };
+    if !waiting {
         return Ok(None);
     }
     let audits = cx.tx.unmatched_audits(kind, key)?;
@@ -146,6 +160,7 @@ pub(super) fn after_change(
     op: &ChangeOp,
     prov: &Provenance,
     took: Option<(String, How)>,
+    has_baseline: bool,
 ) -> Result<(), StoreError> {
     let mut touched = std::mem::take(&mut cx.touched);
     let Some((kind, key, is_delete)) = kube_target(op, prov) else {
@@ -158,7 +173,7 @@ pub(super) fn after_change(
         crate::metrics::global().attributed(how.as_str(), Some(std::time::Duration::ZERO));
         cx.stats.attributed += 1;
     }
-    if touched.is_empty() {
+    if touched.is_empty() && has_baseline {
         let id = crate::engine::drift::finding_id(kind, key);
         if cx.tx.finding(&id)?.is_some_and(|f| f.status.is_active()) {
             touched.push(id);

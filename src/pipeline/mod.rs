@@ -190,6 +190,8 @@ pub struct BatchCtx<'t, 'c> {
     pub stats: Stats,
     /// Findings the current observation moved (the ones its audit record will name).
     touched: Vec<String>,
+    /// Whether any audit record waits for its change (looked up once per batch).
+    audits_waiting: Option<bool>,
 }
 
 impl<'t, 'c> BatchCtx<'t, 'c> {
@@ -202,6 +204,7 @@ impl<'t, 'c> BatchCtx<'t, 'c> {
             now,
             stats: Stats::default(),
             touched: Vec::new(),
+            audits_waiting: None,
         }
     }
 }
@@ -263,7 +266,7 @@ fn apply_observation(
             } else {
                 cx.stats.awaiting_baseline += 1;
             }
-            audit::after_change(cx, &op, &prov, took)?;
+            audit::after_change(cx, &op, &prov, took, has_baseline)?;
         }
         FactApply::Unchanged => {
             cx.stats.unchanged += 1;

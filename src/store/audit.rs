@@ -115,6 +115,14 @@ impl Tx<'_> {
         Ok(out)
     }
 
+    /// True when some audit record waits for its change.
+    pub fn audits_waiting(&self) -> Result<bool> {
+        Ok(self
+            .0
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM audit_writes WHERE matched = 0)")?
+            .query_row([], |r| r.get(0))?)
+    }
+
     /// The audit record took a change (a `deletecollection` stays open for its others).
     pub fn set_audit_matched(&self, audit_id: &str) -> Result<()> {
         self.0
