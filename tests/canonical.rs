@@ -53,6 +53,15 @@ fn projections() -> Vec<(FactKind, String, Value)> {
             &format!("{sub}/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/ID/federatedIdentityCredentials/F"),
             json!({"properties": {"issuer": " https://oidc/x ", "subject": "system:serviceaccount:ns:sa", "audiences": ["b", " a", "b"]}}),
         ),
+        {
+            let item = json!({"id": format!("{sub}/providers/Microsoft.Authorization/roleEligibilityScheduleInstances/E1"),
+                "properties": {"scope": sub, "roleDefinitionId": format!("{sub}/providers/Microsoft.Authorization/roleDefinitions/8E3AF657-A8FF-443C-A75C-2FE8C4BCB635"),
+                               "principalId": "CE2CE14E-85D7-4629-BDBC-454D0519D987", "status": "Provisioned", "memberType": "Group",
+                               "endDateTime": "2027-06-01T08:00:00.5+02:00", "condition": "c"}});
+            let (op, key) = accessdrift::sources::arm::pim::role_eligibility(&item).unwrap().unwrap();
+            let accessdrift::domain::ChangeOp::Upsert(f) = op else { panic!() };
+            (FactKind::RoleEligibility, key, f.value)
+        },
         k8s(
             FactKind::ClusterRoleBinding,
             json!({"metadata": {"name": "ops", "labels": {"addonmanager.kubernetes.io/mode": "Reconcile"}}, "roleRef": {"kind": "ClusterRole", "name": "cluster-admin"},

@@ -8,7 +8,7 @@ mod arm_server;
 mod common;
 
 use arm_server::{
-    assignment, cluster, custom_role, fic, identity, ArmServer, Fault, OWNER, READER,
+    assignment, cluster, custom_role, eligibility, fic, identity, ArmServer, Fault, OWNER, READER,
 };
 use common::{envelope, Rec};
 use serde_json::Value;
@@ -274,6 +274,66 @@ fn an_assignment_removed_while_down_is_missing_after_the_next_snapshot() {
     let (code, r, _) = env.inventory();
     assert_eq!(code, 0);
     assert_eq!(part(&r, "cluster_settings")["removed"], 1, "{r}");
+}
+
+/// PIM eligibilities are facts of their own: listed with every snapshot, approved with the
+/// baseline, a new one is drift with its role's severity, a removed one is missing.
+#[test]
+fn pim_eligibilities_are_part_of_the_baseline() {
+    let env = Env::new(2, 1);
+    let scope = format!("/subscriptions/{SUB}");
+    env.arm.set_eligibilities(
+        SUB,
+        vec![eligibility(
+            SUB,
+            "el-1",
+            &scope,
+            CAROL,
+            READER,
+            Some("2027-06-01T00:00:00Z"),
+        )],
+    );
+    let (code, r, err) = env.inventory();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(part(&r, "role_eligibility")["listed"], 1, "{r}");
+    assert!(env.live_fact("role_eligibility", CAROL));
+    env.capture();
+    // Mallory becomes eligible for Owner on the subscription; Carol's eligibility is removed.
+    env.arm.set_eligibilities(
+        SUB,
+        vec![eligibility(SUB, "el-2", &scope, MALLORY, OWNER, None)],
+    );
+    let (code, r, err) = env.inventory();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        (
+            part(&r, "role_eligibility")["added"].clone(),
+            part(&r, "role_eligibility")["removed"].clone()
+        ),
+        (1.into(), 1.into()),
+        "{r}"
+    );
+    let findings = env.findings();
+    let new = open_drift(&findings, MALLORY).unwrap_or_else(|| panic!("{findings:?}"));
+    assert_eq!(new["fact_kind"], "role_eligibility");
+    assert_eq!(new["change"], "unapproved");
+    assert_eq!(
+        new["severity"], "critical",
+        "Owner on a subscription: {new}"
+    );
+    assert!(
+        new["title"]
+            .as_str()
+            .unwrap()
+            .contains("PIM eligibility Owner"),
+        "{new}"
+    );
+    assert!(
+        new["title"].as_str().unwrap().contains("permanent"),
+        "{new}"
+    );
+    let gone = open_drift(&findings, CAROL).unwrap_or_else(|| panic!("{findings:?}"));
+    assert_eq!(gone["change"], "missing", "{gone}");
 }
 
 #[test]

@@ -348,10 +348,15 @@ fn print_plan(cfg: &Config, p: &ImportPlan) {
 /// A short human description of a fact (role names instead of GUIDs).
 fn describe(cfg: &Config, kind: FactKind, key: &str, v: &Value) -> String {
     match kind {
-        FactKind::RoleAssignment => {
+        FactKind::RoleAssignment | FactKind::RoleEligibility => {
             let s = |p: &str| v.get(p).and_then(Value::as_str).unwrap_or("?");
             format!(
-                "{} → principal {} at {}",
+                "{}{} → principal {} at {}",
+                if kind == FactKind::RoleEligibility {
+                    "eligible for "
+                } else {
+                    ""
+                },
                 cfg.role_name(s("role_definition_id")),
                 s("principal_id"),
                 s("scope")

@@ -28,6 +28,9 @@ pub enum FactKind {
     ManagedIdentity,
     /// Federated identity credential of a managed identity; key its resource id.
     FederatedCredential,
+    /// PIM eligibility for an Azure role (standing access waiting to be activated); key
+    /// `scope|principalId|roleDefinitionGuid`, as a role assignment's.
+    RoleEligibility,
     /// Kubernetes ClusterRoleBinding; key `cluster/name`.
     ClusterRoleBinding,
     /// Kubernetes RoleBinding; key `cluster/namespace/name`.
@@ -42,12 +45,13 @@ pub enum FactKind {
 
 impl FactKind {
     /// All kinds, in a stable order.
-    pub const ALL: [FactKind; 10] = [
+    pub const ALL: [FactKind; 11] = [
         FactKind::RoleAssignment,
         FactKind::RoleDefinition,
         FactKind::ClusterSettings,
         FactKind::ManagedIdentity,
         FactKind::FederatedCredential,
+        FactKind::RoleEligibility,
         FactKind::ClusterRoleBinding,
         FactKind::RoleBinding,
         FactKind::ClusterRole,
@@ -63,6 +67,7 @@ impl FactKind {
             FactKind::ClusterSettings => "cluster_settings",
             FactKind::ManagedIdentity => "managed_identity",
             FactKind::FederatedCredential => "federated_credential",
+            FactKind::RoleEligibility => "role_eligibility",
             FactKind::ClusterRoleBinding => "cluster_role_binding",
             FactKind::RoleBinding => "role_binding",
             FactKind::ClusterRole => "cluster_role",
@@ -78,7 +83,8 @@ impl FactKind {
             | FactKind::RoleDefinition
             | FactKind::ClusterSettings
             | FactKind::ManagedIdentity
-            | FactKind::FederatedCredential => Plane::Azure,
+            | FactKind::FederatedCredential
+            | FactKind::RoleEligibility => Plane::Azure,
             _ => Plane::Kubernetes,
         }
     }
@@ -92,7 +98,7 @@ impl fmt::Display for FactKind {
 
 /// Error for an unknown fact kind name.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown fact kind {0:?}: expected one of role_assignment, role_definition, cluster_settings, managed_identity, federated_credential, cluster_role_binding, role_binding, cluster_role, role, service_account")]
+#[error("unknown fact kind {0:?}: expected one of role_assignment, role_definition, cluster_settings, managed_identity, federated_credential, role_eligibility, cluster_role_binding, role_binding, cluster_role, role, service_account")]
 pub struct UnknownFactKind(pub String);
 
 impl FromStr for FactKind {

@@ -204,6 +204,16 @@ fn title(
             s("/principal_id"),
             s("/scope")
         ),
+        FactKind::RoleEligibility => format!(
+            "PIM eligibility {} for principal {} at {} ({})",
+            catalog.role_name(&s("/role_definition_id")),
+            s("/principal_id"),
+            s("/scope"),
+            match v.get("end").and_then(Value::as_str) {
+                Some(end) => format!("until {end}"),
+                None => "permanent".to_string(),
+            }
+        ),
         FactKind::RoleDefinition => format!(
             "custom role {:?}",
             v.get("role_name")

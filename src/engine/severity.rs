@@ -29,7 +29,9 @@ pub fn drift_severity(
         return catalog.platform_managed_severity();
     }
     match kind {
-        FactKind::RoleAssignment => {
+        // An eligibility is standing access one activation away: the severity its role would
+        // have as an assignment.
+        FactKind::RoleAssignment | FactKind::RoleEligibility => {
             let role = value
                 .get("role_definition_id")
                 .and_then(Value::as_str)

@@ -323,8 +323,8 @@ fn dependents(
             .map(str::to_string)
     };
     match kind {
-        // Judged by `cluster_dependents`, from what changed.
-        ClusterSettings => {}
+        // Judged by `cluster_dependents`, from what changed; no rule reads eligibilities.
+        ClusterSettings | RoleEligibility => {}
         ManagedIdentity => {
             if let Some(p) = text(value, "/principal_id") {
                 add(

@@ -30,6 +30,7 @@ pub fn canonicalise(kind: FactKind, value: &Value) -> Result<Value> {
     let o = Obj::root(kind, value)?;
     let v = match kind {
         FactKind::RoleAssignment => role_assignment(o)?,
+        FactKind::RoleEligibility => role_eligibility(o)?,
         FactKind::RoleDefinition => role_definition(o)?,
         FactKind::ClusterSettings => cluster_settings(o)?,
         FactKind::ManagedIdentity => managed_identity(o)?,
@@ -54,7 +55,7 @@ pub fn canonical_key(kind: FactKind, key: &str, value: &Value) -> Result<String>
         return Err(err("is empty".into()));
     }
     match kind {
-        FactKind::RoleAssignment => {
+        FactKind::RoleAssignment | FactKind::RoleEligibility => {
             let s = |f: &str| value.get(f).and_then(Value::as_str).unwrap_or("");
             let want = format!(
                 "{}|{}|{}",
@@ -305,6 +306,33 @@ fn role_assignment(mut o: Obj<'_>) -> Result<Value> {
     let condition = o.opt_str("condition")?;
     o.finish()?;
     let mut v = json!({"scope": scope, "principal_id": principal, "role_definition_id": role});
+    if let Some(c) = condition {
+        v["condition"] = json!(c);
+    }
+    Ok(v)
+}
+
+fn role_eligibility(mut o: Obj<'_>) -> Result<Value> {
+    let scope = canonical_id(o.req_str("scope")?);
+    let principal = lower_guid(o.req_str("principal_id")?);
+    let role = role_guid(o.req_str("role_definition_id")?);
+    let member_type = o.opt_str("member_type")?.unwrap_or("Direct").to_string();
+    let end = match o.opt_str("end")? {
+        None => None,
+        Some(t) => Some(
+            crate::domain::EventTime::parse(t)
+                .ok_or_else(|| CanonicalError {
+                    kind: FactKind::RoleEligibility,
+                    field: "end".into(),
+                    problem: format!("{t:?} is not an RFC 3339 time (or null: permanent)"),
+                })?
+                .to_string(),
+        ),
+    };
+    let condition = o.opt_str("condition")?;
+    o.finish()?;
+    let mut v = json!({"scope": scope, "principal_id": principal, "role_definition_id": role,
+                       "member_type": member_type, "end": end});
     if let Some(c) = condition {
         v["condition"] = json!(c);
     }

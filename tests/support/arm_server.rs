@@ -84,6 +84,8 @@ struct Inner {
     /// subscription → role assignments (ARM objects).
     role_assignments: BTreeMap<String, Vec<Value>>,
     role_definitions: BTreeMap<String, Vec<Value>>,
+    /// subscription → PIM eligibility schedule instances.
+    eligibilities: BTreeMap<String, Vec<Value>>,
     identities: BTreeMap<String, Vec<Value>>,
     /// identity id (lower-case) → federated credentials.
     fics: BTreeMap<String, Vec<Value>>,
@@ -139,6 +141,33 @@ pub fn assignment(sub: &str, name: &str, scope: &str, principal: &str, role: &st
 }
 
 /// A user-assigned identity (IdentityGet shape).
+/// A PIM eligibility schedule instance as `roleEligibilityScheduleInstances` lists it.
+pub fn eligibility(
+    sub: &str,
+    name: &str,
+    scope: &str,
+    principal: &str,
+    role: &str,
+    end: Option<&str>,
+) -> Value {
+    serde_json::json!({
+        "id": format!("{scope}/providers/Microsoft.Authorization/roleEligibilityScheduleInstances/{name}"),
+        "name": name,
+        "type": "Microsoft.Authorization/roleEligibilityScheduleInstances",
+        "properties": {
+            "scope": scope,
+            "roleDefinitionId": format!("/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{role}"),
+            "principalId": principal,
+            "principalType": "User",
+            "status": "Provisioned",
+            "startDateTime": "2026-11-01T08:00:00Z",
+            "endDateTime": end,
+            "memberType": "Direct",
+            "createdOn": "2026-11-01T08:00:00Z"
+        }
+    })
+}
+
 pub fn identity(sub: &str, name: &str, principal: &str) -> Value {
     json!({
         "name": name,
@@ -264,6 +293,15 @@ impl ArmServer {
             .role_assignments
             .entry(sub.to_string())
             .or_default());
+    }
+
+    /// The PIM eligibility schedule instances a subscription lists.
+    pub fn set_eligibilities(&self, sub: &str, v: Vec<Value>) {
+        self.inner
+            .lock()
+            .unwrap()
+            .eligibilities
+            .insert(sub.to_ascii_lowercase(), v);
     }
 
     /// Sets the custom roles of `sub`.
@@ -508,6 +546,9 @@ fn route(g: &Inner, host: &str, lower: &str, query: &str, page: usize) -> Respon
                 g.role_definitions.get(sub)
             }
             ("microsoft.managedidentity", "userassignedidentities") => g.identities.get(sub),
+            ("microsoft.authorization", "roleeligibilityscheduleinstances") => {
+                g.eligibilities.get(sub)
+            }
             _ => return not_found(),
         };
         let path = format!("/{}", segs.join("/"));

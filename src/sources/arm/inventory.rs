@@ -79,6 +79,7 @@ impl Inventory {
             out.push(Part::RoleDefinitions(s.clone()));
             out.push(Part::ManagedIdentities(s.clone()));
             out.push(Part::FederatedCredentials(s.clone()));
+            out.push(Part::RoleEligibilities(s.clone()));
             for c in &self.clusters {
                 let part = Part::Cluster {
                     name: c.name.clone(),
@@ -107,6 +108,8 @@ impl Inventory {
         let mut reports: Vec<PartReport> = Vec::new();
         let mut above_seen: HashSet<String> = HashSet::new();
         let mut above_complete = true;
+        let mut above_eligible: HashSet<String> = HashSet::new();
+        let mut eligible_complete = true;
         let mut identities: Vec<String> = Vec::new();
         let mut identities_complete = false;
         let mut token_refused = false;
@@ -148,6 +151,13 @@ impl Inventory {
                     self.federated(writer, cancel, at, sub, &identities, identities_complete)
                         .await?
                 }
+                Part::RoleEligibilities(sub) => {
+                    let r = self
+                        .role_eligibilities(writer, cancel, at, sub, &mut above_eligible)
+                        .await?;
+                    eligible_complete &= r.outcome == PartOutcome::Completed;
+                    r
+                }
                 Part::Cluster { name, resource_id } => {
                     self.cluster(writer, cancel, at, name, resource_id).await?
                 }
@@ -158,20 +168,23 @@ impl Inventory {
         }
         // Assignments above the subscriptions (management groups, root) are in every
         // subscription's list: gone only when no complete list has them.
-        if above_complete && !self.subscriptions.is_empty() {
+        for (kind, complete, seen) in [
+            (FactKind::RoleAssignment, above_complete, above_seen),
+            (FactKind::RoleEligibility, eligible_complete, above_eligible),
+        ] {
+            if !complete || self.subscriptions.is_empty() || token_refused {
+                continue;
+            }
             let mut sink = Sink::new(writer, at, "arm:above-subscriptions".into());
             sink.flush(vec![Reset::Snapshot(SnapshotScope {
-                kind: FactKind::RoleAssignment,
+                kind,
                 area: SnapshotArea::AboveSubscriptions,
-                seen: above_seen,
+                seen,
                 at,
                 input: "arm:above-subscriptions".into(),
             })])
             .await?;
-            if let Some(r) = reports
-                .iter_mut()
-                .find(|r| matches!(r.part, Part::RoleAssignments(_)))
-            {
+            if let Some(r) = reports.iter_mut().find(|r| r.part.kind() == kind) {
                 r.stats.merge(&sink.stats);
             }
         }
@@ -193,7 +206,7 @@ impl Inventory {
 
     /// Lists `url` page by page into `sink`, mapping each item with `map`; `Ok(n)` when
     /// every page was read, the part's failure otherwise.
-    async fn list_into(
+    pub(super) async fn list_into(
         &self,
         sink: &mut Sink<'_>,
         cancel: &CancellationToken,
@@ -252,7 +265,7 @@ impl Inventory {
         Ok(Ok(listed))
     }
 
-    async fn finish(
+    pub(super) async fn finish(
         &self,
         mut sink: Sink<'_>,
         part: Part,

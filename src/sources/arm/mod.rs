@@ -11,6 +11,7 @@ pub mod client;
 mod credential;
 pub mod hints;
 pub mod inventory;
+pub mod pim;
 mod report;
 mod sink;
 mod source;

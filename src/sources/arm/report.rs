@@ -17,6 +17,8 @@ pub enum Part {
     ManagedIdentities(String),
     /// Federated credentials of every identity of a subscription.
     FederatedCredentials(String),
+    /// PIM role eligibilities visible at a subscription (its own and inherited ones).
+    RoleEligibilities(String),
     /// One watched cluster's access settings.
     Cluster {
         /// `[[clusters]] name`.
@@ -34,6 +36,7 @@ impl Part {
             Part::RoleDefinitions(_) => FactKind::RoleDefinition,
             Part::ManagedIdentities(_) => FactKind::ManagedIdentity,
             Part::FederatedCredentials(_) => FactKind::FederatedCredential,
+            Part::RoleEligibilities(_) => FactKind::RoleEligibility,
             Part::Cluster { .. } => FactKind::ClusterSettings,
         }
     }
@@ -45,6 +48,7 @@ impl Part {
             Part::RoleDefinitions(_) => "role_definitions",
             Part::ManagedIdentities(_) => "managed_identities",
             Part::FederatedCredentials(_) => "federated_credentials",
+            Part::RoleEligibilities(_) => "role_eligibilities",
             Part::Cluster { .. } => "cluster",
         }
     }
@@ -56,6 +60,7 @@ impl Part {
             Part::RoleDefinitions(_) => "custom role definitions".into(),
             Part::ManagedIdentities(_) => "managed identities".into(),
             Part::FederatedCredentials(_) => "federated credentials".into(),
+            Part::RoleEligibilities(_) => "PIM eligibilities".into(),
             Part::Cluster { name, .. } => format!("cluster {name}"),
         }
     }
@@ -66,7 +71,8 @@ impl Part {
             Part::RoleAssignments(s)
             | Part::RoleDefinitions(s)
             | Part::ManagedIdentities(s)
-            | Part::FederatedCredentials(s) => s,
+            | Part::FederatedCredentials(s)
+            | Part::RoleEligibilities(s) => s,
             Part::Cluster { resource_id, .. } => resource_id
                 .strip_prefix("/subscriptions/")
                 .and_then(|r| r.split('/').next())
@@ -84,6 +90,7 @@ impl std::fmt::Display for Part {
             Part::FederatedCredentials(s) => {
                 write!(f, "federated credentials of subscription {s}")
             }
+            Part::RoleEligibilities(s) => write!(f, "PIM role eligibilities of subscription {s}"),
             Part::Cluster { name, .. } => write!(f, "cluster {name}"),
         }
     }
