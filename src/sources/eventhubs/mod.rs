@@ -476,7 +476,13 @@ async fn session(
                     }
                 }
                 Ok((id, PartitionEnd::WriterFailed(why))) => tracing::error!(partition = %id, error = %why, "batch not committed; the partition resumes from the last commit"),
-                Err(e) => tracing::error!(error = %e, "partition task failed"),
+                // A panicked partition task would leave its partition owned and unread for
+                // good: end the session, so every partition reopens from its last commit
+                // (and `/readyz` names the failure while it lasts).
+                Err(e) => {
+                    crate::metrics::global().error("eventhubs");
+                    break Err(hub_err("a partition task", Box::new(e)));
+                }
             },
             _ = poll.tick() => {
                 // An unanswered properties read must not hold up partitions or shutdown.
