@@ -80,7 +80,8 @@ const EXPECTED: &[(&str, usize, usize, usize)] = &[
     ),
     ("otelcontrib__administrative-log.json", 0, 2, 0),
     ("otelcontrib__identity_as_string.json", 0, 1, 0),
-    ("otelcontrib__pim-log.json", 0, 3, 0),
+    // PIM's records: the activation completed and the expiry (the request is not a change).
+    ("otelcontrib__pim-log.json", 2, 1, 0),
     (
         "sumologic-azure-function__activity_log_fixtures.json",
         0,
@@ -135,9 +136,26 @@ fn the_whole_corpus_replays_into_a_store() {
             .sum::<u64>()
     );
     assert!(s.malformed.is_empty());
-    // The docs' az CLI example: Start with a PascalCase body, then the completion without one.
-    assert_eq!(s.stats.applied, 1);
-    let facts = store.read().unwrap().facts().unwrap();
+    // The docs' az CLI example (Start with a PascalCase body, then the completion without
+    // one), PIM's activation, and its expiry of another activation (a delete remembered).
+    assert_eq!(
+        (s.stats.applied, s.stats.added, s.stats.removed),
+        (3, 2, 1),
+        "{:?}",
+        s.stats
+    );
+    let all = store.read().unwrap().facts().unwrap();
+    let pim: Vec<_> = all
+        .iter()
+        .filter(|f| f.kind == accessdrift::domain::FactKind::PimActivation && f.value.is_some())
+        .collect();
+    assert_eq!(pim.len(), 1, "{all:?}");
+    assert_eq!(pim[0].key, "/subscriptions/00000000-0000-0000-0000-000000000001|00000000-0000-0000-0000-000000000009|00000000-0000-0000-0000-000000000013");
+    assert_eq!(pim[0].prov.actor.upn.as_deref(), Some("user@example.com"));
+    let facts: Vec<_> = all
+        .iter()
+        .filter(|f| f.kind == accessdrift::domain::FactKind::RoleAssignment)
+        .collect();
     assert_eq!(facts.len(), 1);
     let f = &facts[0];
     assert_eq!(f.key, "/subscriptions/{subscriptionid}/resourcegroups/example-group|{principalid}|fa23ad8b-c56e-40d8-ac0c-ce449e1d2c64");

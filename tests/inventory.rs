@@ -182,7 +182,7 @@ fn day_one_inventory_then_baseline_then_drift_seen_by_the_inventory() {
     let seen = env.arm.seen();
     let ra_pages: Vec<_> = seen
         .iter()
-        .filter(|s| s.uri.to_ascii_lowercase().contains("roleassignments"))
+        .filter(|s| s.uri.to_ascii_lowercase().contains("/roleassignments?"))
         .collect();
     assert_eq!(ra_pages.len(), 3, "{seen:?}");
     assert!(seen.iter().all(|s| s.authorized), "{seen:?}");
@@ -435,7 +435,7 @@ fn page_three_of_five_failing_deletes_nothing_and_says_which_part() {
     env.capture();
     // Half the assignments are gone, but page 3 of 5 keeps failing.
     env.arm.edit_assignments(SUB, |v| v.truncate(6));
-    let mut f = Fault::status("roleassignments", 500);
+    let mut f = Fault::status("roleassignments$", 500);
     f.page = Some(3);
     env.arm.fault(f);
     let (code, r, err) = env.inventory();
@@ -459,7 +459,7 @@ fn page_three_of_five_failing_deletes_nothing_and_says_which_part() {
     assert_eq!(code, 0);
     assert_eq!(part(&r, "role_assignment")["removed"], 4, "{r}");
     // The table for people names the failed part too.
-    env.arm.fault(Fault::status("roleassignments", 500));
+    env.arm.fault(Fault::status("roleassignments$", 500));
     let o = env.run(&["inventory"]);
     let t = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1));
@@ -474,7 +474,7 @@ fn page_three_of_five_failing_deletes_nothing_and_says_which_part() {
 #[test]
 fn a_429_retry_after_is_honoured() {
     let env = Env::new(10, 3);
-    let mut f = Fault::status("roleassignments", 429);
+    let mut f = Fault::status("roleassignments$", 429);
     f.retry_after = Some("2".into());
     f.times = Some(1);
     f.error = ("TooManyRequests".into(), "throttled".into());
@@ -485,7 +485,7 @@ fn a_429_retry_after_is_honoured() {
         .arm
         .seen()
         .into_iter()
-        .filter(|s| s.uri.to_ascii_lowercase().contains("roleassignments"))
+        .filter(|s| s.uri.to_ascii_lowercase().contains("/roleassignments?"))
         .collect();
     assert_eq!(
         seen.iter().map(|s| s.status).collect::<Vec<_>>(),
@@ -563,7 +563,7 @@ fn a_low_read_quota_spaces_the_requests_out() {
         .arm
         .seen()
         .into_iter()
-        .filter(|s| s.uri.to_ascii_lowercase().contains("roleassignments"))
+        .filter(|s| s.uri.to_ascii_lowercase().contains("/roleassignments?"))
         .collect();
     assert_eq!(seen.len(), 4);
     for w in seen.windows(2) {

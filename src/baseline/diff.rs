@@ -32,7 +32,7 @@ pub struct Difference {
 /// absence is not known (as the engine judges it).
 pub(super) fn differences(tx: &Tx<'_>) -> Result<Vec<Difference>, StoreError> {
     let mut out = Vec::new();
-    for f in tx.facts()? {
+    for f in tx.facts()?.into_iter().filter(|f| f.kind.is_baselined()) {
         let base = tx.baseline_value(f.kind, &f.key)?;
         let (change, d) = match (&f.value, &base) {
             (Some(_), None) => (DriftChange::Unapproved, Vec::new()),

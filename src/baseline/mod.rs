@@ -122,7 +122,7 @@ impl<'a> BaselineService<'a> {
         let tx = self.store.tx()?;
         let version = tx.new_baseline_version(by, "capture", note, now)?;
         let mut changed = 0;
-        for f in tx.facts()? {
+        for f in tx.facts()?.into_iter().filter(|f| f.kind.is_baselined()) {
             let did = match f.value {
                 Some(value) => tx.approve(
                     version,

@@ -31,6 +31,9 @@ pub enum FactKind {
     /// PIM eligibility for an Azure role (standing access waiting to be activated); key
     /// `scope|principalId|roleDefinitionGuid`, as a role assignment's.
     RoleEligibility,
+    /// An active PIM activation of an eligibility (time-bound; never part of a baseline); key
+    /// `scope|principalId|roleDefinitionGuid`, as the role assignment it makes.
+    PimActivation,
     /// Kubernetes ClusterRoleBinding; key `cluster/name`.
     ClusterRoleBinding,
     /// Kubernetes RoleBinding; key `cluster/namespace/name`.
@@ -45,13 +48,14 @@ pub enum FactKind {
 
 impl FactKind {
     /// All kinds, in a stable order.
-    pub const ALL: [FactKind; 11] = [
+    pub const ALL: [FactKind; 12] = [
         FactKind::RoleAssignment,
         FactKind::RoleDefinition,
         FactKind::ClusterSettings,
         FactKind::ManagedIdentity,
         FactKind::FederatedCredential,
         FactKind::RoleEligibility,
+        FactKind::PimActivation,
         FactKind::ClusterRoleBinding,
         FactKind::RoleBinding,
         FactKind::ClusterRole,
@@ -68,12 +72,19 @@ impl FactKind {
             FactKind::ManagedIdentity => "managed_identity",
             FactKind::FederatedCredential => "federated_credential",
             FactKind::RoleEligibility => "role_eligibility",
+            FactKind::PimActivation => "pim_activation",
             FactKind::ClusterRoleBinding => "cluster_role_binding",
             FactKind::RoleBinding => "role_binding",
             FactKind::ClusterRole => "cluster_role",
             FactKind::Role => "role",
             FactKind::ServiceAccount => "service_account",
         }
+    }
+
+    /// False for state that comes and goes by itself (a PIM activation ends at its end time):
+    /// it is judged by rules, never approved into a baseline, never drift.
+    pub fn is_baselined(self) -> bool {
+        self != FactKind::PimActivation
     }
 
     /// Which plane the kind lives in.
@@ -84,7 +95,8 @@ impl FactKind {
             | FactKind::ClusterSettings
             | FactKind::ManagedIdentity
             | FactKind::FederatedCredential
-            | FactKind::RoleEligibility => Plane::Azure,
+            | FactKind::RoleEligibility
+            | FactKind::PimActivation => Plane::Azure,
             _ => Plane::Kubernetes,
         }
     }
@@ -98,7 +110,7 @@ impl fmt::Display for FactKind {
 
 /// Error for an unknown fact kind name.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown fact kind {0:?}: expected one of role_assignment, role_definition, cluster_settings, managed_identity, federated_credential, role_eligibility, cluster_role_binding, role_binding, cluster_role, role, service_account")]
+#[error("unknown fact kind {0:?}: expected one of role_assignment, role_definition, cluster_settings, managed_identity, federated_credential, role_eligibility, pim_activation, cluster_role_binding, role_binding, cluster_role, role, service_account")]
 pub struct UnknownFactKind(pub String);
 
 impl FromStr for FactKind {

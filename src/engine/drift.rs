@@ -214,6 +214,12 @@ fn title(
                 None => "permanent".to_string(),
             }
         ),
+        FactKind::PimActivation => format!(
+            "PIM activation of {} for principal {} at {}",
+            catalog.role_name(&s("/role_definition_id")),
+            s("/principal_id"),
+            s("/scope")
+        ),
         FactKind::RoleDefinition => format!(
             "custom role {:?}",
             v.get("role_name")

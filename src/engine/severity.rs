@@ -48,6 +48,8 @@ pub fn drift_severity(
                 (RoleTier::Ordinary, _) => Low,
             }
         }
+        // Never drift (not baselined); a value for completeness.
+        FactKind::PimActivation => Low,
         FactKind::RoleDefinition => {
             let text = value.to_string();
             let grants_admin =

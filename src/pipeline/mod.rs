@@ -263,6 +263,10 @@ fn apply_observation(
             policy::on_fact_changed(cx, (kind, &key, previous.as_ref()), &prov)?;
             if has_baseline {
                 evaluate_fact(cx, kind, &key, None)?;
+                // An activation that came after the assignment it made: judge that again.
+                if kind == FactKind::PimActivation && matches!(op, ChangeOp::Upsert(_)) {
+                    evaluate_fact(cx, FactKind::RoleAssignment, &key, None)?;
+                }
             } else {
                 cx.stats.awaiting_baseline += 1;
             }
@@ -390,6 +394,15 @@ fn apply_activity(
     }
 }
 
+/// True when a PIM activation of `key` (`scope|principal|role`) is in force and the
+/// eligibility it used is in the baseline.
+fn activation_approved(tx: &Tx<'_>, key: &str) -> Result<bool, StoreError> {
+    let active = tx
+        .fact(FactKind::PimActivation, key)?
+        .is_some_and(|f| f.value.is_some());
+    Ok(active && tx.baseline_value(FactKind::RoleEligibility, key)?.is_some())
+}
+
 /// Evaluates drift of one fact against the baseline and persists its transition.
 /// `baseline_cause` is set when a baseline change (not an observation) triggered this.
 pub fn evaluate_fact(
@@ -399,13 +412,25 @@ pub fn evaluate_fact(
     baseline_cause: Option<(&str, EventTime)>,
 ) -> Result<(), StoreError> {
     let (tx, config) = (cx.tx, cx.config);
+    if !kind.is_baselined() {
+        return Ok(());
+    }
     let row = tx.fact(kind, key)?;
     let cause = match (baseline_cause, &row) {
         (Some((by, at)), _) => Cause::Baseline { by, at },
         (None, Some(r)) => Cause::Observation(&r.prov),
         (None, None) => return Ok(()),
     };
-    let baseline = tx.baseline_value(kind, key)?;
+    let baseline = match (&row, kind) {
+        // The role assignment a PIM activation of an approved eligibility made is approved
+        // while the activation lasts: time-bound access is not drift.
+        (Some(r), FactKind::RoleAssignment)
+            if r.value.is_some() && activation_approved(tx, key)? =>
+        {
+            r.value.clone()
+        }
+        _ => tx.baseline_value(kind, key)?,
+    };
     let existing = tx.finding(&drift::finding_id(kind, key))?;
     let input = DriftInput {
         kind,
@@ -444,6 +469,9 @@ fn evaluate_superseded(
     prov: &Provenance,
 ) -> Result<(), StoreError> {
     let (tx, config) = (cx.tx, cx.config);
+    if !kind.is_baselined() {
+        return Ok(());
+    }
     let baseline = tx.baseline_value(kind, key)?;
     let drifted = match (value, &baseline) {
         (Some(v), Some(b)) => v != b,
@@ -567,8 +595,12 @@ pub fn reevaluate_all(
     at: EventTime,
     sinks: &[String],
 ) -> Result<Stats, StoreError> {
-    let mut keys: Vec<(FactKind, String)> =
-        tx.facts()?.into_iter().map(|f| (f.kind, f.key)).collect();
+    let mut keys: Vec<(FactKind, String)> = tx
+        .facts()?
+        .into_iter()
+        .filter(|f| f.kind.is_baselined())
+        .map(|f| (f.kind, f.key))
+        .collect();
     keys.extend(tx.baseline()?.into_iter().map(|b| (b.kind, b.key)));
     keys.sort();
     keys.dedup();

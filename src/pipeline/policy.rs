@@ -324,7 +324,7 @@ fn dependents(
     };
     match kind {
         // Judged by `cluster_dependents`, from what changed; no rule reads eligibilities.
-        ClusterSettings | RoleEligibility => {}
+        ClusterSettings | RoleEligibility | PimActivation => {}
         ManagedIdentity => {
             if let Some(p) = text(value, "/principal_id") {
                 add(

@@ -31,6 +31,13 @@ pub fn canonicalise(kind: FactKind, value: &Value) -> Result<Value> {
     let v = match kind {
         FactKind::RoleAssignment => role_assignment(o)?,
         FactKind::RoleEligibility => role_eligibility(o)?,
+        FactKind::PimActivation => {
+            return Err(CanonicalError {
+                kind,
+                field: "kind".into(),
+                problem: "a PIM activation ends by itself and is never part of a baseline; approve the eligibility (role_eligibility) instead".into(),
+            })
+        }
         FactKind::RoleDefinition => role_definition(o)?,
         FactKind::ClusterSettings => cluster_settings(o)?,
         FactKind::ManagedIdentity => managed_identity(o)?,
@@ -55,7 +62,7 @@ pub fn canonical_key(kind: FactKind, key: &str, value: &Value) -> Result<String>
         return Err(err("is empty".into()));
     }
     match kind {
-        FactKind::RoleAssignment | FactKind::RoleEligibility => {
+        FactKind::RoleAssignment | FactKind::RoleEligibility | FactKind::PimActivation => {
             let s = |f: &str| value.get(f).and_then(Value::as_str).unwrap_or("");
             let want = format!(
                 "{}|{}|{}",

@@ -52,7 +52,7 @@ pub struct Fault {
 }
 
 impl Fault {
-    /// `status` on every request whose path contains `path`.
+    /// `status` on every request whose path contains `path` (ends with it, when it ends in `$`).
     pub fn status(path: &str, status: u16) -> Fault {
         Fault {
             path: path.to_ascii_lowercase(),
@@ -86,6 +86,8 @@ struct Inner {
     role_definitions: BTreeMap<String, Vec<Value>>,
     /// subscription → PIM eligibility schedule instances.
     eligibilities: BTreeMap<String, Vec<Value>>,
+    /// subscription → PIM assignment schedule instances.
+    activations: BTreeMap<String, Vec<Value>>,
     identities: BTreeMap<String, Vec<Value>>,
     /// identity id (lower-case) → federated credentials.
     fics: BTreeMap<String, Vec<Value>>,
@@ -166,6 +168,32 @@ pub fn eligibility(
             "createdOn": "2026-11-01T08:00:00Z"
         }
     })
+}
+
+/// A PIM activation as `roleAssignmentScheduleInstances` lists it: the eligibility `el` of
+/// the same scope, principal and role, activated until `end`.
+pub fn activation(
+    sub: &str,
+    name: &str,
+    scope: &str,
+    principal: &str,
+    role: &str,
+    end: &str,
+) -> Value {
+    let mut v = eligibility(sub, name, scope, principal, role, Some(end));
+    v["id"] = serde_json::json!(format!(
+        "{scope}/providers/Microsoft.Authorization/roleAssignmentScheduleInstances/{name}"
+    ));
+    v["type"] = serde_json::json!("Microsoft.Authorization/roleAssignmentScheduleInstances");
+    let p = &mut v["properties"];
+    p["assignmentType"] = serde_json::json!("Activated");
+    p["originRoleAssignmentId"] = serde_json::json!(format!(
+        "{scope}/providers/Microsoft.Authorization/roleAssignments/{name}"
+    ));
+    p["linkedRoleEligibilityScheduleId"] = serde_json::json!(format!(
+        "{scope}/providers/Microsoft.Authorization/roleEligibilitySchedules/{name}"
+    ));
+    v
 }
 
 pub fn identity(sub: &str, name: &str, principal: &str) -> Value {
@@ -293,6 +321,15 @@ impl ArmServer {
             .role_assignments
             .entry(sub.to_string())
             .or_default());
+    }
+
+    /// The PIM assignment schedule instances (activations) a subscription lists.
+    pub fn set_activations(&self, sub: &str, v: Vec<Value>) {
+        self.inner
+            .lock()
+            .unwrap()
+            .activations
+            .insert(sub.to_ascii_lowercase(), v);
     }
 
     /// The PIM eligibility schedule instances a subscription lists.
@@ -454,7 +491,13 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
             .faults
             .iter_mut()
             .find(|f| {
-                lower.contains(&f.path) && f.page.is_none_or(|p| p == page) && f.times != Some(0)
+                // A trailing `$` anchors the path's end: `roleassignments$` is not the
+                // `roleassignmentscheduleinstances` list.
+                let hit = match f.path.strip_suffix('$') {
+                    Some(end) => lower.ends_with(end),
+                    None => lower.contains(&f.path),
+                };
+                hit && f.page.is_none_or(|p| p == page) && f.times != Some(0)
             })
             .map(|f| {
                 if let Some(t) = &mut f.times {
@@ -548,6 +591,9 @@ fn route(g: &Inner, host: &str, lower: &str, query: &str, page: usize) -> Respon
             ("microsoft.managedidentity", "userassignedidentities") => g.identities.get(sub),
             ("microsoft.authorization", "roleeligibilityscheduleinstances") => {
                 g.eligibilities.get(sub)
+            }
+            ("microsoft.authorization", "roleassignmentscheduleinstances") => {
+                g.activations.get(sub)
             }
             _ => return not_found(),
         };

@@ -71,6 +71,33 @@ pub(super) fn check_assignment<V: FactView>(
     Ok(())
 }
 
+/// An active PIM activation: time-bound access someone turned on, reported while it lasts.
+pub(super) fn check_activation(_key: &str, v: &Value, ctx: &Context<'_>, out: &mut Vec<Hit>) {
+    let role = s(v, "/role_definition_id");
+    let scope = s(v, "/scope");
+    let principal = s(v, "/principal_id");
+    let role_name = ctx.catalog.role_name(role);
+    let until = match v.get("end").and_then(Value::as_str) {
+        Some(end) => format!(" until {end}"),
+        None => String::new(),
+    };
+    out.push(Hit {
+        rule: "AZ-PIM-ACTIVATION",
+        title: format!(
+            "PIM activation of {role_name} on {} for principal {principal}{until}",
+            describe_scope(scope)
+        ),
+        details: json!({
+            "principal_id": principal,
+            "role": role_name,
+            "role_definition_id": role,
+            "scope": scope,
+            "end": v.get("end"),
+            "eligibility": v.get("eligibility"),
+        }),
+    });
+}
+
 /// `pattern` (an Azure action with `*` wildcards, lower-case) matches `action`.
 pub fn action_matches(pattern: &str, action: &str) -> bool {
     crate::config::rules::glob_match(pattern, action)

@@ -137,6 +137,17 @@ pub const CATALOGUE: &[Rule] = &[
         references: &[KUBECONFIG_ACCESS, BUILTIN_ROLES],
     },
     Rule {
+        id: "AZ-PIM-ACTIVATION",
+        title: "PIM activation of an Azure role",
+        severity: Severity::Low,
+        group: Group::AzureGrants,
+        subjects: &[PimActivation],
+        joins: &[],
+        rationale: "Someone activated a role they are eligible for through Privileged Identity Management: time-bound access, with a justification, that ends by itself. While the eligibility is approved the role assignment it makes is not drift; this finding says who holds what until when, and resolves when the activation ends (its expiry record, or a snapshot that no longer lists it). Raise the severity with [rules.AZ-PIM-ACTIVATION] severity, e.g. for Owner above a cluster.",
+        remediation: "Nothing, if it was expected. Otherwise review the eligibility (accessdrift findings for role_eligibility) and the PIM activation settings: approval, maximum duration, justification and ticket.",
+        references: &["https://learn.microsoft.com/entra/id-governance/privileged-identity-management/pim-resource-roles-activate-your-roles"],
+    },
+    Rule {
         id: "AZ-CUSTOM-ROLE-ADMIN-CREDENTIAL",
         title: "Custom role can list the cluster admin credential",
         severity: Severity::High,

@@ -312,6 +312,7 @@ pub fn evaluate<V: FactView>(
         FactKind::ServiceAccount => cross::check_service_account(key, value, ctx, view, &mut hits)?,
         // Judged as drift only, for now: the rules about privileged roles above a cluster
         // read role assignments.
+        FactKind::PimActivation => azure::check_activation(key, value, ctx, &mut hits),
         FactKind::ManagedIdentity | FactKind::RoleEligibility => {}
     }
     Ok(hits)

@@ -66,7 +66,39 @@ pub fn candidate(op: AzureOp, resource_id: &str, body: Option<&Value>) -> Option
             kind: ActivityKind::CommandInvoked,
             subject: cluster_id(&id),
         })),
+        // The body is the record's `properties`: the role assignment PIM made, its role and
+        // the subject it made it for.
+        AzureOp::PimActivated => {
+            let (key, value, origin) = pim_activation(body?)?;
+            upsert(FactKind::PimActivation, key, value, Some(origin))
+        }
+        AzureOp::PimExpired => {
+            let (key, _, _) = pim_activation(body?)?;
+            delete(FactKind::PimActivation, FactRef::Key(key))
+        }
     }
+}
+
+/// Key, value and role assignment id of a PIM activation record's `properties`
+/// (`OriginRoleAssignmentId`, `RoleDefinitionOriginId`, `SubjectID`). The record carries no end
+/// time: the inventory's listing adds it.
+fn pim_activation(p: &Value) -> Option<(String, Value, String)> {
+    let origin = canonical_id(text(get_ci(p, "OriginRoleAssignmentId"))?);
+    let scope = origin
+        .find("/providers/microsoft.authorization/roleassignments/")
+        .map(|i| origin[..i].to_string())
+        .filter(|s| !s.is_empty())?;
+    let principal = normalize_guid(text(get_ci(p, "SubjectID"))?).to_ascii_lowercase();
+    let role = role_guid(text(get_ci(p, "RoleDefinitionOriginId"))?);
+    let value = json!({
+        "scope": scope,
+        "principal_id": principal,
+        "role_definition_id": role,
+        "member_type": "Direct",
+        "end": null,
+        "eligibility": null,
+    });
+    Some((format!("{scope}|{principal}|{role}"), value, origin))
 }
 
 /// `…/managedclusters/NAME` from any id under a cluster (already canonical).

@@ -29,6 +29,10 @@ pub enum AzureOp {
     FederatedCredentialWrite,
     /// `…/userAssignedIdentities/federatedIdentityCredentials/delete`.
     FederatedCredentialDelete,
+    /// PIM's `Add member to role completed (PIM activation)`: an eligibility activated.
+    PimActivated,
+    /// PIM's `Remove member from role (PIM activation expired)`.
+    PimExpired,
 }
 
 const OPS: &[(&str, AzureOp)] = &[
@@ -80,6 +84,15 @@ const OPS: &[(&str, AzureOp)] = &[
         "microsoft.managedidentity/userassignedidentities/federatedidentitycredentials/delete",
         AzureOp::FederatedCredentialDelete,
     ),
+    // PIM logs display names, not provider operations.
+    (
+        "add member to role completed (pim activation)",
+        AzureOp::PimActivated,
+    ),
+    (
+        "remove member from role (pim activation expired)",
+        AzureOp::PimExpired,
+    ),
 ];
 
 impl AzureOp {
@@ -111,6 +124,7 @@ impl AzureOp {
             AzureOp::FederatedCredentialWrite | AzureOp::FederatedCredentialDelete => {
                 FactKind::FederatedCredential
             }
+            AzureOp::PimActivated | AzureOp::PimExpired => FactKind::PimActivation,
             AzureOp::ListAdminCredential | AzureOp::RunCommand => return None,
         })
     }
@@ -187,11 +201,14 @@ impl Prefilter {
             return Verdict::Unsure;
         }
         let name = &rec[start..start + len];
-        // Every watched operation lives under one of three providers: reject the rest at once.
-        const PREFIXES: [&[u8]; 3] = [
+        // Every watched operation lives under one of three providers, or is one of PIM's
+        // display names: reject the rest at once.
+        const PREFIXES: [&[u8]; 5] = [
             b"microsoft.authorization/",
             b"microsoft.containerservice/",
             b"microsoft.managedidentity/",
+            b"add member to role completed",
+            b"remove member from role",
         ];
         if !PREFIXES
             .iter()

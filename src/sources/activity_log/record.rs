@@ -57,6 +57,9 @@ pub fn decode(rec: &[u8], verdict: Verdict) -> Decoded {
         return Decoded::Malformed("field `resourceId` is missing".into());
     };
     let props = get_ci(&v, "properties");
+    if matches!(op, AzureOp::PimActivated | AzureOp::PimExpired) {
+        return pim(&v, op, props, event_time, resource_id);
+    }
     let response = props.and_then(|p| body(get_ci(p, "responseBody")));
     let request = props.and_then(|p| body(get_ci(p, "requestbody")));
     // The response describes the resulting state; the request what was asked.
@@ -104,6 +107,57 @@ pub fn decode(rec: &[u8], verdict: Verdict) -> Decoded {
             location: Location::default(),
         },
     })
+}
+
+/// A PIM record: no phases to join (PIM logs the outcome), the change is in its `properties`,
+/// the caller in the `CallerInfo` JSON string.
+fn pim(
+    v: &Value,
+    op: AzureOp,
+    props: Option<&Value>,
+    event_time: EventTime,
+    resource_id: &str,
+) -> Decoded {
+    match phase(v) {
+        Some(Phase::Success) => {}
+        Some(_) => return Decoded::Skipped(SkipReason::Failed),
+        None => return Decoded::Skipped(SkipReason::UnknownResult),
+    }
+    let Some(candidate) = super::map::candidate(op, resource_id, props) else {
+        return Decoded::Malformed(
+            "PIM record: `properties` needs `OriginRoleAssignmentId`, `SubjectID` and `RoleDefinitionOriginId`".into(),
+        );
+    };
+    let mut who = actor(v);
+    let info = props
+        .and_then(|p| text(get_ci(p, "CallerInfo")))
+        .and_then(|s| serde_json::from_str::<Vec<Value>>(s).ok())
+        .unwrap_or_default();
+    for i in &info {
+        let value = text(get_ci(i, "CallerIdentityValue")).filter(|s| !s.is_empty());
+        match (text(get_ci(i, "CallerIdentityType")), value) {
+            (Some("UPN"), Some(u)) => {
+                who.upn.get_or_insert_with(|| u.to_string());
+            }
+            (Some("ObjectID"), Some(o)) => {
+                who.object_id
+                    .get_or_insert_with(|| normalize_guid(o).to_ascii_lowercase());
+            }
+            _ => {}
+        }
+    }
+    Decoded::Observation(Observation::immediate(
+        candidate,
+        Provenance {
+            source: SOURCE.to_string(),
+            event_time,
+            correlation_id: text(get_ci(v, "correlationId")).map(|c| c.to_ascii_lowercase()),
+            resource_version: None,
+            operation: op.as_str().to_string(),
+            actor: who,
+            location: Location::default(),
+        },
+    ))
 }
 
 /// The operation, wherever this record's schema keeps it.

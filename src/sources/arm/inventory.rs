@@ -75,6 +75,9 @@ impl Inventory {
     pub fn parts(&self) -> Vec<Part> {
         let mut out = Vec::new();
         for s in &self.subscriptions {
+            // Activations first: the role assignment an activation made is then known as
+            // one when it is listed, and never looks like a grant made outside PIM.
+            out.push(Part::Activations(s.clone()));
             out.push(Part::RoleAssignments(s.clone()));
             out.push(Part::RoleDefinitions(s.clone()));
             out.push(Part::ManagedIdentities(s.clone()));
@@ -110,6 +113,8 @@ impl Inventory {
         let mut above_complete = true;
         let mut above_eligible: HashSet<String> = HashSet::new();
         let mut eligible_complete = true;
+        let mut above_active: HashSet<String> = HashSet::new();
+        let mut active_complete = true;
         let mut identities: Vec<String> = Vec::new();
         let mut identities_complete = false;
         let mut token_refused = false;
@@ -151,6 +156,13 @@ impl Inventory {
                     self.federated(writer, cancel, at, sub, &identities, identities_complete)
                         .await?
                 }
+                Part::Activations(sub) => {
+                    let r = self
+                        .activations(writer, cancel, at, sub, &mut above_active)
+                        .await?;
+                    active_complete &= r.outcome == PartOutcome::Completed;
+                    r
+                }
                 Part::RoleEligibilities(sub) => {
                     let r = self
                         .role_eligibilities(writer, cancel, at, sub, &mut above_eligible)
@@ -171,6 +183,7 @@ impl Inventory {
         for (kind, complete, seen) in [
             (FactKind::RoleAssignment, above_complete, above_seen),
             (FactKind::RoleEligibility, eligible_complete, above_eligible),
+            (FactKind::PimActivation, active_complete, above_active),
         ] {
             if !complete || self.subscriptions.is_empty() || token_refused {
                 continue;

@@ -62,7 +62,67 @@ pub fn role_eligibility(item: &Value) -> Result<Option<(ChangeOp, String)>, Stri
     )))
 }
 
+/// The fact of one assignment schedule instance that an activation made (`assignmentType`
+/// `Activated`): key `scope|principal|role`, value the scope, principal, role, member type, end
+/// and the eligibility schedule it came from. `Ok(None)` for an assignment made without an
+/// activation (`Assigned`: an ordinary role assignment) or one not in force.
+pub fn role_activation(item: &Value) -> Result<Option<(ChangeOp, String)>, String> {
+    let p = get_ci(item, "properties").ok_or("field `properties` is missing")?;
+    let field = |k: &str| text(get_ci(p, k));
+    if !field("assignmentType").is_some_and(|t| t.eq_ignore_ascii_case("activated"))
+        || field("status").is_some_and(|s| !s.eq_ignore_ascii_case("provisioned"))
+    {
+        return Ok(None);
+    }
+    let Some(Some((ChangeOp::Upsert(mut f), key))) = role_eligibility(item).map(Some)? else {
+        return Ok(None);
+    };
+    f.kind = FactKind::PimActivation;
+    f.value["eligibility"] = json!(field("linkedRoleEligibilityScheduleId").map(canonical_id));
+    if let Some(o) = field("originRoleAssignmentId") {
+        f.resource_id = Some(canonical_id(o));
+    }
+    Ok(Some((ChangeOp::Upsert(f), key)))
+}
+
 impl Inventory {
+    /// Lists the activations in force at `sub` (inherited ones into `above`).
+    pub(super) async fn activations(
+        &self,
+        writer: &WriterHandle,
+        cancel: &CancellationToken,
+        at: EventTime,
+        sub: &str,
+        above: &mut HashSet<String>,
+    ) -> Result<PartReport, SnapshotError> {
+        let part = Part::Activations(sub.to_string());
+        let url = self.client().url(&format!(
+            "/subscriptions/{sub}/providers/Microsoft.Authorization/roleAssignmentScheduleInstances?api-version={PIM_API}"
+        ));
+        let mut sink = Sink::new(
+            writer,
+            at,
+            format!("arm:/subscriptions/{sub}/roleAssignmentScheduleInstances"),
+        );
+        let mut seen = HashSet::new();
+        let result = self
+            .list_into(&mut sink, cancel, &part, url, role_activation, &mut seen)
+            .await?;
+        above.extend(
+            seen.iter()
+                .filter(|k| !k.starts_with("/subscriptions/"))
+                .cloned(),
+        );
+        self.finish(
+            sink,
+            part,
+            result,
+            SnapshotArea::Subscription(sub.to_string()),
+            seen,
+        )
+        .await
+    }
+
     /// Lists the eligibilities visible at `sub` (its own, and inherited ones whose keys go
     /// into `above`, deleted only when every subscription's list completed).
     pub(super) async fn role_eligibilities(

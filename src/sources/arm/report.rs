@@ -19,6 +19,8 @@ pub enum Part {
     FederatedCredentials(String),
     /// PIM role eligibilities visible at a subscription (its own and inherited ones).
     RoleEligibilities(String),
+    /// Active PIM activations visible at a subscription.
+    Activations(String),
     /// One watched cluster's access settings.
     Cluster {
         /// `[[clusters]] name`.
@@ -37,6 +39,7 @@ impl Part {
             Part::ManagedIdentities(_) => FactKind::ManagedIdentity,
             Part::FederatedCredentials(_) => FactKind::FederatedCredential,
             Part::RoleEligibilities(_) => FactKind::RoleEligibility,
+            Part::Activations(_) => FactKind::PimActivation,
             Part::Cluster { .. } => FactKind::ClusterSettings,
         }
     }
@@ -49,6 +52,7 @@ impl Part {
             Part::ManagedIdentities(_) => "managed_identities",
             Part::FederatedCredentials(_) => "federated_credentials",
             Part::RoleEligibilities(_) => "role_eligibilities",
+            Part::Activations(_) => "pim_activations",
             Part::Cluster { .. } => "cluster",
         }
     }
@@ -61,6 +65,7 @@ impl Part {
             Part::ManagedIdentities(_) => "managed identities".into(),
             Part::FederatedCredentials(_) => "federated credentials".into(),
             Part::RoleEligibilities(_) => "PIM eligibilities".into(),
+            Part::Activations(_) => "PIM activations".into(),
             Part::Cluster { name, .. } => format!("cluster {name}"),
         }
     }
@@ -72,7 +77,8 @@ impl Part {
             | Part::RoleDefinitions(s)
             | Part::ManagedIdentities(s)
             | Part::FederatedCredentials(s)
-            | Part::RoleEligibilities(s) => s,
+            | Part::RoleEligibilities(s)
+            | Part::Activations(s) => s,
             Part::Cluster { resource_id, .. } => resource_id
                 .strip_prefix("/subscriptions/")
                 .and_then(|r| r.split('/').next())
@@ -91,6 +97,7 @@ impl std::fmt::Display for Part {
                 write!(f, "federated credentials of subscription {s}")
             }
             Part::RoleEligibilities(s) => write!(f, "PIM role eligibilities of subscription {s}"),
+            Part::Activations(s) => write!(f, "PIM activations of subscription {s}"),
             Part::Cluster { name, .. } => write!(f, "cluster {name}"),
         }
     }
