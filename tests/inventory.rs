@@ -8,7 +8,8 @@ mod arm_server;
 mod common;
 
 use arm_server::{
-    assignment, cluster, custom_role, eligibility, fic, identity, ArmServer, Fault, OWNER, READER,
+    activation, assignment, cluster, custom_role, eligibility, fic, identity, ArmServer, Fault,
+    OWNER, READER,
 };
 use common::{envelope, Rec};
 use serde_json::Value;
@@ -334,6 +335,119 @@ fn pim_eligibilities_are_part_of_the_baseline() {
     );
     let gone = open_drift(&findings, CAROL).unwrap_or_else(|| panic!("{findings:?}"));
     assert_eq!(gone["change"], "missing", "{gone}");
+}
+
+fn open_rule<'a>(findings: &'a [Value], rule: &str, key_part: &str) -> Option<&'a Value> {
+    findings.iter().find(|f| {
+        f["rule"] == rule
+            && f["fact_key"].as_str().unwrap_or("").contains(key_part)
+            && f["status"] == "open"
+    })
+}
+
+/// An activation of an approved eligibility: the role assignment it makes is not drift, the
+/// activation is reported while it lasts and resolves when the snapshot no longer lists it,
+/// and the assignment's removal is no "missing approved". An activation of an eligibility
+/// nobody approved is drift on both.
+#[test]
+fn pim_activations_of_approved_eligibilities_are_not_drift() {
+    let env = Env::new(2, 1);
+    let scope = format!("/subscriptions/{SUB}");
+    let rg = format!("{scope}/resourceGroups/rg");
+    env.arm.set_eligibilities(
+        SUB,
+        vec![eligibility(
+            SUB,
+            "el-carol",
+            &rg,
+            CAROL,
+            OWNER,
+            Some("2027-06-01T00:00:00Z"),
+        )],
+    );
+    assert_eq!(env.inventory().0, 0);
+    env.capture();
+    // Carol activates her approved eligibility; Mallory holds one nobody approved and uses it.
+    let until = "2026-12-08T04:00:00Z";
+    env.arm.set_eligibilities(
+        SUB,
+        vec![
+            eligibility(
+                SUB,
+                "el-carol",
+                &rg,
+                CAROL,
+                OWNER,
+                Some("2027-06-01T00:00:00Z"),
+            ),
+            eligibility(SUB, "el-mallory", &rg, MALLORY, OWNER, None),
+        ],
+    );
+    env.arm.set_activations(
+        SUB,
+        vec![
+            activation(SUB, "act-carol", &rg, CAROL, OWNER, until),
+            activation(SUB, "act-mallory", &rg, MALLORY, OWNER, until),
+        ],
+    );
+    env.arm.edit_assignments(SUB, |v| {
+        v.push(assignment(SUB, "act-carol", &rg, CAROL, OWNER));
+        v.push(assignment(SUB, "act-mallory", &rg, MALLORY, OWNER));
+    });
+    let (code, r, err) = env.inventory();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(part(&r, "pim_activation")["listed"], 2, "{r}");
+    let findings = env.findings();
+    let drift_of = |who: &str, kind: &str| {
+        findings.iter().find(|f| {
+            f["kind"] == "drift"
+                && f["fact_kind"] == kind
+                && f["fact_key"].as_str().unwrap_or("").contains(who)
+        })
+    };
+    assert!(
+        drift_of(CAROL, "role_assignment").is_none(),
+        "{findings:#?}"
+    );
+    let act =
+        open_rule(&findings, "AZ-PIM-ACTIVATION", CAROL).unwrap_or_else(|| panic!("{findings:#?}"));
+    assert_eq!(act["severity"], "low");
+    assert!(
+        act["title"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("until {until}")),
+        "{act}"
+    );
+    assert_eq!(
+        drift_of(MALLORY, "role_assignment").unwrap()["change"],
+        "unapproved"
+    );
+    assert_eq!(
+        drift_of(MALLORY, "role_eligibility").unwrap()["change"],
+        "unapproved"
+    );
+    assert!(open_rule(&findings, "AZ-PIM-ACTIVATION", MALLORY).is_some());
+    // The activations end: PIM removes what they made.
+    env.arm.set_activations(SUB, vec![]);
+    env.arm.edit_assignments(SUB, |v| {
+        v.retain(|a| !a["name"].as_str().unwrap().starts_with("act-"))
+    });
+    let (code, _, err) = env.inventory();
+    assert_eq!(code, 0, "{err}");
+    let findings = env.findings();
+    assert!(
+        open_rule(&findings, "AZ-PIM-ACTIVATION", CAROL).is_none(),
+        "{findings:#?}"
+    );
+    assert!(
+        !findings
+            .iter()
+            .any(|f| f["fact_key"].as_str().unwrap_or("").contains(CAROL)
+                && f["kind"] == "drift"
+                && f["status"] == "open"),
+        "no missing assignment for an ended activation: {findings:#?}"
+    );
 }
 
 #[test]
