@@ -368,7 +368,10 @@ fn pim_activations_of_approved_eligibilities_are_not_drift() {
     assert_eq!(env.inventory().0, 0);
     env.capture();
     // Carol activates her approved eligibility; Mallory holds one nobody approved and uses it.
-    let until = "2026-12-08T04:00:00Z";
+    let until = accessdrift::domain::EventTime::now()
+        .add_nanos(4 * 3600 * 1_000_000_000)
+        .to_string();
+    let until = until.as_str();
     env.arm.set_eligibilities(
         SUB,
         vec![

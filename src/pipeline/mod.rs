@@ -396,10 +396,11 @@ fn apply_activity(
 
 /// True when a PIM activation of `key` (`scope|principal|role`) is in force and the
 /// eligibility it used is in the baseline.
-fn activation_approved(tx: &Tx<'_>, key: &str) -> Result<bool, StoreError> {
+fn activation_approved(tx: &Tx<'_>, key: &str, now: EventTime) -> Result<bool, StoreError> {
     let active = tx
         .fact(FactKind::PimActivation, key)?
-        .is_some_and(|f| f.value.is_some());
+        .and_then(|f| f.value)
+        .is_some_and(|v| !policy::ended(&v, now));
     Ok(active && tx.baseline_value(FactKind::RoleEligibility, key)?.is_some())
 }
 
@@ -425,7 +426,7 @@ pub fn evaluate_fact(
         // The role assignment a PIM activation of an approved eligibility made is approved
         // while the activation lasts: time-bound access is not drift.
         (Some(r), FactKind::RoleAssignment)
-            if r.value.is_some() && activation_approved(tx, key)? =>
+            if r.value.is_some() && activation_approved(tx, key, cx.now)? =>
         {
             r.value.clone()
         }

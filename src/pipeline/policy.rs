@@ -107,7 +107,10 @@ fn judge_subject(
     if candidates.peek().is_none() {
         return Ok(());
     }
-    let value = tx.fact_value(kind, key)?;
+    let value = tx
+        .fact_value(kind, key)?
+        // An activation past its end no longer grants anything, record of its expiry or not.
+        .filter(|v| !(kind == FactKind::PimActivation && ended(v, now)));
     // Who made the subject what it is matters only to a sweep (no record at hand).
     let origin = match why {
         Why::Sweep(_) if value.is_some() => tx.fact(kind, key)?.map(|r| r.prov),
@@ -470,10 +473,35 @@ fn fingerprint(config: &Config, now: EventTime) -> String {
     id::stable_id(&["policy-config", &text])
 }
 
+/// True when a PIM activation's `end` is at or before `now` (`null`: no end known yet).
+pub(super) fn ended(v: &Value, now: EventTime) -> bool {
+    v.get("end")
+        .and_then(Value::as_str)
+        .and_then(EventTime::parse)
+        .is_some_and(|end| end <= now)
+}
+
 /// Re-judges every policy subject when the rules configuration or the set of live exceptions
 /// changed since the last batch; cheap (one meta read) otherwise.
 pub fn sweep(cx: &mut BatchCtx<'_, '_>) -> Result<(), StoreError> {
     let (tx, config, now) = (cx.tx, cx.config, cx.now);
+    // PIM activations past their end time resolve then, not at their expiry record.
+    for (key, v) in tx.facts_of_kind(FactKind::PimActivation)? {
+        let open = || -> Result<bool, StoreError> {
+            Ok(tx
+                .policy_findings_of(FactKind::PimActivation, &key)?
+                .iter()
+                .any(|(_, s)| s.is_active()))
+        };
+        if ended(&v, now) && open()? {
+            judge_subject(
+                cx,
+                FactKind::PimActivation,
+                &key,
+                &Why::Sweep("the PIM activation ended"),
+            )?;
+        }
+    }
     let fp = fingerprint(config, now);
     let previous = tx.meta(FINGERPRINT)?;
     if previous.as_deref() == Some(fp.as_str()) {
