@@ -12,7 +12,7 @@ mod common;
 mod daemon;
 
 use amqp_broker::AmqpBroker;
-use arm_server::{assignment, cluster, ArmServer, Fault, READER};
+use arm_server::{activation, assignment, cluster, eligibility, ArmServer, Fault, OWNER, READER};
 use common::{envelope, Rec};
 use daemon::{cli, wait_for, Daemon};
 use serde_json::Value;
@@ -220,6 +220,84 @@ fn a_bodyless_cluster_write_makes_the_daemon_read_the_cluster_and_keeps_the_auth
             .count()
             >= 3,
         "inventory + daemon snapshot + hint GET"
+    );
+    assert!(d.terminate(Duration::from_secs(10)).success());
+}
+
+/// A PIM activation record on the hub: the daemon reads the activation's schedule instance
+/// from ARM for the end time the record does not carry, and reports the activation of the
+/// approved eligibility as `AZ-PIM-ACTIVATION`, not as an unapproved Owner.
+#[test]
+fn a_pim_activation_record_makes_the_daemon_read_its_schedule() {
+    const CAROL: &str = "cccccccc-0000-4000-8000-00000000000c";
+    let env = Env::new();
+    let scope = format!("/subscriptions/{SUB}");
+    env.arm.set_eligibilities(
+        SUB,
+        vec![eligibility(SUB, "el-carol", &scope, CAROL, OWNER, None)],
+    );
+    let cfg = env.config("");
+    let (cfg_s, db) = (cfg.display().to_string(), env.db().display().to_string());
+    let (code, out, err) = env.cli(&["inventory", "--config", &cfg_s, "--db", &db]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = cli(&["baseline", "capture", "--db", &db, "--by", "t"]);
+    assert_eq!(code, 0, "{err}");
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let broker = rt.block_on(AmqpBroker::start(HUB, 1, &["accessdrift"]));
+    let secret = env.dir.path().join("eh");
+    std::fs::write(&secret, format!("Endpoint=sb://{NS}/;SharedAccessKeyName=listen;SharedAccessKey=c2VjcmV0;EntityPath={HUB}\n")).unwrap();
+    let eh = format!(
+        "[eventhubs]\nnamespace = \"{NS}\"\neventhub = \"{HUB}\"\nconsumer_group = \"accessdrift\"\nauth = \"connection_string\"\nconnection_string = {{ file = {secret:?} }}\ncustom_endpoint = \"{}\"\nmax_wait = \"50ms\"\nrebalance_interval = \"1s\"\n",
+        broker.endpoint()
+    );
+    let mut d = env.start(&eh);
+    d.wait_ready(LIMIT);
+
+    // Carol activates; PIM logs it without an end time, ARM lists the schedule instance.
+    let until = accessdrift::domain::EventTime::now()
+        .add_nanos(2 * 3600 * 1_000_000_000)
+        .to_string();
+    env.arm.set_activations(
+        SUB,
+        vec![activation(SUB, "act-carol", &scope, CAROL, OWNER, &until)],
+    );
+    let now = accessdrift::domain::EventTime::now().to_string();
+    let rec = serde_json::json!({
+        "time": now, "resourceId": scope.to_uppercase(), "category": "Administrative",
+        "correlationId": "91d00000-0000-4000-8000-000000000001",
+        "operationName": "Add member to role completed (PIM activation)", "resultType": "Succeeded",
+        "properties": {
+            "OriginRoleAssignmentId": format!("{scope}/providers/Microsoft.Authorization/roleAssignments/act-carol"),
+            "RoleDefinitionOriginId": format!("{scope}/providers/Microsoft.Authorization/roleDefinitions/{OWNER}"),
+            "SubjectID": CAROL, "Justification": "INC-1234",
+            "CallerInfo": "[{\"CallerIdentityType\":\"UPN\",\"CallerIdentityValue\":\"carol@contoso.com\"}]"
+        }
+    });
+    broker.append(
+        0,
+        serde_json::json!({"records": [rec]}).to_string().as_bytes(),
+    );
+
+    let f = wait_for("the activation with its end time", LIMIT, || {
+        let (_, out, _) = cli(&["findings", "--db", &db, "--json"]);
+        let v: Vec<Value> = serde_json::from_str(&out).ok()?;
+        v.into_iter().find(|f| {
+            f["rule"] == "AZ-PIM-ACTIVATION"
+                && f["title"]
+                    .as_str()
+                    .is_some_and(|t| t.contains(&format!("until {until}")))
+        })
+    });
+    assert_eq!(f["severity"], "low", "{f}");
+    assert_eq!(f["actor"]["upn"], "carol@contoso.com", "{f}");
+    assert!(
+        env.arm
+            .seen()
+            .iter()
+            .any(|s| s.uri.contains("roleAssignmentScheduleInstances")
+                && s.uri.contains("assignedTo(")),
+        "the targeted read"
     );
     assert!(d.terminate(Duration::from_secs(10)).success());
 }

@@ -1,6 +1,7 @@
 //! The pipeline: one batch of observations → one transaction of facts, findings, outbox, checkpoint.
 
 mod audit;
+mod azure;
 mod crash;
 mod policy;
 pub mod replay;
@@ -218,7 +219,7 @@ fn apply_observation(
     has_baseline: bool,
 ) -> Result<(), StoreError> {
     let (tx, now) = (cx.tx, cx.now);
-    let hint = hint_of(&obs);
+    let hint = azure::hint_of(&obs);
     let (op, mut prov) = match resolve::resolve(tx, obs, now)? {
         Resolution::Skip(r) => {
             if let (Some(h), SkipReason::Pending | SkipReason::NoBody) = (hint, r) {
@@ -229,6 +230,9 @@ fn apply_observation(
         }
         Resolution::Apply(op, prov) => (op, prov),
     };
+    if let Some(h) = azure::pim_hint(&op, &prov) {
+        cx.stats.hints.push(h);
+    }
     if let ChangeOp::Audit(a) = &op {
         return audit::apply(cx, a, &prov);
     }
@@ -283,7 +287,7 @@ fn apply_observation(
                     } => (*kind, k.clone()),
                     _ => return Ok(()),
                 };
-                attribute(cx, kind, &key, &prov)?;
+                azure::attribute(cx, kind, &key, &prov)?;
             }
         }
         FactApply::Stale { kind, key } => {
@@ -296,58 +300,6 @@ fn apply_observation(
         FactApply::Tombstoned => cx.stats.tombstoned += 1,
     }
     Ok(())
-}
-
-/// The resource an Activity Log Success without a body names, for the inventory to read.
-fn hint_of(obs: &Observation) -> Option<crate::ingest::Hint> {
-    use crate::sources::activity_log::AzureOp;
-    if obs.phase != crate::domain::Phase::Success || obs.candidate.is_some() {
-        return None;
-    }
-    let op = AzureOp::from_name(&obs.prov.operation)?;
-    if !op.needs_body() {
-        return None;
-    }
-    let resource_id = obs.operation_id.as_deref()?.split_once('|')?.1;
-    Some(crate::ingest::Hint {
-        kind: op.fact_kind()?,
-        resource_id: crate::domain::canonical_id(resource_id),
-        prov: obs.prov.clone(),
-    })
-}
-
-/// A record that reports, late, a change the inventory already applied: its author and
-/// correlation id go onto the finding that change opened or resolved, and the alert says
-/// who (`attributed`). Records newer than the sighting, or findings someone already
-/// attributed, are left alone.
-fn attribute(
-    cx: &mut BatchCtx<'_, '_>,
-    kind: FactKind,
-    key: &str,
-    prov: &Provenance,
-) -> Result<(), StoreError> {
-    if prov.source == crate::domain::INVENTORY_SOURCE || prov.actor.is_empty() {
-        return Ok(());
-    }
-    let Some(f) = cx.tx.finding(&drift::finding_id(kind, key))? else {
-        return Ok(());
-    };
-    match f.seen_by_inventory() {
-        Some(seen) if prov.event_time <= seen => {}
-        _ => return Ok(()),
-    }
-    let mut f = f;
-    f.actor = prov.actor.clone();
-    f.correlation_id = prov.correlation_id.clone();
-    f.add_evidence(Evidence::from(prov));
-    f.transitions += 1;
-    persist(
-        cx,
-        &Transition {
-            kind: TransitionKind::Attributed,
-            finding: f,
-        },
-    )
 }
 
 fn nanos(d: std::time::Duration) -> i64 {
@@ -394,16 +346,6 @@ fn apply_activity(
     }
 }
 
-/// True when a PIM activation of `key` (`scope|principal|role`) is in force and the
-/// eligibility it used is in the baseline.
-fn activation_approved(tx: &Tx<'_>, key: &str, now: EventTime) -> Result<bool, StoreError> {
-    let active = tx
-        .fact(FactKind::PimActivation, key)?
-        .and_then(|f| f.value)
-        .is_some_and(|v| !policy::ended(&v, now));
-    Ok(active && tx.baseline_value(FactKind::RoleEligibility, key)?.is_some())
-}
-
 /// Evaluates drift of one fact against the baseline and persists its transition.
 /// `baseline_cause` is set when a baseline change (not an observation) triggered this.
 pub fn evaluate_fact(
@@ -426,7 +368,7 @@ pub fn evaluate_fact(
         // The role assignment a PIM activation of an approved eligibility made is approved
         // while the activation lasts: time-bound access is not drift.
         (Some(r), FactKind::RoleAssignment)
-            if r.value.is_some() && activation_approved(tx, key, cx.now)? =>
+            if r.value.is_some() && azure::activation_approved(tx, key, cx.now)? =>
         {
             r.value.clone()
         }
@@ -485,7 +427,7 @@ fn evaluate_superseded(
     };
     if current.value.as_ref() == value {
         // The state this record made is the state stored (a snapshot saw it first).
-        return attribute(cx, kind, key, prov);
+        return azure::attribute(cx, kind, key, prov);
     }
     if !drifted || current.event_time <= prov.event_time {
         return Ok(());

@@ -153,9 +153,56 @@ pub async fn run(
     while tasks.join_next().await.is_some() {}
 }
 
+/// The activation a PIM record names (key `scope|principal|role`), read from the schedule
+/// instances of that scope and principal: its end time and eligibility, which the record
+/// does not carry. `None` when ARM does not list it (yet): the record stands as it is.
+pub async fn read_activation(
+    client: &ArmClient,
+    hint: &Hint,
+    cancel: &CancellationToken,
+) -> Result<Option<Observation>, ArmError> {
+    let mut parts = hint.resource_id.split('|');
+    let (Some(scope), Some(principal)) = (parts.next(), parts.next()) else {
+        return Err(ArmError::Shape {
+            url: hint.resource_id.clone(),
+            problem: "a PIM activation hint is `scope|principal|role`".into(),
+        });
+    };
+    let at = EventTime::now();
+    let url = client.url(&format!(
+        "{scope}/providers/Microsoft.Authorization/roleAssignmentScheduleInstances?api-version={}&$filter=assignedTo('{principal}')",
+        super::pim::PIM_API
+    ));
+    let page = client.page(&url, "hint", cancel).await?;
+    for item in &page.items {
+        let Ok(Some((change, key))) = super::pim::role_activation(item) else {
+            continue;
+        };
+        if key == hint.resource_id {
+            let mut prov = hint.prov.clone();
+            prov.event_time = at;
+            // Not the record's operation: this read must not ask for itself again.
+            prov.operation = "arm:read:roleassignmentscheduleinstances".into();
+            prov.location = Location {
+                input: format!("arm:GET {scope}/roleAssignmentScheduleInstances"),
+                index: 0,
+            };
+            return Ok(Some(Observation::immediate(change, prov)));
+        }
+    }
+    Ok(None)
+}
+
 async fn apply(client: &ArmClient, writer: &WriterHandle, cancel: &CancellationToken, hint: Hint) {
-    match read(client, &hint, cancel).await {
-        Ok(obs) => {
+    let read = match hint.kind {
+        FactKind::PimActivation => read_activation(client, &hint, cancel).await,
+        _ => read(client, &hint, cancel).await.map(Some),
+    };
+    match read {
+        Ok(None) => {
+            tracing::debug!(resource = %hint.resource_id, "ARM does not list the PIM activation (yet); the next snapshot reads it")
+        }
+        Ok(Some(obs)) => {
             let span = ingest_span(super::SOURCE);
             let batch = Batch {
                 source: format!("{}:hints", super::SOURCE),
