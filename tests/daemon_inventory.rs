@@ -99,6 +99,31 @@ impl Env {
     }
 }
 
+impl Env {
+    /// Day one (`inventory`, then `baseline capture`), then the daemon with an Event Hub of
+    /// the in-test broker next to the inventory; returns the broker's runtime, the broker and
+    /// the daemon, ready.
+    fn day_one_then_daemon_with_hub(&self) -> (tokio::runtime::Runtime, AmqpBroker, Daemon) {
+        let cfg = self.config("");
+        let (cfg_s, db) = (cfg.display().to_string(), self.db().display().to_string());
+        let (code, out, err) = self.cli(&["inventory", "--config", &cfg_s, "--db", &db]);
+        assert_eq!(code, 0, "{out}{err}");
+        let (code, _, err) = cli(&["baseline", "capture", "--db", &db, "--by", "t"]);
+        assert_eq!(code, 0, "{err}");
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let broker = rt.block_on(AmqpBroker::start(HUB, 1, &["accessdrift"]));
+        let secret = self.dir.path().join("eh");
+        std::fs::write(&secret, format!("Endpoint=sb://{NS}/;SharedAccessKeyName=listen;SharedAccessKey=c2VjcmV0;EntityPath={HUB}\n")).unwrap();
+        let eh = format!(
+            "[eventhubs]\nnamespace = \"{NS}\"\neventhub = \"{HUB}\"\nconsumer_group = \"accessdrift\"\nauth = \"connection_string\"\nconnection_string = {{ file = {secret:?} }}\ncustom_endpoint = \"{}\"\nmax_wait = \"50ms\"\nrebalance_interval = \"1s\"\n",
+            broker.endpoint()
+        );
+        let mut d = self.start(&eh);
+        d.wait_ready(LIMIT);
+        (rt, broker, d)
+    }
+}
+
 #[test]
 fn readiness_waits_for_a_complete_snapshot_and_names_the_refused_part() {
     let env = Env::new();
@@ -171,23 +196,8 @@ fn sigterm_during_a_hung_arm_request_exits_cleanly_within_ten_seconds() {
 fn a_bodyless_cluster_write_makes_the_daemon_read_the_cluster_and_keeps_the_author() {
     let env = Env::new();
     // Day one: inventory, then approve.
-    let cfg = env.config("");
-    let (cfg_s, db) = (cfg.display().to_string(), env.db().display().to_string());
-    let (code, out, err) = env.cli(&["inventory", "--config", &cfg_s, "--db", &db]);
-    assert_eq!(code, 0, "{out}{err}");
-    let (code, _, err) = cli(&["baseline", "capture", "--db", &db, "--by", "t"]);
-    assert_eq!(code, 0, "{err}");
-
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let broker = rt.block_on(AmqpBroker::start(HUB, 1, &["accessdrift"]));
-    let secret = env.dir.path().join("eh");
-    std::fs::write(&secret, format!("Endpoint=sb://{NS}/;SharedAccessKeyName=listen;SharedAccessKey=c2VjcmV0;EntityPath={HUB}\n")).unwrap();
-    let eh = format!(
-        "[eventhubs]\nnamespace = \"{NS}\"\neventhub = \"{HUB}\"\nconsumer_group = \"accessdrift\"\nauth = \"connection_string\"\nconnection_string = {{ file = {secret:?} }}\ncustom_endpoint = \"{}\"\nmax_wait = \"50ms\"\nrebalance_interval = \"1s\"\n",
-        broker.endpoint()
-    );
-    let mut d = env.start(&eh);
-    d.wait_ready(LIMIT);
+    let (_rt, broker, mut d) = env.day_one_then_daemon_with_hub();
+    let db = env.db().display().to_string();
 
     // Someone turns local accounts back on; the Activity Log says so without a body.
     env.arm
@@ -236,23 +246,8 @@ fn a_pim_activation_record_makes_the_daemon_read_its_schedule() {
         SUB,
         vec![eligibility(SUB, "el-carol", &scope, CAROL, OWNER, None)],
     );
-    let cfg = env.config("");
-    let (cfg_s, db) = (cfg.display().to_string(), env.db().display().to_string());
-    let (code, out, err) = env.cli(&["inventory", "--config", &cfg_s, "--db", &db]);
-    assert_eq!(code, 0, "{out}{err}");
-    let (code, _, err) = cli(&["baseline", "capture", "--db", &db, "--by", "t"]);
-    assert_eq!(code, 0, "{err}");
-
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let broker = rt.block_on(AmqpBroker::start(HUB, 1, &["accessdrift"]));
-    let secret = env.dir.path().join("eh");
-    std::fs::write(&secret, format!("Endpoint=sb://{NS}/;SharedAccessKeyName=listen;SharedAccessKey=c2VjcmV0;EntityPath={HUB}\n")).unwrap();
-    let eh = format!(
-        "[eventhubs]\nnamespace = \"{NS}\"\neventhub = \"{HUB}\"\nconsumer_group = \"accessdrift\"\nauth = \"connection_string\"\nconnection_string = {{ file = {secret:?} }}\ncustom_endpoint = \"{}\"\nmax_wait = \"50ms\"\nrebalance_interval = \"1s\"\n",
-        broker.endpoint()
-    );
-    let mut d = env.start(&eh);
-    d.wait_ready(LIMIT);
+    let (_rt, broker, mut d) = env.day_one_then_daemon_with_hub();
+    let db = env.db().display().to_string();
 
     // Carol activates; PIM logs it without an end time, ARM lists the schedule instance.
     let until = accessdrift::domain::EventTime::now()

@@ -274,12 +274,7 @@ fn attribute_change(
             kind: TransitionKind::Attributed,
             finding: f,
         };
-        cx.tx.put_finding(&t.finding)?;
-        cx.stats.count(&t.kind);
-        for sink in crate::notify::queue(cx.tx, cx.config, &t, &rest)? {
-            cx.stats.notifications += 1;
-            *cx.stats.queued.entry(sink).or_default() += 1;
-        }
+        super::persist_to(cx, &t, &rest)?;
     }
     Ok(())
 }

@@ -517,13 +517,24 @@ fn stamp_trace(t: &Transition) -> Option<Transition> {
 /// routing (`[[sinks]]`) takes it. Keys carry the installation id; mail threads follow the
 /// alert that opened the finding's current episode.
 fn persist(cx: &mut BatchCtx<'_, '_>, t: &Transition) -> Result<(), StoreError> {
+    let sinks = cx.sinks;
+    persist_to(cx, t, sinks)
+}
+
+/// [`persist`], queueing for `sinks` only (an `attributed` follow-up skips the sinks whose
+/// held alert already got the actor).
+fn persist_to(
+    cx: &mut BatchCtx<'_, '_>,
+    t: &Transition,
+    sinks: &[String],
+) -> Result<(), StoreError> {
     let traced = stamp_trace(t);
     let t = traced.as_ref().unwrap_or(t);
     cx.tx.put_finding(&t.finding)?;
     cx.touched.push(t.finding.id.clone());
     cx.stats.count(&t.kind);
     tracing::debug!(finding.id = %t.finding.id, transition = t.kind.as_str(), severity = t.finding.severity.as_str(), "finding transition");
-    for sink in crate::notify::queue(cx.tx, cx.config, t, cx.sinks)? {
+    for sink in crate::notify::queue(cx.tx, cx.config, t, sinks)? {
         cx.stats.notifications += 1;
         *cx.stats.queued.entry(sink).or_default() += 1;
     }

@@ -11,7 +11,7 @@ use crate::ingest::{Reset, SnapshotArea, SnapshotScope, Stats, WriterError, Writ
 use crate::sources::activity_log::{map, AzureOp};
 use futures::StreamExt as _;
 use serde_json::Value;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -109,12 +109,9 @@ impl Inventory {
         let at = EventTime::now();
         tracing::info!(at = %at, subscriptions = self.subscriptions.len(), clusters = self.clusters.len(), "inventory snapshot started");
         let mut reports: Vec<PartReport> = Vec::new();
-        let mut above_seen: HashSet<String> = HashSet::new();
-        let mut above_complete = true;
-        let mut above_eligible: HashSet<String> = HashSet::new();
-        let mut eligible_complete = true;
-        let mut above_active: HashSet<String> = HashSet::new();
-        let mut active_complete = true;
+        // Per kind of grant: every subscription's list completed, and the keys they listed
+        // from above the subscriptions.
+        let mut above: BTreeMap<FactKind, (bool, HashSet<String>)> = BTreeMap::new();
         let mut identities: Vec<String> = Vec::new();
         let mut identities_complete = false;
         let mut token_refused = false;
@@ -131,16 +128,19 @@ impl Inventory {
                     },
                     stats: Stats::default(),
                 });
-                above_complete = false;
                 continue;
             }
             on_part(&part);
             let report = match &part {
-                Part::RoleAssignments(sub) => {
+                Part::RoleAssignments(sub)
+                | Part::Activations(sub)
+                | Part::RoleEligibilities(sub) => {
+                    let (complete, seen) =
+                        above.entry(part.kind()).or_insert((true, HashSet::new()));
                     let r = self
-                        .role_assignments(writer, cancel, at, sub, &mut above_seen)
+                        .grants((writer, cancel), at, part.clone(), sub, seen)
                         .await?;
-                    above_complete &= r.outcome == PartOutcome::Completed;
+                    *complete &= r.outcome == PartOutcome::Completed;
                     r
                 }
                 Part::RoleDefinitions(sub) => {
@@ -156,20 +156,6 @@ impl Inventory {
                     self.federated(writer, cancel, at, sub, &identities, identities_complete)
                         .await?
                 }
-                Part::Activations(sub) => {
-                    let r = self
-                        .activations(writer, cancel, at, sub, &mut above_active)
-                        .await?;
-                    active_complete &= r.outcome == PartOutcome::Completed;
-                    r
-                }
-                Part::RoleEligibilities(sub) => {
-                    let r = self
-                        .role_eligibilities(writer, cancel, at, sub, &mut above_eligible)
-                        .await?;
-                    eligible_complete &= r.outcome == PartOutcome::Completed;
-                    r
-                }
                 Part::Cluster { name, resource_id } => {
                     self.cluster(writer, cancel, at, name, resource_id).await?
                 }
@@ -178,14 +164,10 @@ impl Inventory {
             token_refused |= matches!(report.outcome, PartOutcome::Failed { token: true, .. });
             reports.push(report);
         }
-        // Assignments above the subscriptions (management groups, root) are in every
+        // Grants above the subscriptions (management groups, root) are in every
         // subscription's list: gone only when no complete list has them.
-        for (kind, complete, seen) in [
-            (FactKind::RoleAssignment, above_complete, above_seen),
-            (FactKind::RoleEligibility, eligible_complete, above_eligible),
-            (FactKind::PimActivation, active_complete, above_active),
-        ] {
-            if !complete || self.subscriptions.is_empty() || token_refused {
+        for (kind, (complete, seen)) in above {
+            if !complete || token_refused {
                 continue;
             }
             let mut sink = Sink::new(writer, at, "arm:above-subscriptions".into());
@@ -219,7 +201,7 @@ impl Inventory {
 
     /// Lists `url` page by page into `sink`, mapping each item with `map`; `Ok(n)` when
     /// every page was read, the part's failure otherwise.
-    pub(super) async fn list_into(
+    async fn list_into(
         &self,
         sink: &mut Sink<'_>,
         cancel: &CancellationToken,
@@ -278,7 +260,7 @@ impl Inventory {
         Ok(Ok(listed))
     }
 
-    pub(super) async fn finish(
+    async fn finish(
         &self,
         mut sink: Sink<'_>,
         part: Part,
@@ -311,36 +293,40 @@ impl Inventory {
         })
     }
 
-    async fn role_assignments(
+    /// Lists one of the role grants of `sub` (role assignments, PIM activations or
+    /// eligibilities), which include those inherited from management groups and the root:
+    /// their keys go into `above`, deleted only when every subscription's list completed.
+    async fn grants(
         &self,
-        writer: &WriterHandle,
-        cancel: &CancellationToken,
+        (writer, cancel): (&WriterHandle, &CancellationToken),
         at: EventTime,
+        part: Part,
         sub: &str,
         above: &mut HashSet<String>,
     ) -> Result<PartReport, SnapshotError> {
-        let part = Part::RoleAssignments(sub.to_string());
+        type Map = fn(&Value) -> Result<Option<(ChangeOp, String)>, String>;
+        let (resource, api, map): (&str, &str, Map) = match part {
+            Part::Activations(_) => (
+                "roleAssignmentScheduleInstances",
+                super::pim::PIM_API,
+                super::pim::role_activation,
+            ),
+            Part::RoleEligibilities(_) => (
+                "roleEligibilityScheduleInstances",
+                super::pim::PIM_API,
+                super::pim::role_eligibility,
+            ),
+            _ => ("roleAssignments", AUTHORIZATION_API, |item| {
+                Ok(Some(upsert_of(AzureOp::RoleAssignmentWrite, item)?))
+            }),
+        };
         let url = self.client.url(&format!(
-            "/subscriptions/{sub}/providers/Microsoft.Authorization/roleAssignments?api-version={AUTHORIZATION_API}"
+            "/subscriptions/{sub}/providers/Microsoft.Authorization/{resource}?api-version={api}"
         ));
-        let mut sink = Sink::new(
-            writer,
-            at,
-            format!("arm:/subscriptions/{sub}/roleAssignments"),
-        );
+        let mut sink = Sink::new(writer, at, format!("arm:/subscriptions/{sub}/{resource}"));
         let mut seen = HashSet::new();
         let result = self
-            .list_into(
-                &mut sink,
-                cancel,
-                &part,
-                url,
-                |item| {
-                    let (op, key) = upsert_of(AzureOp::RoleAssignmentWrite, item)?;
-                    Ok(Some((op, key)))
-                },
-                &mut seen,
-            )
+            .list_into(&mut sink, cancel, &part, url, map, &mut seen)
             .await?;
         above.extend(
             seen.iter()

@@ -1,16 +1,11 @@
 //! Privileged Identity Management in the inventory: the role eligibilities of a subscription
-//! (`roleEligibilityScheduleInstances`), standing access one activation away.
+//! (`roleEligibilityScheduleInstances`), standing access one activation away, and the
+//! activations in force (`roleAssignmentScheduleInstances`): their projections to facts.
 
-use super::inventory::{Inventory, PartReport, SnapshotError};
-use super::report::Part;
-use super::sink::Sink;
 use crate::config::roles::role_guid;
 use crate::domain::{canonical_id, ChangeOp, EventTime, Fact, FactKind};
-use crate::ingest::{SnapshotArea, WriterHandle};
 use crate::sources::activity_log::fields::{get_ci, normalize_guid, text};
 use serde_json::{json, Value};
-use std::collections::HashSet;
-use tokio_util::sync::CancellationToken;
 
 /// `Microsoft.Authorization` schedule instances (PIM).
 pub const PIM_API: &str = "2020-10-01";
@@ -74,7 +69,7 @@ pub fn role_activation(item: &Value) -> Result<Option<(ChangeOp, String)>, Strin
     {
         return Ok(None);
     }
-    let Some(Some((ChangeOp::Upsert(mut f), key))) = role_eligibility(item).map(Some)? else {
+    let Some((ChangeOp::Upsert(mut f), key)) = role_eligibility(item)? else {
         return Ok(None);
     };
     f.kind = FactKind::PimActivation;
@@ -83,83 +78,6 @@ pub fn role_activation(item: &Value) -> Result<Option<(ChangeOp, String)>, Strin
         f.resource_id = Some(canonical_id(o));
     }
     Ok(Some((ChangeOp::Upsert(f), key)))
-}
-
-impl Inventory {
-    /// Lists the activations in force at `sub` (inherited ones into `above`).
-    pub(super) async fn activations(
-        &self,
-        writer: &WriterHandle,
-        cancel: &CancellationToken,
-        at: EventTime,
-        sub: &str,
-        above: &mut HashSet<String>,
-    ) -> Result<PartReport, SnapshotError> {
-        let part = Part::Activations(sub.to_string());
-        let url = self.client().url(&format!(
-            "/subscriptions/{sub}/providers/Microsoft.Authorization/roleAssignmentScheduleInstances?api-version={PIM_API}"
-        ));
-        let mut sink = Sink::new(
-            writer,
-            at,
-            format!("arm:/subscriptions/{sub}/roleAssignmentScheduleInstances"),
-        );
-        let mut seen = HashSet::new();
-        let result = self
-            .list_into(&mut sink, cancel, &part, url, role_activation, &mut seen)
-            .await?;
-        above.extend(
-            seen.iter()
-                .filter(|k| !k.starts_with("/subscriptions/"))
-                .cloned(),
-        );
-        self.finish(
-            sink,
-            part,
-            result,
-            SnapshotArea::Subscription(sub.to_string()),
-            seen,
-        )
-        .await
-    }
-
-    /// Lists the eligibilities visible at `sub` (its own, and inherited ones whose keys go
-    /// into `above`, deleted only when every subscription's list completed).
-    pub(super) async fn role_eligibilities(
-        &self,
-        writer: &WriterHandle,
-        cancel: &CancellationToken,
-        at: EventTime,
-        sub: &str,
-        above: &mut HashSet<String>,
-    ) -> Result<PartReport, SnapshotError> {
-        let part = Part::RoleEligibilities(sub.to_string());
-        let url = self.client().url(&format!(
-            "/subscriptions/{sub}/providers/Microsoft.Authorization/roleEligibilityScheduleInstances?api-version={PIM_API}"
-        ));
-        let mut sink = Sink::new(
-            writer,
-            at,
-            format!("arm:/subscriptions/{sub}/roleEligibilityScheduleInstances"),
-        );
-        let mut seen = HashSet::new();
-        let result = self
-            .list_into(&mut sink, cancel, &part, url, role_eligibility, &mut seen)
-            .await?;
-        above.extend(
-            seen.iter()
-                .filter(|k| !k.starts_with("/subscriptions/"))
-                .cloned(),
-        );
-        self.finish(
-            sink,
-            part,
-            result,
-            SnapshotArea::Subscription(sub.to_string()),
-            seen,
-        )
-        .await
-    }
 }
 
 #[cfg(test)]
