@@ -442,6 +442,7 @@ async fn session(
     let mut dispatch = tokio::task::spawn_local(async move { runner.run().await });
     let mut partitions = tokio::task::JoinSet::new();
     let mut dead_links: std::collections::HashMap<String, u32> = Default::default();
+    let session_started = std::time::Instant::now();
     let mut poll = tokio::time::interval(cfg.lag_poll);
     let result = loop {
         tokio::select! {
@@ -489,6 +490,21 @@ async fn session(
                 let limit = cfg.lag_poll.max(Duration::from_secs(5));
                 if tokio::time::timeout(limit, poll_lag(ctx, cfg, &monitor, &props.partition_ids, stats)).await.is_err() {
                     tracing::warn!(eventhub = %cfg.eventhub, "reading partition properties for lag timed out");
+                }
+                // After a dropped connection the SDK can leave a receiver that neither
+                // delivers nor ends. Long after the stall is reported (3 × stall_after, in
+                // this session), only a new connection helps: reopen every partition from
+                // its last commit.
+                let dead = cfg.stall_after * 3;
+                let stuck = stats.stalled_for(dead);
+                if session_started.elapsed() >= dead && !stuck.is_empty() {
+                    let e: Box<dyn std::error::Error + Send + Sync> = format!(
+                        "partition(s) {} had events waiting and received nothing for {}; reconnecting",
+                        stuck.join(", "),
+                        humantime_serde::re::humantime::format_duration(dead)
+                    )
+                    .into();
+                    break Err(hub_err("receiving", e));
                 }
             }
         }

@@ -97,6 +97,19 @@ impl EventHubsStats {
         });
     }
 
+    /// Partitions whose events have waited, with nothing committed, for at least `limit`.
+    pub fn stalled_for(&self, limit: Duration) -> Vec<String> {
+        let now = Instant::now();
+        self.lock()
+            .iter()
+            .filter(|(_, p)| {
+                p.waiting_since
+                    .is_some_and(|s| now.duration_since(s) >= limit)
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
     /// Partitions currently stalled.
     pub fn stalled(&self) -> Vec<String> {
         self.lock()
